@@ -1,0 +1,1 @@
+"""Plumbing shared by every pipeline: settings, partitions, warehouse, SQL, checks, torchrun, plots."""

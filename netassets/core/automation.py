@@ -1,0 +1,126 @@
+"""Sensors and schedules every pipeline builds the same way.
+
+- ``landing_sensor``: watches a pipeline's landing folder. Its cursor maps each
+  ``<day>|<region>`` partition to a fingerprint of its files (name, size, mtime); a tick adds
+  unseen regions to the dynamic partitions and requests runs for exactly the partitions whose
+  fingerprint changed, with run key ``<partition>@<fingerprint>`` so a tick never duplicates
+  work. Dagster stores the new cursor only when the tick succeeds.
+- ``monthly_retrain_schedule``: model assets, 1st of the month 03:00 UTC (NETASSETS_RETRAIN_CRON).
+- ``daily_ingestion_schedule``: yesterday x every known region, 02:00 UTC (NETASSETS_INGEST_CRON).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import dagster as dg
+
+from netassets.core.settings import safe_name
+
+RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
+INGEST_CRON_ENV = "NETASSETS_INGEST_CRON"
+
+Scan = Callable[[], Mapping[tuple[str, str], Sequence[Path]]]
+
+
+def fingerprint(files: Sequence[Path]) -> str:
+    digest = hashlib.sha1()
+    for path in sorted(files):
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def landing_sensor(
+    *,
+    name: str,
+    target: dg.AssetSelection | Sequence[dg.AssetsDefinition] | Sequence[str],
+    dynamic_partitions_name: str,
+    scan: Scan,
+    description: str,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """``scan()`` returns {(day 'YYYY-MM-DD', region): [files]} for what is on disk now."""
+
+    @dg.sensor(
+        name=name,
+        target=target,
+        description=description,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        current: dict[str, str] = {}
+        rejected: list[str] = []
+        for (day, region), files in scan().items():
+            try:
+                dt.date.fromisoformat(day)
+                safe_name(region, "region")
+            except ValueError as exc:
+                rejected.append(f"{day}|{region}: {exc}")
+                continue
+            if files:
+                current[f"{day}|{region}"] = fingerprint(files)
+        for reason in rejected:
+            context.log.warning("ignoring landing entry %s", reason)
+        changed = sorted(key for key, fp in current.items() if seen.get(key) != fp)
+        if not changed:
+            return dg.SkipReason(f"no new or changed files ({len(current)} partitions on disk)")
+        known = set(context.instance.get_dynamic_partitions(dynamic_partitions_name))
+        new_regions = sorted({key.split("|")[1] for key in changed} - known)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(partition_key=key, run_key=f"{key}@{current[key]}", tags={"netassets/trigger": name})
+                for key in changed
+            ],
+            dynamic_partitions_requests=(
+                [dg.AddDynamicPartitionsRequest(dynamic_partitions_name, new_regions)] if new_regions else []
+            ),
+            cursor=json.dumps({**seen, **current}, sort_keys=True),
+        )
+
+    return _sensor
+
+
+def monthly_retrain_schedule(
+    *, name: str, target: dg.AssetSelection | Sequence[dg.AssetsDefinition] | Sequence[str], description: str
+) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=name,
+        target=target,
+        cron_schedule=os.environ.get(RETRAIN_CRON_ENV, "0 3 1 * *"),
+        execution_timezone="UTC",
+        description=description,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+
+
+def daily_ingestion_schedule(
+    *,
+    name: str,
+    target: dg.AssetSelection | Sequence[dg.AssetsDefinition] | Sequence[str],
+    dynamic_partitions_name: str,
+    description: str,
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=name,
+        target=target,
+        cron_schedule=os.environ.get(INGEST_CRON_ENV, "0 2 * * *"),
+        execution_timezone="UTC",
+        description=description,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        day = (context.scheduled_execution_time.date() - dt.timedelta(days=1)).isoformat()
+        regions = sorted(context.instance.get_dynamic_partitions(dynamic_partitions_name))
+        if not regions:
+            return dg.SkipReason(f"no partitions registered in {dynamic_partitions_name!r} yet")
+        return [dg.RunRequest(partition_key=f"{day}|{region}", run_key=f"{name}:{day}|{region}") for region in regions]
+
+    return _schedule

@@ -1,0 +1,38 @@
+"""matplotlib figures as asset metadata: an inline PNG the UI renders, and a file on disk."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import dagster as dg
+import matplotlib
+
+matplotlib.use("Agg")  # headless: assets run in workers without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def figure_metadata(fig: "plt.Figure", save_to: Path | None = None, dpi: int = 90) -> dg.MetadataValue:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    png = buf.getvalue()
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        save_to.write_bytes(png)
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> dg.MetadataValue:
+    """A list of same-keyed dicts as a markdown table (scores next to baselines, silhouettes per k...)."""
+    if not rows:
+        return dg.MetadataValue.md("_(empty)_")
+    cols = list(rows[0])
+
+    def cell(v):
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return dg.MetadataValue.md("\n".join(lines))

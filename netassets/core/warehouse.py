@@ -1,0 +1,155 @@
+"""The DuckDB warehouse: short connections, and one transaction to replace a partition.
+
+DuckDB allows one writing process per file. Steps of the multiprocess executor take
+the ``duckdb`` concurrency pool (limit 1 in dagster.yaml); on top of that every connection
+retries briefly on a lock conflict, so a `dagster dev` reader or a second run does not fail
+a write outright.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from netassets.core.settings import warehouse_path
+
+POOL = "duckdb"
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class EmptyPartitionError(ValueError):
+    """A partition write produced no rows: an error, never a silent skip."""
+
+
+def ident(name: str) -> str:
+    """A table or column name checked against a strict pattern, safe to format into SQL."""
+    if not _IDENT.match(name):
+        raise ValueError(f"invalid SQL identifier {name!r}")
+    return name
+
+
+def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    if not filters:
+        raise ValueError("a partition needs at least one filter column")
+    clause = " AND ".join(f"{ident(col)} = ?" for col in filters)
+    return clause, list(filters.values())
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """Path of the DuckDB file (default: $NETASSETS_HOME/warehouse.duckdb)."""
+
+    database: str = ""
+    lock_retry_seconds: float = 30.0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.database) if self.database else warehouse_path()
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only and not self.path.exists():
+            read_only = False  # let DuckDB create the file instead of failing on a fresh home
+        deadline = time.monotonic() + self.lock_retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def table_exists(self, conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+        return bool(
+            conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ident(table)]
+            ).fetchone()[0]
+        )
+
+    def replace_partition(
+        self,
+        table: str,
+        partition: Mapping[str, Any],
+        data: pl.DataFrame | None = None,
+        *,
+        select_sql: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        conn: duckdb.DuckDBPyConnection | None = None,
+        before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        allow_empty: bool = False,
+    ) -> int:
+        """Delete the partition's rows and insert the new ones in one transaction.
+
+        The new rows come from a polars frame (``data``) or from ``select_sql`` run inside the
+        transaction with bound ``params``, on ``conn`` if given (so temporary tables staged on
+        it are visible) or on a fresh connection. The table is created from the first
+        version's schema. ``before_commit(conn)`` may inspect (or prune) the staged rows in
+        ``_netassets_staged`` and raise to abort. If anything fails, or the result is empty and ``allow_empty`` is
+        false, the transaction is rolled back and the previous version of the partition stays.
+        """
+        if (data is None) == (select_sql is None):
+            raise ValueError("pass exactly one of data or select_sql")
+        if conn is None:
+            with self.connect() as own:
+                return self.replace_partition(
+                    table, partition, data, select_sql=select_sql, params=params, conn=own,
+                    before_commit=before_commit, allow_empty=allow_empty,
+                )
+        table = ident(table)
+        where, where_params = _where(partition)
+        if data is not None:
+            conn.register("_netassets_new_rows", data.to_arrow())
+            source, source_params = "SELECT * FROM _netassets_new_rows", {}
+        else:
+            source, source_params = select_sql, dict(params or {})
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE _netassets_staged AS {source}", source_params)
+            if before_commit is not None:
+                before_commit(conn)
+            staged = conn.execute("SELECT count(*) FROM _netassets_staged").fetchone()[0]
+            if staged == 0 and not allow_empty:
+                raise EmptyPartitionError(
+                    f"{table}: partition {dict(partition)} produced no rows; refusing to replace it with nothing"
+                )
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _netassets_staged LIMIT 0")
+            conn.execute(f"DELETE FROM {table} WHERE {where}", where_params)
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _netassets_staged")
+            conn.execute("DROP TABLE _netassets_staged")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            if data is not None:
+                conn.unregister("_netassets_new_rows")
+        return int(staged)
+
+    def read_partition(
+        self, table: str, partition: Mapping[str, Any], columns: str = "*", order_by: str | None = None
+    ) -> pl.DataFrame:
+        where, where_params = _where(partition)
+        order = f" ORDER BY {', '.join(ident(c.strip()) for c in order_by.split(','))}" if order_by else ""
+        with self.connect(read_only=True) as conn:
+            if not self.table_exists(conn, table):
+                raise LookupError(f"table {table!r} does not exist yet in {self.path}: materialise its asset first")
+            cols = columns if columns == "*" else ", ".join(ident(c.strip()) for c in columns.split(","))
+            return conn.execute(f"SELECT {cols} FROM {ident(table)} WHERE {where}{order}", where_params).pl()
+
+    def query(self, sql: str, params: Mapping[str, Any] | list[Any] | None = None) -> pl.DataFrame:
+        with self.connect(read_only=True) as conn:
+            return conn.execute(sql, params).pl()

@@ -1,0 +1,13 @@
+"""The one Definitions of the netassets code location: each pipeline's defs + shared resources."""
+
+import dagster as dg
+
+from netassets.core.warehouse import DuckDBWarehouse
+from netassets.lens import definitions as lens
+
+# Pipelines are imported as modules (not `defs as ...`): Dagster refuses a module that holds
+# more than one Definitions object at top level.
+defs = dg.Definitions.merge(
+    dg.Definitions(resources={"warehouse": DuckDBWarehouse()}, executor=dg.multiprocess_executor),
+    lens.defs,
+)

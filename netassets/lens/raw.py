@@ -1,0 +1,77 @@
+"""Finding and validating a day's LENS hour files before DuckDB reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+EXPECTED_COLUMNS = ("timestamp", "rtt", "uplink", "downlink")
+HOUR_FILE = re.compile(r"^irtt-10ms-1h-(\d{4}-\d{2}-\d{2})-(\d{2})-00-00\.csv$")
+
+
+class LensInputError(ValueError):
+    """Bad LENS input; the message names the file, and the line or column where known."""
+
+
+@dataclass
+class DayFiles:
+    present: list[Path] = field(default_factory=list)
+    empty: list[Path] = field(default_factory=list)  # zero bytes or a header only
+    missing_hours: list[int] = field(default_factory=list)
+
+
+def hour_path(root: Path, region: str, day: dt.date, hour: int) -> Path:
+    return root / region / day.isoformat() / f"irtt-10ms-1h-{day.isoformat()}-{hour:02d}-00-00.csv"
+
+
+def day_files(root: Path, region: str, day: dt.date) -> DayFiles:
+    """The 24 expected hour files of a day, sorted into present / empty / missing."""
+    found = DayFiles()
+    for hour in range(24):
+        path = hour_path(root, region, day, hour)
+        if not path.is_file():
+            found.missing_hours.append(hour)
+            continue
+        with path.open("rb") as handle:
+            header = handle.readline()
+            has_data = bool(handle.read(1).strip())
+        if not header.strip():
+            found.empty.append(path)
+            continue
+        columns = tuple(c.strip().strip('"') for c in header.decode("utf-8", "replace").strip().split(","))
+        if columns != EXPECTED_COLUMNS:
+            missing = [c for c in EXPECTED_COLUMNS if c not in columns]
+            unexpected = [c for c in columns if c not in EXPECTED_COLUMNS]
+            raise LensInputError(
+                f"{path}: line 1: header {list(columns)} does not match {list(EXPECTED_COLUMNS)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {unexpected}" if unexpected else "")
+            )
+        (found.present if has_data else found.empty).append(path)
+    return found
+
+
+def rejected_lines(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
+    """Split DuckDB's CSV rejects into (truncated last lines, real errors), both as messages.
+
+    A truncated last line is a final line without a newline that fails to parse: a capture cut
+    off mid-write. It is dropped and counted; any other bad line is an error.
+    """
+    rows = conn.execute(
+        """
+        SELECT s.file_path, r.line, r.line_byte_position, r.column_name, r.error_type, r.csv_line, r.error_message
+        FROM lens_rejects r JOIN lens_reject_scans s USING (scan_id, file_id)
+        ORDER BY s.file_path, r.line
+        """
+    ).fetchall()
+    truncated, errors = [], []
+    for path, line, line_start, column, error_type, csv_line, message in rows:
+        size = Path(path).stat().st_size
+        unterminated_last_line = line_start + len(csv_line.encode()) == size
+        where = f"{path}: line {line}: column {column!r}: {error_type.lower()}: {message} (line reads {csv_line!r})"
+        (truncated if unterminated_last_line else errors).append(where)
+    return truncated, errors

@@ -1,0 +1,45 @@
+"""The LENS landing sensor: a new region folder or day folder under the LENS root becomes runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+
+from netassets.core.automation import daily_ingestion_schedule, landing_sensor
+from netassets.core.settings import landing_dir
+from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+from netassets.lens.partitions import lens_regions_name
+from netassets.lens.raw import HOUR_FILE
+
+lens_ingest_job = dg.define_asset_job(
+    "lens_ingest_job", selection=dg.AssetSelection.assets(lens_raw_irtt, lens_clean_groups)
+)
+
+
+def scan_lens_root(root: Path | None = None) -> dict[tuple[str, str], list[Path]]:
+    """{(day, region): hour files} for ``{root}/{region}/{day}/irtt-10ms-1h-{day}-{HH}-00-00.csv``."""
+    root = root or landing_dir("lens")
+    found: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    for path in root.glob("*/*/irtt-10ms-1h-*.csv"):
+        match = HOUR_FILE.match(path.name)
+        if match and match.group(1) == path.parent.name:
+            found[(path.parent.name, path.parent.parent.name)].append(path)
+    return found
+
+
+lens_landing_sensor = landing_sensor(
+    name="lens_landing_sensor",
+    target=lens_ingest_job,
+    dynamic_partitions_name=lens_regions_name,
+    scan=scan_lens_root,
+    description="Watches the LENS root; registers new regions and runs each day x region whose hour files changed.",
+)
+
+lens_daily_schedule = daily_ingestion_schedule(
+    name="lens_daily_ingest",
+    target=lens_ingest_job,
+    dynamic_partitions_name=lens_regions_name,
+    description="Yesterday x every known region, for hour files that landed without the sensor running.",
+)
