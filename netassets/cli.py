@@ -14,6 +14,7 @@ import sys
 
 GENERATORS = {
     "lens": "netassets.lens.sample",
+    "dwcp": "netassets.dwcp.sample",
 }
 
 

@@ -4,10 +4,12 @@ import dagster as dg
 
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.lens import definitions as lens
+from netassets.dwcp import definitions as dwcp
 
 # Pipelines are imported as modules (not `defs as ...`): Dagster refuses a module that holds
 # more than one Definitions object at top level.
 defs = dg.Definitions.merge(
     dg.Definitions(resources={"warehouse": DuckDBWarehouse()}, executor=dg.multiprocess_executor),
     lens.defs,
+    dwcp.defs,
 )

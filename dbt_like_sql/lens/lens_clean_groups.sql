@@ -66,6 +66,7 @@ SELECT
     group_id,
     make_timestamp(any_value(start_tick + group_id * 1500) * 10000) AS group_start,
     CAST(any_value(n_observed) AS SMALLINT) AS n_observed,
+    CAST($min_samples AS SMALLINT) AS min_samples,
     list(coalesce(rtt, -1.0) ORDER BY slot) AS rtt_token,
     list(
         CASE

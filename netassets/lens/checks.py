@@ -8,12 +8,10 @@ import pandas as pd
 from netassets.core.expectations import gx_partition_check
 from netassets.core.partitions import parse_partition_key
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.lens.assets import GROUP_POINTS, LensCleanConfig, lens_clean_groups, lens_raw_irtt
+from netassets.lens.assets import GROUP_POINTS, lens_clean_groups, lens_raw_irtt
 from netassets.lens.partitions import REGION, lens_partitions
 
 RTT_MAX_MS = 10_000
-# The loosest fill share any accepted group can have under the default threshold.
-MAX_FILL_SHARE = 1 - LensCleanConfig().min_samples / GROUP_POINTS
 
 
 def _partition_frame(warehouse: DuckDBWarehouse, partition_key: str, sql: str) -> pd.DataFrame:
@@ -54,6 +52,8 @@ def _load_clean(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
                len(rtt_token) AS token_points,
                len(rtt_nearest) AS nearest_points,
                1 - n_observed / 1500.0 AS fill_share,
+               -- the share of filled points allowed by the threshold this partition was cleaned with
+               1 - (min_samples + 1) / 1500.0 AS max_fill_share,
                list_min(list_filter(rtt_token, x -> x <> -1)) AS token_min_observed,
                list_max(rtt_token) AS token_max,
                list_min(rtt_nearest) AS nearest_min,
@@ -71,7 +71,10 @@ def _clean_expectations(frame: pd.DataFrame) -> list:
         gx.expectations.ExpectColumnValuesToBeUnique(column="group_start"),
         between(column="token_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
         between(column="nearest_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
-        between(column="fill_share", min_value=0.0, max_value=MAX_FILL_SHARE),
+        between(column="fill_share", min_value=0.0, max_value=1.0),
+        gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="max_fill_share", column_B="fill_share", or_equal=True
+        ),
         between(column="token_min_observed", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
         between(column="token_max", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
         between(column="nearest_min", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),

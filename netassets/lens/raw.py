@@ -63,15 +63,24 @@ def rejected_lines(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str
     """
     rows = conn.execute(
         """
-        SELECT s.file_path, r.line, r.line_byte_position, r.column_name, r.error_type, r.csv_line, r.error_message
+        -- one row per bad line (DuckDB reports each missing column of a short line separately)
+        SELECT s.file_path, r.line, min(r.column_name), min(r.error_type), any_value(r.csv_line), min(r.error_message)
         FROM lens_rejects r JOIN lens_reject_scans s USING (scan_id, file_id)
+        GROUP BY s.file_path, r.line
         ORDER BY s.file_path, r.line
         """
     ).fetchall()
     truncated, errors = [], []
-    for path, line, line_start, column, error_type, csv_line, message in rows:
-        size = Path(path).stat().st_size
-        unterminated_last_line = line_start + len(csv_line.encode()) == size
+    for path, line, column, error_type, csv_line, message in rows:
+        unterminated_last_line = _ends_without_newline_with(Path(path), csv_line.encode())
         where = f"{path}: line {line}: column {column!r}: {error_type.lower()}: {message} (line reads {csv_line!r})"
         (truncated if unterminated_last_line else errors).append(where)
     return truncated, errors
+
+
+def _ends_without_newline_with(path: Path, last_line: bytes) -> bool:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - len(last_line) - 1))
+        tail = handle.read()
+    return not tail.endswith(b"\n") and tail.endswith(last_line)

@@ -1,0 +1,157 @@
+"""Device-load assets: landing CSVs -> raw -> features -> scaled windows -> Embed-LSTM -> DBSCAN anomalies."""
+
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from netassets.core.partitions import context_partition
+from netassets.core.plots import figure_metadata, table_markdown
+from netassets.core.settings import artifacts_dir
+from netassets.core.sql import load_sql
+from netassets.core.torchrun import launch_torchrun
+from netassets.core.warehouse import POOL, DuckDBWarehouse
+from netassets.device_load.detect import Detector, detect, router_figure
+from netassets.device_load.features import build_windows, fit_scalers, split_of, time_cutoffs
+from netassets.device_load.landing import DEFAULT_REGION_PATTERN, PIPELINE, landing_files, read_landing
+from netassets.device_load.partitions import REGION, device_load_partitions
+
+GROUP = "device_load"
+
+
+def model_path():
+    return artifacts_dir(PIPELINE) / "model.pt"
+
+
+class RawConfig(dg.Config):
+    region_pattern: str = DEFAULT_REGION_PATTERN  # regex, one capture group: the region in the hostname
+
+
+@dg.asset(group_name=GROUP, partitions_def=device_load_partitions, pool=POOL, kinds={"duckdb", "csv"})
+def device_load_raw(context: dg.AssetExecutionContext, config: RawConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """device_data rows of one day and region, validated, from every CSV in the landing folder."""
+    partition = context_partition(context, REGION)
+    files = landing_files()
+    rows = read_landing(files, config.region_pattern).filter(
+        (pl.col("day") == partition.day) & (pl.col("region") == partition.other)
+    )
+    count = warehouse.replace_partition("device_load_raw", {"day": partition.day, "region": partition.other}, data=rows)
+    return dg.MaterializeResult(metadata={
+        "rows": count,
+        "routers": rows["router"].n_unique(),
+        "source_files": ", ".join(sorted(rows["source_file"].unique().to_list())),
+        "files_in_landing": len(files),
+    })
+
+
+@dg.asset(group_name=GROUP, partitions_def=device_load_partitions, pool=POOL, deps=[device_load_raw], kinds={"duckdb"})
+def device_load_features(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """The seed's features per router (|max-mean|, ratio, deltas, rolling-4 z-scores), SQL in dbt_like_sql."""
+    partition = context_partition(context, REGION)
+    count = warehouse.replace_partition(
+        "device_load_features", {"day": partition.day, "region": partition.other},
+        select_sql=load_sql(PIPELINE, "device_load_features"), params={"day": partition.day, "region": partition.other},
+    )
+    return dg.MaterializeResult(metadata={"rows": count})
+
+
+class WindowsConfig(dg.Config):
+    window: int = 24  # steps per input window: 24 for the daily seasonality the seed's notebook shows (its code used 6)
+    step_minutes: int = 60  # sampling step of the series; windows never span a gap
+    first_day: str | None = None  # training history, ISO days, None = open end
+    last_day: str | None = None
+
+
+@dg.asset(group_name=GROUP, deps=[device_load_features], kinds={"numpy"})
+def device_load_windows(context: dg.AssetExecutionContext, config: WindowsConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """Per-router winsorised, robust-scaled windows -> next (max, mean), split 80/10/10 by time."""
+    if config.window < 2 or config.step_minutes < 1:
+        raise ValueError(f"window must be >= 2 and step_minutes >= 1, got {config.window} and {config.step_minutes}")
+    bounds = [dt.date.fromisoformat(d) if d else None for d in (config.first_day, config.last_day)]
+    history = warehouse.query(load_sql(PIPELINE, "device_load_history"),
+                              {"region": None, "first_day": bounds[0], "last_day": bounds[1]})
+    if history.is_empty():
+        raise ValueError("device_load_features is empty for the chosen days: materialise some partitions first")
+    times = history["timeslot"].to_numpy().astype("datetime64[us]")
+    # The cut-offs come from the row times; targets follow their rows, so the split is by target time.
+    train_end, val_end = time_cutoffs(times)
+    scalers = fit_scalers(history, config.window, config.step_minutes * 60, train_end, val_end)
+    windows, skipped = build_windows(history, scalers)
+    split = split_of(windows.target_time, train_end, val_end)
+    counts = {name: int((split == i).sum()) for i, name in enumerate(("train", "val", "test"))}
+    if not counts["train"] or not counts["val"]:
+        raise ValueError(f"too little history for a train/validation split of {config.window}-step windows: {counts}")
+    out = artifacts_dir(PIPELINE)
+    windows.save(out / "windows.npz", split)
+    scalers.save(out / "scalers.json")
+    return dg.MaterializeResult(metadata={
+        **{f"{name}_windows": n for name, n in counts.items()},
+        "routers": len(scalers.routers),
+        "train_end": str(train_end), "val_end": str(val_end),
+        "skipped_routers": dg.MetadataValue.json(skipped),
+        "windows_path": dg.MetadataValue.path(str(out / "windows.npz")),
+        "scalers_path": dg.MetadataValue.path(str(out / "scalers.json")),
+    })
+
+
+class TrainingRunConfig(dg.Config):
+    nproc: int = 1  # torchrun processes (gloo on CPU)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    patience: int = 5
+    seed: int = 0
+
+
+@dg.asset(group_name=GROUP, deps=[device_load_windows], kinds={"pytorch"})
+def device_load_model(context: dg.AssetExecutionContext, config: TrainingRunConfig) -> dg.MaterializeResult:
+    """Embed-LSTM trained through torchrun; held-out MSE next to the persistence baseline."""
+    out = artifacts_dir(PIPELINE)
+    args = [f"--windows={out / 'windows.npz'}", f"--scalers={out / 'scalers.json'}", f"--out={model_path()}",
+            f"--epochs={config.epochs}", f"--batch_size={config.batch_size}", f"--lr={config.lr}",
+            f"--patience={config.patience}", f"--seed={config.seed}"]
+    return launch_torchrun(context, "netassets.device_load.train", args, nproc=config.nproc).get_materialize_result()
+
+
+class AnomaliesConfig(dg.Config):
+    eps: float = 1.0  # DBSCAN radius on |prediction - actual| in robust-scaled units
+    min_samples: int = 5
+    reference: str = "validation"  # cluster with the router's held-out errors, or "partition" alone (seed)
+    fallback_mean_error: float | None = None  # the seed's fallback rule (it used 4.0); None = off
+    max_plots: int = 12  # routers plotted inline in metadata (all are written to disk)
+
+
+@dg.asset(group_name=GROUP, partitions_def=device_load_partitions, pool=POOL,
+          deps=[device_load_features, device_load_model], kinds={"duckdb", "sklearn"})
+def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesConfig,
+                          warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """Predictions, errors and DBSCAN labels (-1 = anomaly) per router for one day and region."""
+    partition = context_partition(context, REGION)
+    detector = Detector.load(model_path())
+    context_days = -(-detector.scalers.window * detector.scalers.step_seconds // 86400)  # ceil: days of window context
+    history = warehouse.query(load_sql(PIPELINE, "device_load_history"), {
+        "region": partition.other, "first_day": partition.day - dt.timedelta(days=context_days), "last_day": partition.day})
+    table, skipped = detect(history, partition.day, detector, config.eps, config.min_samples,
+                            config.reference, config.fallback_mean_error)
+    for router, reason in skipped.items():
+        context.log.warning("router %s not scored: %s", router, reason)
+    count = warehouse.replace_partition("device_load_anomalies", {"day": partition.day, "region": partition.other},
+                                        data=table, allow_empty=True)
+    plots = {}
+    plot_dir = artifacts_dir(PIPELINE) / "plots" / partition.day.isoformat() / partition.other
+    for i, ((router,), rows) in enumerate(table.group_by("router", maintain_order=True)):
+        figure = figure_metadata(router_figure(rows, router), save_to=plot_dir / f"router_{detector.scalers.router_id(router)}.png")
+        if i < config.max_plots:
+            plots[f"plot {router}"] = figure
+    per_router = (table.group_by("router").agg(pl.len().alias("points"), pl.col("is_anomaly").sum().alias("anomalies"),
+                                                pl.col("error_max").mean().alias("mean_error_max")).sort("router"))
+    return dg.MaterializeResult(metadata={
+        "rows": count,
+        "anomalies": int(table["is_anomaly"].sum()) if count else 0,
+        "anomaly_rate": float(table["is_anomaly"].mean()) if count else 0.0,
+        "skipped_routers": dg.MetadataValue.json(skipped),
+        "per_router": table_markdown(per_router.to_dicts()),
+        **plots,
+    })

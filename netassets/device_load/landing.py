@@ -1,0 +1,146 @@
+"""Reading and validating ``device_data`` CSV files from the landing folder.
+
+Layout: ``$NETASSETS_HOME/landing/device_load/*.csv``, each file any number of days, routers
+and regions (the seed's ``device_data.csv`` loads as is). A file maps to every (day, region)
+its rows fall in; the raw asset of one partition reads the matching rows of every file.
+
+Files are read, never modified. A bad file stops ingestion with an error naming the file and
+the CSV line (header = line 1): wrong columns, an unparsable timeslot, a negative or missing
+metric, a hostname the region rule cannot place, or a (router, timeslot) seen twice (in one
+file or across two).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from netassets.core.settings import landing_dir, safe_name
+
+PIPELINE = "device_load"
+COLUMNS = ("hostname", "ifname", "timeslot", "max_metric_value", "mean_metric_value")
+METRICS = ("max_metric_value", "mean_metric_value")
+TIMESLOT_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Default region rule: the hostname's first token ("nl-xy-switch-01" -> "nl").
+DEFAULT_REGION_PATTERN = r"^([A-Za-z0-9]+)[-_.]"
+
+
+class DeviceLoadInputError(ValueError):
+    """Bad device_data input; the message names the file and the CSV line."""
+
+
+def landing_files() -> list[Path]:
+    folder = landing_dir(PIPELINE)
+    return sorted(folder.glob("*.csv")) if folder.is_dir() else []
+
+
+def _region_rule(pattern: str) -> re.Pattern:
+    rule = re.compile(pattern)
+    if rule.groups != 1:
+        raise ValueError(f"region pattern {pattern!r} must have exactly one capture group")
+    return rule
+
+
+def _read_text(path: Path) -> pl.DataFrame:
+    """The file as strings plus its CSV line number, header checked."""
+    try:
+        frame = pl.read_csv(path, infer_schema=False, row_index_name="line", row_index_offset=2)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        raise DeviceLoadInputError(f"{path}: cannot be read as CSV: {exc}") from None
+    columns = [c for c in frame.columns if c != "line"]
+    if sorted(columns) != sorted(COLUMNS):
+        missing = [c for c in COLUMNS if c not in columns]
+        unexpected = [c for c in columns if c not in COLUMNS]
+        raise DeviceLoadInputError(
+            f"{path}: line 1: columns {columns} do not match {list(COLUMNS)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {unexpected}" if unexpected else "")
+        )
+    return frame
+
+
+def _first_bad(frame: pl.DataFrame, bad: pl.Expr, path: Path, what: str, show: list[str]) -> None:
+    rows = frame.filter(bad)
+    if rows.height:
+        first = rows.row(0, named=True)
+        detail = ", ".join(f"{c}={first[c]!r}" for c in show)
+        raise DeviceLoadInputError(f"{path}: line {first['line']}: {what} ({detail}); {rows.height} such row(s) in the file")
+
+
+def read_device_file(path: Path, region_pattern: str = DEFAULT_REGION_PATTERN) -> pl.DataFrame:
+    """One validated file: typed columns plus router, region, day, source_file, source_line."""
+    rule = _region_rule(region_pattern)
+    text = _read_text(path)
+    frame = text.with_columns(
+        pl.col("timeslot").str.strptime(pl.Datetime("us"), TIMESLOT_FORMAT, strict=False).alias("_timeslot"),
+        *[pl.col(m).cast(pl.Float64, strict=False).alias(f"_{m}") for m in METRICS],
+        pl.col("hostname").str.extract(rule.pattern, 1).alias("region"),
+    )
+    _first_bad(frame, pl.col("hostname").is_null() | pl.col("ifname").is_null(), path, "empty hostname or ifname", ["hostname", "ifname"])
+    _first_bad(frame, pl.col("_timeslot").is_null(), path, f"timeslot is not {TIMESLOT_FORMAT}", ["timeslot"])
+    for metric in METRICS:
+        value = pl.col(f"_{metric}")
+        _first_bad(frame, value.is_null() | value.is_nan(), path, f"{metric} is missing or not a number", [metric])
+        _first_bad(frame, value < 0, path, f"{metric} is negative", [metric])
+    _first_bad(frame, pl.col("region").is_null(), path, f"hostname does not match the region rule {region_pattern!r}", ["hostname"])
+    for region in frame["region"].unique().to_list():
+        try:
+            safe_name(region, "region")
+        except ValueError as exc:
+            line = frame.filter(pl.col("region") == region)["line"][0]
+            raise DeviceLoadInputError(f"{path}: line {line}: {exc}") from None
+    frame = frame.select(
+        "hostname",
+        "ifname",
+        (pl.col("hostname") + "-" + pl.col("ifname")).alias("router"),
+        "region",
+        pl.col("_timeslot").alias("timeslot"),
+        pl.col("_timeslot").dt.date().alias("day"),
+        *[pl.col(f"_{m}").alias(m) for m in METRICS],
+        pl.lit(path.name).alias("source_file"),
+        pl.col("line").cast(pl.Int64).alias("source_line"),
+    )
+    _reject_duplicates(frame)
+    return frame
+
+
+def _reject_duplicates(frame: pl.DataFrame) -> None:
+    dupes = frame.filter(pl.struct("router", "timeslot").is_duplicated()).sort("router", "timeslot", "source_file", "source_line")
+    if dupes.height:
+        first, second = dupes.row(0, named=True), dupes.row(1, named=True)
+        raise DeviceLoadInputError(
+            f"{first['source_file']}: line {first['source_line']} and {second['source_file']}: line {second['source_line']}: "
+            f"duplicate row for router {first['router']!r} at {first['timeslot']}; {dupes.height} duplicated rows in all"
+        )
+
+
+def read_landing(files: list[Path], region_pattern: str = DEFAULT_REGION_PATTERN) -> pl.DataFrame:
+    """Every file validated, then (router, timeslot) checked unique across files."""
+    if not files:
+        raise FileNotFoundError(f"no device_data CSV files in {landing_dir(PIPELINE)}")
+    frame = pl.concat([read_device_file(path, region_pattern) for path in files])
+    _reject_duplicates(frame)
+    return frame
+
+
+def scan_partitions(region_pattern: str = DEFAULT_REGION_PATTERN) -> dict[tuple[str, str], list[Path]]:
+    """{(day, region): [files with rows there]} for the landing sensor.
+
+    Lenient on purpose: rows it cannot place are skipped here and reported, with their line,
+    by the raw asset when it reads the file.
+    """
+    partitions: dict[tuple[str, str], list[Path]] = {}
+    for path in landing_files():
+        try:
+            frame = pl.read_csv(path, columns=["hostname", "timeslot"], infer_schema=False)
+        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ColumnNotFoundError):
+            continue
+        placed = frame.select(
+            pl.col("timeslot").str.strptime(pl.Datetime("us"), TIMESLOT_FORMAT, strict=False).dt.date().alias("day"),
+            pl.col("hostname").str.extract(region_pattern, 1).alias("region"),
+        ).drop_nulls().unique()
+        for day, region in placed.iter_rows():
+            partitions.setdefault((day.isoformat(), region), []).append(path)
+    return partitions

@@ -1,0 +1,223 @@
+"""DWCP assets: landing CSV -> dwcp_raw (day x region) -> dwcp_windows -> dwcp_bandwidth_lstm
+-> dwcp_report -> dwcp_onnx -> dwcp_onnx_production."""
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from netassets.core.partitions import context_partition, day_by
+from netassets.core.plots import figure_metadata, table_markdown
+from netassets.core.settings import safe_name
+from netassets.core.sql import load_sql
+from netassets.core.torchrun import launch_torchrun
+from netassets.core.training import load_checkpoint
+from netassets.core.warehouse import POOL, DuckDBWarehouse
+from netassets.dwcp import artifacts, onnx_export, report
+from netassets.dwcp.gates import candidate_problems
+from netassets.dwcp.sample import expected_targets
+from netassets.dwcp.schema import (
+    DIMENSION, DYNAMIC_PARTITIONS, FEATURES, LINK, PIPELINE, STEP_SECONDS, TARGETS, landing_file, read_raw_file,
+)
+from netassets.dwcp.train import CHECKPOINT, HISTORY, PREDICTIONS, TrainConfig
+from netassets.dwcp.windows import SPLITS, Windows, build_windows, chronological_split
+
+PARTITIONS = day_by(DIMENSION, DYNAMIC_PARTITIONS)
+GROUP = PIPELINE
+
+
+@dg.asset(partitions_def=PARTITIONS, pool=POOL, group_name=GROUP, kinds={"duckdb"})
+def dwcp_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """One region's day of DWCP link telemetry (the guide's 20 columns), validated, in DuckDB."""
+    part = context_partition(context, DIMENSION)
+    path = landing_file(part.other, part.day)
+    frame, ignored = read_raw_file(path, part.other, part.day)
+    rows = warehouse.replace_partition(
+        "dwcp_raw", {"day": part.day, "region": part.other},
+        data=frame.with_columns(day=pl.lit(part.day), source_file=pl.lit(str(path))),
+    )
+    links = frame.select("node_id", "peer_id").unique().height
+    return dg.MaterializeResult(metadata={
+        "rows": rows, "links": links, "source_file": dg.MetadataValue.path(str(path)),
+        "ignored_columns": ", ".join(ignored) or "none",
+        "missing_rows": links * 24 * 3600 // STEP_SECONDS - rows,  # gaps in the series, skipped by windows
+    })
+
+
+class WindowsConfig(dg.Config):
+    window: int = 20                 # the guide's --window-size
+    horizon_minutes: int = 15        # the guide's promise; 1 reproduces the seed's code
+    regions: list[str] = []          # empty: every region in dwcp_raw
+    first_day: str = ""              # YYYY-MM-DD, empty: from the first day loaded
+    last_day: str = ""
+    throughput_only: bool = False    # one feature, one target (the mode evaluated on real traces)
+
+
+def _optional_day(value: str, field: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"config {field}={value!r} is not a YYYY-MM-DD day") from None
+
+
+@dg.asset(deps=[dwcp_raw], group_name=GROUP, kinds={"numpy"})
+def dwcp_windows(config: WindowsConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    """Windows of `window` minutes per link, target `horizon_minutes` later; never across a gap or
+    a link; split 70/15/15 by target time. Also holds persistence and the noise-free oracle."""
+    if config.horizon_minutes * 60 % STEP_SECONDS:
+        raise ValueError(f"horizon_minutes={config.horizon_minutes} is not a whole number of {STEP_SECONDS}s steps")
+    params = {"regions": [safe_name(r, DIMENSION) for r in config.regions],
+              "first_day": _optional_day(config.first_day, "first_day"),
+              "last_day": _optional_day(config.last_day, "last_day")}
+    frame = warehouse.query(load_sql(PIPELINE, "dwcp_series"), params)
+    features, targets = (["throughput_mbps"], ["throughput_mbps"]) if config.throughput_only else (FEATURES, TARGETS)
+    windows = build_windows(frame, link_columns=LINK, time_column="timestamp", features=features, targets=targets,
+                            window=config.window, horizon=config.horizon_minutes * 60 // STEP_SECONDS,
+                            step=STEP_SECONDS)
+    windows.split = chronological_split(windows.target_time)
+    oracle = expected_targets(windows.target_time)
+    windows.extra["oracle"] = oracle[:, [TARGETS.index(t) for t in targets]]
+    partitions = sorted(frame.select(pl.format("{}|{}", "day", "region")).unique().to_series().to_list())
+    windows.stats["partitions"] = partitions
+    path = windows.save(artifacts.windows_path())
+    counts = {s: int((windows.split == i).sum()) for i, s in enumerate(SPLITS)}
+    return dg.MaterializeResult(metadata={
+        "windows": len(windows), **{f"windows_{s}": n for s, n in counts.items()},
+        "shape": str(windows.x.shape), "horizon_steps": windows.horizon, "features": ", ".join(features),
+        **{k: v for k, v in windows.stats.items() if k != "partitions"},
+        "partitions": len(partitions), "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+class BandwidthLSTMConfig(dg.Config):
+    """Every knob of the guide's training CLI. --data-path is dwcp_windows' file and --output-dir
+    this run's folder under NETASSETS_HOME; --window-size is dwcp_windows' `window`."""
+
+    epochs: int = 150
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 42
+    lstm_sizes: list[int] = [256, 128, 64]
+    dense_sizes: list[int] = [128, 64, 32]
+    dropout: float = 0.3
+    dense2_dropout: float = 0.21
+    early_stopping_patience: int = 15
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    nproc: int = 0  # torchrun processes; 0 = one per GPU, or 1 on CPU
+
+
+@dg.asset(deps=[dwcp_windows], group_name=GROUP, kinds={"pytorch"})
+def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTMConfig) -> dg.MaterializeResult:
+    """BandwidthLSTM trained by torchrun on a frozen copy of the windows (best epoch by validation)."""
+    run = artifacts.run_dir(context.run_id)
+    run.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifacts.windows_path(), run / artifacts.RUN_WINDOWS)
+    train_config = TrainConfig(windows_path=str(run / artifacts.RUN_WINDOWS), out_dir=str(run),
+                               **config.model_dump(exclude={"nproc"}))
+    config_path = run / "train_config.json"
+    artifacts.write_json(config_path, {**train_config.__dict__})
+    invocation = launch_torchrun(context, "netassets.dwcp.train", [f"--config={config_path}"], nproc=config.nproc)
+    artifacts.set_latest_run(run)  # only after every rank exited cleanly
+    return invocation.get_materialize_result()
+
+
+@dg.asset(deps=[dwcp_bandwidth_lstm], group_name=GROUP)
+def dwcp_report() -> dg.MaterializeResult:
+    """Held-out scores of the model next to persistence, the generator's noise-free oracle and the
+    seed's target; the seed-shaped report JSON; predicted-vs-actual scatter; training curves."""
+    run = artifacts.latest_run()
+    windows = Windows.load(run / artifacts.RUN_WINDOWS)
+    with np.load(run / PREDICTIONS) as saved:
+        index, predicted = saved["index"], saved["prediction"]
+    history = json.loads((run / HISTORY).read_text())
+    actual = windows.y[index].astype(np.float64)
+    predictors = {"BandwidthLSTM": predicted, "persistence (last value)": windows.last[index]}
+    oracle = windows.extra["oracle"][index] if "oracle" in windows.extra else None
+    if oracle is not None:
+        predictors["noise-free oracle (ceiling)"] = oracle
+    evaluation = report.evaluate(actual, predictors, windows.targets)
+    model = evaluation["BandwidthLSTM"]
+    beats_persistence = report.beats(evaluation, "BandwidthLSTM", "persistence (last value)")
+    size_mb = (run / CHECKPOINT).stat().st_size / 2**20
+    document = {
+        "model": "bandwidth_predictor", "version": run.name, "success": model["overall"]["target_met"],
+        "achieved_metrics": {"correlation": model["overall"]["average_correlation"],
+                             "mape": model["overall"]["average_mape"],
+                             "accuracy_percent": model["overall"]["accuracy_percent"]},
+        "target_metrics": report.SEED_TARGET, "training_time_seconds": history["training_time_seconds"],
+        "model_size_mb": size_mb, "horizon_steps": windows.horizon, "window": windows.window,
+        "test_windows": len(index), "performance_metrics": model, "baselines": {
+            k: v for k, v in evaluation.items() if k != "BandwidthLSTM"},
+        "beats_persistence_rmse": beats_persistence, "training_partitions": windows.stats.get("partitions", []),
+    }
+    artifacts.write_json(run / artifacts.REPORT, document)
+    return dg.MaterializeResult(metadata={
+        "target_met": model["overall"]["target_met"],
+        "average_correlation": model["overall"]["average_correlation"],
+        "average_mape": model["overall"]["average_mape"],
+        "beats_persistence": ", ".join(f"{t}: {'yes' if b else 'NO'}" for t, b in beats_persistence.items()),
+        "overall": table_markdown(report.overall_rows(evaluation)),
+        "scores": table_markdown(report.score_rows(evaluation)),
+        "predicted_vs_actual": figure_metadata(
+            report.scatter_figure(actual, predicted, oracle, windows.targets),
+            save_to=run / "predictions_scatter.png"),
+        "training_curves": figure_metadata(report.history_figure(history["epochs"]), save_to=run / "training_history.png"),
+        "report": dg.MetadataValue.path(str(run / artifacts.REPORT)),
+    })
+
+
+@dg.asset(deps=[dwcp_report], group_name=GROUP, kinds={"onnx"})
+def dwcp_onnx() -> dg.MaterializeResult:
+    """Versioned ONNX export of the best checkpoint and its model_metadata JSON (the candidate)."""
+    run = artifacts.latest_run()
+    checkpoint = load_checkpoint(run / CHECKPOINT)
+    version = dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%d_%H%M%S")
+    onnx_path = onnx_export.export(onnx_export.load_model(checkpoint), checkpoint["window"],
+                                   len(checkpoint["features"]), run / f"bandwidth_lstm_{version}.onnx")
+    evaluation = json.loads((run / artifacts.REPORT).read_text())
+    metadata = {
+        "version": version, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "model_size_mb": onnx_path.stat().st_size / 2**20, "target_achieved": evaluation["success"],
+        "performance_metrics": evaluation["performance_metrics"], "baselines": evaluation["baselines"],
+        "model_architecture": checkpoint["arch"], "features": checkpoint["features"],
+        "targets": checkpoint["targets"], "window": checkpoint["window"], "horizon_steps": checkpoint["horizon"],
+        "scaler_params": checkpoint["scaler"], "io": {
+            "input": {"name": onnx_export.INPUT, "shape": ["batch", checkpoint["window"], len(checkpoint["features"])],
+                      "units": "standardised with scaler_params x_mean/x_scale"},
+            "output": {"name": onnx_export.OUTPUT, "shape": ["batch", len(checkpoint["targets"])],
+                       "units": "standardised; multiply by y_scale and add y_mean"}},
+        "opset": onnx_export.OPSET, "training_partitions": evaluation["training_partitions"],
+        "training_run": run.name,
+    }
+    metadata_path = run / f"model_metadata_{version}.json"
+    artifacts.write_json(metadata_path, metadata)
+    artifacts.set_candidate(onnx_path, metadata_path, version, run)
+    return dg.MaterializeResult(metadata={
+        "version": version, "onnx": dg.MetadataValue.path(str(onnx_path)),
+        "model_metadata": dg.MetadataValue.path(str(metadata_path)), "size_mb": metadata["model_size_mb"],
+    })
+
+
+@dg.asset(deps=[dwcp_onnx], group_name=GROUP, kinds={"onnx"})
+def dwcp_onnx_production() -> dg.MaterializeResult:
+    """The production copy: replaced by the candidate only when every ONNX check passes.
+
+    Blocking checks stop this asset in the run that exported the candidate; the checks run again
+    here so that a run selecting only this asset cannot promote an unchecked file either."""
+    problems = candidate_problems()
+    if problems:
+        raise dg.Failure("ONNX candidate refused; production copy kept", metadata={"problems": "\n".join(problems)})
+    chosen = artifacts.candidate()
+    target = artifacts.production_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    onnx_export.atomic_copy(Path(chosen["onnx"]), target / artifacts.PRODUCTION_ONNX)
+    onnx_export.atomic_copy(Path(chosen["metadata"]), target / artifacts.PRODUCTION_METADATA)
+    return dg.MaterializeResult(metadata={"version": chosen["version"],
+                                          "onnx": dg.MetadataValue.path(str(target / artifacts.PRODUCTION_ONNX))})

@@ -1,0 +1,104 @@
+"""ONNX export of a BandwidthLSTM checkpoint and the checks a candidate must pass.
+
+Contract (what the Go side reads): input ``input`` float32 [batch, window, features], output
+``output`` float32 [batch, targets], batch dimension dynamic. Both are in standardised units:
+the scaler parameters travel in model_metadata.json, as in the seed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netassets.dwcp.model import BandwidthLSTM, build_model
+
+INPUT, OUTPUT = "input", "output"
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+def load_model(checkpoint: dict) -> BandwidthLSTM:
+    model = build_model(checkpoint["arch"])
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def export(model: BandwidthLSTM, window: int, n_features: int, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Traced at batch 1 (PyTorch's advice for LSTMs); the batch axis is then declared dynamic.
+    example = torch.zeros(1, window, n_features)
+    # dynamo=False: the TorchScript exporter handles nn.LSTM without the onnxscript package.
+    torch.onnx.export(
+        model, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
+        dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, dynamo=False,
+    )
+    return path
+
+
+def checker_problems(path: Path) -> list[str]:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # onnx raises ValidationError, InferenceError or DecodeError
+        return [f"onnx.checker: {exc}"]
+    return []
+
+
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def contract_problems(path: Path, window: int, n_features: int, n_targets: int) -> list[str]:
+    import onnx
+
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:
+        return [f"cannot load {path}: {exc}"]
+    problems = []
+    inputs, outputs = list(graph.input), list(graph.output)
+    if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
+        return [f"inputs {[i.name for i in inputs]} / outputs {[o.name for o in outputs]}, expected [{INPUT!r}] / [{OUTPUT!r}]"]
+    in_dims, out_dims = _dims(inputs[0]), _dims(outputs[0])
+    if len(in_dims) != 3 or not isinstance(in_dims[0], str) or in_dims[1:] != [window, n_features]:
+        problems.append(f"input shape {in_dims}, expected [batch, {window}, {n_features}] with a dynamic batch")
+    if len(out_dims) != 2 or not isinstance(out_dims[0], str) or out_dims[1:] != [n_targets]:
+        problems.append(f"output shape {out_dims}, expected [batch, {n_targets}] with a dynamic batch")
+    for io in (*inputs, *outputs):
+        if io.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            problems.append(f"{io.name} is not float32")
+    return problems
+
+
+def session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a shared box, and what a per-request Go call would get
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def parity(path: Path, model: BandwidthLSTM, x: np.ndarray, batch_size: int = 256) -> float:
+    """Max |onnxruntime - torch| over the given (standardised) windows."""
+    ort_session = session(path)
+    worst = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            chunk = np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
+            ours = ort_session.run([OUTPUT], {INPUT: chunk})[0]
+            reference = model(torch.from_numpy(chunk)).numpy()
+            worst = max(worst, float(np.abs(ours - reference).max()))
+    return worst
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Readers of ``target`` see the old file or the new one, never half of one."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)

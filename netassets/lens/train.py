@@ -1,0 +1,230 @@
+"""Train the LENS PatchTST cluster classifier; the torchrun entry point.
+
+    torchrun --standalone --nproc_per_node=2 -m netassets.lens.train \\
+        --data dataset.npz --out-dir run/ --epochs 20 --batch-size 128 --lr 1e-3
+
+One config dataclass, one loop. ``dataset.npz`` (written by the lens_patchtst asset) holds
+standardised inputs ``x_{train,val,test}`` of shape (groups, 100, channels), labels
+``y_*``, ``class_weight`` and the standardisation ``input_mean``/``input_std``.
+
+Every ``save_interval`` epochs ``last.pt`` is written; a new run with the same ``out_dir``
+continues from it (``--resume``, default on), mid-epoch if it stopped there, with the RNG
+state restored, so an interrupted run ends with the same weights as an uninterrupted one.
+``best.pt`` holds the weights with the best monitored validation metric; the test split is
+scored once, with those weights, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from netassets.core.torchrun import worker_session
+from netassets.core.training import (
+    DistEnv,
+    EarlyStopping,
+    all_reduce_sum,
+    check_compatible,
+    init_distributed,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    shutdown_distributed,
+)
+from netassets.lens.patchtst import ARCH_KEYS, MONITORS, TrainConfig, build_model, confusion, scores_from_confusion
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m netassets.lens.train", description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(TrainConfig):
+        kind = _bool if f.type in (bool, "bool") else {"int": int, "float": float, "str": str}.get(f.type, f.type)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    config = TrainConfig(**vars(parser.parse_args(argv)))
+    if not config.data or not config.out_dir:
+        parser.error("--data and --out-dir are required")
+    return config
+
+
+def load_dataset(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, num_classes: int, env: DistEnv,
+             batch_size: int, autocast) -> dict[str, Any]:
+    """Loss and confusion matrix over the whole split: each rank scores a strided shard, then all-reduce."""
+    model.eval()
+    shard = torch.arange(env.rank, len(x), env.world_size)
+    loss_sum, matrix = 0.0, np.zeros((num_classes, num_classes))
+    with torch.no_grad():
+        for start in range(0, len(shard), batch_size):
+            idx = shard[start : start + batch_size]
+            xb, yb = x[idx].to(env.device), y[idx].to(env.device)
+            with autocast():
+                logits = model(past_values=xb).prediction_logits.float()
+            loss_sum += F.cross_entropy(logits, yb, weight=weight, reduction="sum").item()
+            matrix += confusion(yb.cpu().numpy(), logits.argmax(dim=1).cpu().numpy(), num_classes)
+    totals = all_reduce_sum([loss_sum, *matrix.ravel().tolist()], env)
+    matrix = np.asarray(totals[1:]).reshape(num_classes, num_classes)
+    model.train()
+    return {"loss": totals[0] / max(matrix.sum(), 1), "confusion": matrix.astype(int), **scores_from_confusion(matrix)}
+
+
+def train(config: TrainConfig) -> dict[str, Any] | None:
+    env = init_distributed()
+    seed_everything(config.seed)
+    out_dir = Path(config.out_dir)
+    data = load_dataset(Path(config.data))
+    x = {split: torch.from_numpy(data[f"x_{split}"]).float() for split in ("train", "val", "test")}
+    y = {split: torch.from_numpy(data[f"y_{split}"]).long() for split in ("train", "val", "test")}
+    num_classes = len(data["class_weight"])
+    weight = torch.from_numpy(data["class_weight"]).to(env.device)
+    arch = config.arch(num_input_channels=x["train"].shape[2], num_targets=num_classes)
+
+    model = build_model(arch, config.dropouts()).to(env.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    use_amp = config.amp and env.device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    stopper = EarlyStopping(MONITORS[config.monitor_metric], patience=math.inf)
+    start_epoch, batches_done, step, history = 0, 0, 0, []
+    running = [0.0, 0.0]  # this epoch's loss sum and sample count, kept across a mid-epoch stop
+
+    with worker_session() as session:
+        session.log(f"world size {env.world_size} on {env.device}; AMP {'on' if use_amp else 'off'}"
+                    + (" (requested, but AMP is GPU-only)" if config.amp and not use_amp else ""))
+        resume_path = Path(config.resume_from) if config.resume_from else out_dir / "last.pt"
+        if config.resume_from and not resume_path.is_file():
+            raise FileNotFoundError(f"resume_from checkpoint {resume_path} does not exist")
+        if (config.resume or config.resume_from) and resume_path.is_file():
+            state = load_checkpoint(resume_path, env.device)
+            check_compatible(state["arch"], arch, list(ARCH_KEYS), resume_path)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
+            running, history = list(state["running"]), list(state["history"])
+            stopper = EarlyStopping(MONITORS[config.monitor_metric], patience=math.inf, **state["best"])
+            torch.set_rng_state(state["rng"])
+            session.log(f"resumed from {resume_path} at epoch {start_epoch + 1}, batch {batches_done}, step {step}")
+
+        ddp_model = (
+            DistributedDataParallel(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+            if env.distributed else model
+        )
+        sampler = DistributedSampler(TensorDataset(x["train"], y["train"]), num_replicas=env.world_size,
+                                     rank=env.rank, shuffle=True, seed=config.seed)
+        loader = DataLoader(TensorDataset(x["train"], y["train"]), batch_size=config.batch_size, sampler=sampler,
+                            num_workers=config.num_workers, pin_memory=env.device.type == "cuda")
+
+        def checkpoint(epoch: int, batches: int) -> dict[str, Any]:
+            return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "arch": arch,
+                    "config": dataclasses.asdict(config), "epoch": epoch, "batches_done": batches, "step": step,
+                    "running": running, "history": history, "best": stopper.state(), "rng": torch.get_rng_state(),
+                    "input_mean": data["input_mean"].tolist(), "input_std": data["input_std"].tolist()}
+
+        interrupted = False
+        for epoch in range(start_epoch, config.epochs):
+            sampler.set_epoch(epoch)
+            model.train()
+            epoch_start, wait_time, samples = time.perf_counter(), 0.0, 0
+            fetch_start = time.perf_counter()
+            for batch_index, (xb, yb) in enumerate(loader):
+                if batch_index < batches_done:  # already trained on before the interruption
+                    fetch_start = time.perf_counter()
+                    continue
+                xb, yb = xb.to(env.device, non_blocking=True), yb.to(env.device, non_blocking=True)
+                wait_time += time.perf_counter() - fetch_start
+                with autocast():
+                    logits = ddp_model(past_values=xb).prediction_logits.float()
+                loss = F.cross_entropy(logits, yb, weight=weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                running[0] += loss.item() * len(yb)
+                running[1] += len(yb)
+                samples += len(yb)
+                if config.max_steps and step >= config.max_steps:
+                    interrupted = batch_index + 1 < len(loader) or epoch + 1 < config.epochs
+                    if interrupted:
+                        if env.is_main:
+                            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, batch_index + 1))
+                        session.log(f"max_steps {config.max_steps} reached at epoch {epoch + 1}; saved last.pt")
+                        break
+                fetch_start = time.perf_counter()
+            if interrupted:
+                break
+            elapsed = time.perf_counter() - epoch_start
+            loss_sum, count, samples_all, wait_all, elapsed_all = all_reduce_sum(
+                [running[0], running[1], samples, wait_time, elapsed], env)
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1),
+                      "samples_per_s": samples_all / max(elapsed_all / env.world_size, 1e-9),
+                      "data_wait_share": wait_all / max(elapsed_all, 1e-9)}
+            running, batches_done = [0.0, 0.0], 0
+            if (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.epochs:
+                val = evaluate(model, x["val"], y["val"], weight, num_classes, env, config.batch_size * 4, autocast)
+                record.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
+                if stopper.step(record[config.monitor_metric]) and env.is_main:
+                    save_checkpoint(out_dir / "best.pt", {"model": model.state_dict(), "arch": arch,
+                                                          "epoch": epoch + 1, config.monitor_metric: record[config.monitor_metric],
+                                                          "input_mean": data["input_mean"].tolist(),
+                                                          "input_std": data["input_std"].tolist()})
+            history.append(record)
+            session.log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+            if env.is_main and ((epoch + 1) % config.save_interval == 0 or epoch + 1 == config.epochs):
+                save_checkpoint(out_dir / "last.pt", checkpoint(epoch + 1, 0))
+        if env.distributed:
+            torch.distributed.barrier()  # rank 0 has finished writing best.pt
+
+        result = None
+        if not interrupted:
+            if not (out_dir / "best.pt").is_file():
+                raise FileNotFoundError(f"{out_dir / 'best.pt'} is missing: no validation ran in this output folder")
+            best = load_checkpoint(out_dir / "best.pt", env.device)
+            model.load_state_dict(best["model"])
+            test = evaluate(model, x["test"], y["test"], weight, num_classes, env, config.batch_size * 4, autocast)
+            result = {
+                "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "test_loss": test["loss"],
+                "test_confusion": test["confusion"].tolist(), "best_epoch": best["epoch"],
+                "monitor_metric": config.monitor_metric, "best_monitored": stopper.best,
+                "epochs_trained": len(history), "steps": step, "world_size": env.world_size,
+                "device": str(env.device), "amp": use_amp, "history": history,
+            }
+            if env.is_main:
+                (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+                session.log(f"test accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} "
+                            f"(best epoch {best['epoch']} by {config.monitor_metric})")
+        if env.is_main:
+            session.report(metadata={
+                "status": "interrupted (max_steps)" if interrupted else "complete",
+                "steps": step, "world_size": env.world_size, "device": str(env.device),
+                **({k: result[k] for k in ("test_accuracy", "test_macro_f1", "best_epoch")} if result else {}),
+            })
+    shutdown_distributed()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_config(argv))
+
+
+if __name__ == "__main__":
+    main()

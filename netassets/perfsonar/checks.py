@@ -1,0 +1,74 @@
+"""Great Expectations suites on the perfSONAR tables, run per partition and blocking downstream."""
+
+import great_expectations as gx
+import pandas as pd
+
+from netassets.core.expectations import gx_partition_check
+from netassets.core.partitions import parse_partition_key
+from netassets.core.warehouse import DuckDBWarehouse
+from netassets.perfsonar.assets import perfsonar_anomaly_scores, perfsonar_packet_loss
+from netassets.perfsonar.partitions import SOURCE, perfsonar_partitions
+
+SCORE_STATUSES = ["scored", "insufficient_reference", "insufficient_subject"]
+
+
+def _partition_frame(warehouse: DuckDBWarehouse, partition_key: str, sql: str) -> pd.DataFrame:
+    partition = parse_partition_key(partition_key, SOURCE)
+    return warehouse.query(sql, {"day": partition.day, "source": partition.other}).to_pandas()
+
+
+def _load_loss(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
+    return _partition_frame(warehouse, partition_key, """
+        SELECT minute, destination, packet_loss, documents,
+               datediff('minute', CAST(day AS TIMESTAMP), minute) AS minute_of_day
+        FROM perfsonar_packet_loss WHERE day = $day AND source = $source""")
+
+
+def _loss_expectations(frame: pd.DataFrame) -> list:
+    return [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+        *(gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in ("minute", "destination", "packet_loss")),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="packet_loss", min_value=0, max_value=1),
+        # Every row belongs to the partition's day: the query window and the minute floor agree.
+        gx.expectations.ExpectColumnValuesToBeBetween(column="minute_of_day", min_value=0, max_value=1439),
+        # The seed's matrix has one cell per minute x destination: duplicates were collapsed.
+        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["minute", "destination"]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="documents", min_value=1),
+    ]
+
+
+def _load_scores(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
+    return _partition_frame(warehouse, partition_key, """
+        SELECT hour, status, accuracy, chance, score FROM perfsonar_anomaly_scores
+        WHERE day = $day AND source = $source""")
+
+
+def _score_expectations(frame: pd.DataFrame) -> list:
+    return [
+        gx.expectations.ExpectTableRowCountToEqual(value=24),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="hour"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=SCORE_STATUSES),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="accuracy", min_value=0, max_value=1),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="chance", min_value=0, max_value=1, strict_max=True),
+        # Scaled accuracy tops out at 1 (a perfect held-out split); it is negative below chance.
+        gx.expectations.ExpectColumnValuesToBeBetween(column="score", max_value=1),
+    ]
+
+
+perfsonar_packet_loss_gx = gx_partition_check(
+    asset=perfsonar_packet_loss,
+    name="perfsonar_packet_loss_gx",
+    description="Loss in [0, 1], one row per minute x destination, all minutes inside the day.",
+    partitions_def=perfsonar_partitions,
+    load=_load_loss,
+    expectations=_loss_expectations,
+)
+
+perfsonar_anomaly_scores_gx = gx_partition_check(
+    asset=perfsonar_anomaly_scores,
+    name="perfsonar_anomaly_scores_gx",
+    description="24 distinct hours, known statuses, accuracies in [0, 1], scaled accuracy at most 1.",
+    partitions_def=perfsonar_partitions,
+    load=_load_scores,
+    expectations=_score_expectations,
+)

@@ -1,0 +1,38 @@
+"""Great Expectations suite on each traffic_flows partition (blocks traffic_lstm when it fails)."""
+
+from __future__ import annotations
+
+import great_expectations as gx
+
+from netassets.core.expectations import gx_partition_check
+from netassets.core.partitions import parse_partition_key
+from netassets.traffic.assets import SITE, traffic_flows, traffic_partitions
+
+
+def _load(warehouse, partition_key):
+    partition = parse_partition_key(partition_key, SITE)
+    return warehouse.read_partition("traffic_flows", {"day": partition.day, "site": partition.other}).to_pandas()
+
+
+def _expectations(frame):
+    return [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="n_packets", min_value=1),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="n_features", min_value=1),
+        # one model input width per partition: index_files refuses mixed dimensions
+        gx.expectations.ExpectColumnUniqueValueCountToBeBetween(column="n_features", min_value=1, max_value=1),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="byte_length", min_value=2),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="line_no", min_value=1),
+        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["source_file", "line_no"]),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="file_format", value_set=["csv", "json", "jsonl"]),
+    ]
+
+
+traffic_flows_valid = gx_partition_check(
+    asset=traffic_flows,
+    name="traffic_flows_valid",
+    description="Every flow has packets and one packet dimension; (file, line) identifies a flow once.",
+    partitions_def=traffic_partitions,
+    load=_load,
+    expectations=_expectations,
+)

@@ -1,0 +1,56 @@
+"""LENS fixtures: a small generated LENS root (shared per session) and a materialise helper."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
+from netassets.lens.sample import write_lens
+
+DAY = dt.date(2023, 11, 1)
+REGIONS = ["chicago", "ottawa"]
+
+
+@pytest.fixture(scope="session")
+def generated_lens_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full-rate hour per region: 360 000 rows, ~238 clean groups each."""
+    root = tmp_path_factory.mktemp("lens_root")
+    write_lens(root, REGIONS, DAY, days=1, seed=7, hours=1)
+    return root
+
+
+@pytest.fixture
+def lens_root(generated_lens_root: Path, monkeypatch: pytest.MonkeyPatch, netassets_home: Path) -> Path:
+    monkeypatch.setenv("NETASSETS_LENS_ROOT", str(generated_lens_root))
+    return generated_lens_root
+
+
+def materialize_lens(warehouse, instance, partition_key: str, with_checks: bool = True, run_config=None):
+    instance.add_dynamic_partitions("lens_regions", [partition_key.split("|")[1]])
+    assets = [lens_raw_irtt, lens_clean_groups] + ([lens_raw_irtt_gx, lens_clean_groups_gx] if with_checks else [])
+    return dg.materialize(
+        assets,
+        partition_key=partition_key,
+        resources={"warehouse": warehouse},
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failures, "expected a failed step"
+    error = failures[0].step_failure_data.error
+    return error.message + "".join(c.message for c in _causes(error))
+
+
+def _causes(error):
+    while error is not None and error.cause is not None:
+        error = error.cause
+        yield error

@@ -1,0 +1,73 @@
+"""LENS raw -> clean groups materialised in process on generated data, with their GX checks."""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+
+from netassets_tests.lens.conftest import DAY, materialize_lens
+
+KEY = f"{DAY.isoformat()}|chicago"
+
+
+def partition_digest(warehouse, table: str) -> tuple[int, str]:
+    rows = warehouse.query(
+        f"SELECT * FROM {table} WHERE day = $day AND region = 'chicago' ORDER BY ALL", {"day": DAY}
+    ).rows()
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
+    result = materialize_lens(warehouse, instance, KEY)
+    assert result.success
+    raw_md = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    assert raw_md["dagster/row_count"].value == 360_000
+    assert raw_md["missing_hours"].value == list(range(1, 24))
+    assert 0.0 < raw_md["lost_packet_share"].value < 0.1
+    clean_md = result.asset_materializations_for_node("lens_clean_groups")[0].metadata
+    assert 200 < clean_md["dagster/row_count"].value < 240  # 240 slots an hour, minus partial, lossy, last
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["lens_raw_irtt_gx"].passed and checks["lens_clean_groups_gx"].passed
+    assert checks["lens_clean_groups_gx"].metadata["evaluated_expectations"].value >= 8
+    assert "expect_column_values_to_be_between" in checks["lens_clean_groups_gx"].metadata["gx_results"].value
+
+
+def test_rematerialising_gives_the_same_rows(lens_root, warehouse, instance):
+    assert materialize_lens(warehouse, instance, KEY, with_checks=False).success
+    first = partition_digest(warehouse, "lens_raw_irtt"), partition_digest(warehouse, "lens_clean_groups")
+    assert materialize_lens(warehouse, instance, KEY, with_checks=False).success
+    second = partition_digest(warehouse, "lens_raw_irtt"), partition_digest(warehouse, "lens_clean_groups")
+    assert first == second
+    other = materialize_lens(warehouse, instance, f"{DAY.isoformat()}|ottawa", with_checks=False)
+    assert other.success
+    assert partition_digest(warehouse, "lens_clean_groups") == first[1]  # other partitions untouched
+
+
+def test_clean_threshold_is_run_config(lens_root, warehouse, instance):
+    config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 1490}}}}
+    strict = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
+    assert strict.success
+    strict_groups = strict.asset_materializations_for_node("lens_clean_groups")[0].metadata["dagster/row_count"].value
+    default = materialize_lens(warehouse, instance, KEY, with_checks=False)
+    default_groups = default.asset_materializations_for_node("lens_clean_groups")[0].metadata["dagster/row_count"].value
+    assert strict_groups < default_groups
+
+
+def test_bad_threshold_is_rejected_before_running(lens_root, warehouse, instance):
+    config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 1500}}}}
+    try:
+        result = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
+        assert not result.success
+    except dg.DagsterInvalidConfigError as exc:
+        assert "min_samples" in str(exc)
+
+
+def test_definitions_load():
+    from netassets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {"lens_raw_irtt", "lens_clean_groups"} <= keys
+    assert repo.has_sensor_def("lens_landing_sensor")

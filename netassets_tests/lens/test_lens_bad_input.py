@@ -1,0 +1,170 @@
+"""Each bad LENS input gives a clear error naming the file and line (or documented handling);
+raw files are never modified and a failed run leaves the previous partition intact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from netassets.core.partitions import parse_partition_key
+from netassets.lens.raw import hour_path
+from netassets.lens.sample import write_lens
+from netassets_tests.lens.conftest import DAY, failure_message, materialize_lens
+
+REGION = "badcase"
+KEY = f"{DAY.isoformat()}|{REGION}"
+DAY_START_NS = int(dt.datetime(2023, 11, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+
+
+# A 10 Hz hour keeps these cases fast; 150 points a group, so the threshold drops to match.
+RATE_HZ, ROWS_PER_HOUR = 10, 36_000
+LOW_RATE_CONFIG = {"ops": {"lens_clean_groups": {"config": {"min_samples": 100}}}}
+
+
+@pytest.fixture(scope="module")
+def low_rate_hour(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("low_rate")
+    write_lens(root, [REGION], DAY, days=1, seed=3, hours=1, rate_hz=RATE_HZ)
+    return root
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, netassets_home: Path, low_rate_hour: Path) -> Path:
+    root = tmp_path / "lens_root"
+    shutil.copytree(low_rate_hour, root)
+    monkeypatch.setenv("NETASSETS_LENS_ROOT", str(root))
+    return root
+
+
+def materialize(warehouse, instance, with_checks: bool = False):
+    return materialize_lens(warehouse, instance, KEY, with_checks=with_checks, run_config=LOW_RATE_CONFIG)
+
+
+def hour0(root: Path) -> Path:
+    return hour_path(root, REGION, DAY, 0)
+
+
+def add_hour(root: Path, hour: int, text: str) -> Path:
+    path = hour_path(root, REGION, DAY, hour)
+    path.write_text(text)
+    return path
+
+
+def in_day_ns(hour: int, second: int) -> int:
+    return DAY_START_NS + (hour * 3600 + second) * 10**9
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.csv"))}
+
+
+def test_missing_hours_are_reported_not_fatal(root, warehouse, instance):
+    result = materialize(warehouse, instance)
+    assert result.success
+    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["missing_hours"].value == list(range(1, 24))
+
+
+def test_renamed_column_names_the_file(root, warehouse, instance):
+    path = add_hour(root, 1, f"timestamp,latency,uplink,downlink\n{in_day_ns(1, 0)},30.0,10.0,20.0\n")
+    result = materialize(warehouse, instance)
+    message = failure_message(result)
+    assert str(path) in message and "line 1" in message and "missing ['rtt']" in message and "latency" in message
+
+
+def test_missing_column_names_the_file(root, warehouse, instance):
+    path = add_hour(root, 1, f"timestamp,rtt,uplink\n{in_day_ns(1, 0)},30.0,10.0\n")
+    message = failure_message(materialize(warehouse, instance))
+    assert str(path) in message and "missing ['downlink']" in message
+
+
+def test_non_numeric_rtt_names_file_line_and_column(root, warehouse, instance):
+    body = "".join(f"{in_day_ns(1, i)},30.{i},10.0,20.0\n" for i in range(5))
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body + f"{in_day_ns(1, 9)},abc,10.0,20.0\n")
+    message = failure_message(materialize(warehouse, instance))
+    assert str(path) in message and "line 7" in message and "'rtt'" in message and "abc" in message
+
+
+def test_truncated_last_line_is_dropped_and_counted(root, warehouse, instance):
+    body = "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(5))
+    add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body + f"{in_day_ns(1, 6)},30.")  # cut mid-write
+    result = materialize(warehouse, instance)
+    assert result.success
+    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    assert metadata["truncated_lines_dropped"].value == 1
+    assert metadata["dagster/row_count"].value == ROWS_PER_HOUR + 5
+
+
+def test_bad_line_in_the_middle_is_not_mistaken_for_truncation(root, warehouse, instance):
+    body = f"{in_day_ns(1, 0)},30.0\n" + "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(1, 5))
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body)
+    message = failure_message(materialize(warehouse, instance))
+    assert str(path) in message and "line 2" in message and "missing columns" in message
+
+
+def test_empty_file_is_reported_like_a_missing_hour(root, warehouse, instance):
+    add_hour(root, 1, "")
+    add_hour(root, 2, "timestamp,rtt,uplink,downlink\n")
+    result = materialize(warehouse, instance)
+    assert result.success
+    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    assert sorted(metadata["empty_files"].value) == [hour_path(root, REGION, DAY, h).name for h in (1, 2)]
+
+
+def test_only_empty_files_is_an_error(root, warehouse, instance):
+    hour0(root).write_text("")
+    message = failure_message(materialize(warehouse, instance))
+    assert "no hour files with data" in message and REGION in message
+
+
+def test_duplicate_timestamps_are_counted_and_cleaned_first_wins(root, warehouse, instance):
+    original = hour0(root).read_text().splitlines()
+    duplicates = [line.split(",")[0] + ",999.0,1.0,1.0" for line in original[1:4]]
+    add_hour(root, 1, "\n".join([original[0]] + duplicates) + "\n")
+    result = materialize(warehouse, instance, with_checks=True)
+    assert result.success  # a handful of duplicates is within the raw check's tolerance
+    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["duplicate_timestamps"].value == 3
+    worst = warehouse.query("SELECT max(list_max(rtt_token)) FROM lens_clean_groups").item()
+    assert worst < 999.0  # the later duplicates lost to the first stamps
+
+
+def test_a_day_of_files_filed_under_the_wrong_date_is_an_error(root, warehouse, instance):
+    wrong_day_ns = DAY_START_NS + 3 * 86_400 * 10**9
+    body = "".join(f"{wrong_day_ns + i * 10**7},30.0,10.0,20.0\n" for i in range(5_000))
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body)
+    message = failure_message(materialize(warehouse, instance))
+    assert "outside 2023-11-01" in message and "hour file 01" in message, path
+
+
+def test_a_few_rows_past_midnight_are_dropped_and_counted(root, warehouse, instance):
+    body = "".join(f"{DAY_START_NS + 86_400 * 10**9 + i * 10**7},30.0,10.0,20.0\n" for i in range(3))
+    add_hour(root, 23, "timestamp,rtt,uplink,downlink\n" + body)
+    result = materialize(warehouse, instance)
+    assert result.success
+    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["rows_outside_day_dropped"].value == 3
+
+
+@pytest.mark.parametrize("region", ["../etc", "a'; DROP TABLE x; --", "a/b", "", "..", "x y"])
+def test_region_names_with_path_or_sql_characters_are_rejected(region):
+    with pytest.raises(ValueError, match="invalid region"):
+        parse_partition_key(f"{DAY.isoformat()}|{region}", "region")
+
+
+def test_bad_day_is_rejected():
+    with pytest.raises(ValueError, match="invalid day"):
+        parse_partition_key("2023-13-45|chicago", "region")
+
+
+def test_raw_files_are_never_modified_and_failures_keep_the_previous_partition(root, warehouse, instance):
+    assert materialize(warehouse, instance).success
+    before_rows = warehouse.query("SELECT count(*) FROM lens_raw_irtt").item()
+    before_groups = warehouse.query("SELECT count(*) FROM lens_clean_groups").item()
+    add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + f"{in_day_ns(1, 0)},oops,1,1\n" + f"{in_day_ns(1, 1)},30,1,1\n")
+    files_before = digests(root)
+    assert not materialize(warehouse, instance).success
+    assert digests(root) == files_before
+    assert warehouse.query("SELECT count(*) FROM lens_raw_irtt").item() == before_rows
+    assert warehouse.query("SELECT count(*) FROM lens_clean_groups").item() == before_groups
