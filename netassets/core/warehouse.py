@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 import dagster as dg
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from netassets.core.settings import warehouse_path
 
@@ -84,7 +85,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         self,
         table: str,
         partition: Mapping[str, Any],
-        data: pl.DataFrame | None = None,
+        data: pl.DataFrame | pa.Table | None = None,
         *,
         select_sql: str | None = None,
         params: Mapping[str, Any] | None = None,
@@ -94,12 +95,13 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     ) -> int:
         """Delete the partition's rows and insert the new ones in one transaction.
 
-        The new rows come from a polars frame (``data``) or from ``select_sql`` run inside the
-        transaction with bound ``params``, on ``conn`` if given (so temporary tables staged on
-        it are visible) or on a fresh connection. The table is created from the first
-        version's schema. ``before_commit(conn)`` may inspect (or prune) the staged rows in
-        ``_netassets_staged`` and raise to abort. If anything fails, or the result is empty and ``allow_empty`` is
-        false, the transaction is rolled back and the previous version of the partition stays.
+        The new rows come from a polars/Arrow frame (``data``) or from ``select_sql`` run inside
+        the transaction with bound ``params``, on ``conn`` if given (so temporary tables on it are
+        visible) or on a fresh connection. They go straight into the table (no staging copy);
+        ``before_commit(conn)`` may then inspect or prune the partition's new rows and raise to
+        abort. The table is created from the first version's schema. If anything fails, or the
+        result is empty and ``allow_empty`` is false, the transaction rolls back and the previous
+        version of the partition stays intact.
         """
         if (data is None) == (select_sql is None):
             raise ValueError("pass exactly one of data or select_sql")
@@ -112,24 +114,23 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         table = ident(table)
         where, where_params = _where(partition)
         if data is not None:
-            conn.register("_netassets_new_rows", data.to_arrow())
+            conn.register("_netassets_new_rows", data.to_arrow() if isinstance(data, pl.DataFrame) else data)
             source, source_params = "SELECT * FROM _netassets_new_rows", {}
         else:
             source, source_params = select_sql, dict(params or {})
         conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute(f"CREATE OR REPLACE TEMP TABLE _netassets_staged AS {source}", source_params)
+            if not self.table_exists(conn, table):
+                conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ({source}) LIMIT 0", source_params)
+            conn.execute(f"DELETE FROM {table} WHERE {where}", where_params)
+            conn.execute(f"INSERT INTO {table} BY NAME {source}", source_params)
             if before_commit is not None:
                 before_commit(conn)
-            staged = conn.execute("SELECT count(*) FROM _netassets_staged").fetchone()[0]
-            if staged == 0 and not allow_empty:
+            written = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", where_params).fetchone()[0]
+            if written == 0 and not allow_empty:
                 raise EmptyPartitionError(
                     f"{table}: partition {dict(partition)} produced no rows; refusing to replace it with nothing"
                 )
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _netassets_staged LIMIT 0")
-            conn.execute(f"DELETE FROM {table} WHERE {where}", where_params)
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _netassets_staged")
-            conn.execute("DROP TABLE _netassets_staged")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -137,7 +138,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         finally:
             if data is not None:
                 conn.unregister("_netassets_new_rows")
-        return int(staged)
+        return int(written)
 
     def read_partition(
         self, table: str, partition: Mapping[str, Any], columns: str = "*", order_by: str | None = None

@@ -5,16 +5,17 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 from pydantic import Field, field_validator
 
 from netassets.core.partitions import context_partition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse, EmptyPartitionError
+from netassets.lens.grid import GROUP_POINTS, clean_groups_table
 from netassets.lens.partitions import REGION, lens_partitions
 from netassets.lens.raw import LensInputError, day_files, rejected_lines
 
-GROUP_POINTS = 1500
 # More than this share of a day's rows rounding outside the day means the files are filed
 # under the wrong date, not that a few packets straddle midnight.
 MAX_OUTSIDE_DAY_SHARE = 0.01
@@ -50,14 +51,19 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         for message in truncated:
             context.log.warning("dropping truncated last line: %s", message)
         stats["truncated_lines"] = len(truncated)
-        stats["rows_read"] = conn.execute("SELECT count(*) FROM _netassets_staged").fetchone()[0]
+        where_partition = {"start": day_start_tick, "day": partition.day, "region": partition.other}
+        stats["rows_read"] = conn.execute(
+            "SELECT count(*) FROM lens_raw_irtt WHERE day = $day AND region = $region",
+            {"day": partition.day, "region": partition.other},
+        ).fetchone()[0]
         outside = conn.execute(
             """
-            DELETE FROM _netassets_staged
-            WHERE NOT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT) BETWEEN $start AND $start + 8639999
+            DELETE FROM lens_raw_irtt
+            WHERE day = $day AND region = $region
+              AND NOT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT) BETWEEN $start AND $start + 8639999
             RETURNING hour
             """,
-            {"start": day_start_tick},
+            where_partition,
         ).fetchall()
         stats["rows_outside_day"] = len(outside)
         if stats["rows_read"] and len(outside) > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
@@ -76,11 +82,8 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
             conn=conn,
             before_commit=inspect,
         )
-        lost, duplicates = conn.execute(
-            """
-            SELECT avg(CASE WHEN rtt <= 0 THEN 1.0 ELSE 0.0 END), count(*) - count(DISTINCT "timestamp")
-            FROM lens_raw_irtt WHERE day = $day AND region = $region
-            """,
+        (lost,) = conn.execute(
+            "SELECT avg(CASE WHEN rtt <= 0 THEN 1.0 ELSE 0.0 END) FROM lens_raw_irtt WHERE day = $day AND region = $region",
             {"day": partition.day, "region": partition.other},
         ).fetchone()
     return dg.MaterializeResult(
@@ -92,7 +95,6 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
             "empty_files": dg.MetadataValue.json([p.name for p in files.empty]),
             "truncated_lines_dropped": stats["truncated_lines"],
             "rows_outside_day_dropped": stats["rows_outside_day"],
-            "duplicate_timestamps": int(duplicates),
             "source": dg.MetadataValue.path(str(root / partition.other / partition.day.isoformat())),
         }
     )
@@ -111,6 +113,28 @@ class LensCleanConfig(dg.Config):
         return value
 
 
+def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, min_samples: int) -> tuple[pa.Table, int]:
+    """Clean one partition of lens_raw_irtt into lens_clean_groups; returns (groups, duplicate ticks)."""
+    params = {"day": day, "region": region, "min_samples": min_samples}
+    with warehouse.connect() as conn:
+        samples = conn.execute(load_sql("lens", "lens_clean_samples"), params).fetchnumpy()
+        if len(samples["group_id"]) == 0:
+            raise EmptyPartitionError(
+                f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"
+                " (or lens_raw_irtt holds nothing for it)"
+            )
+        (duplicate_ticks,) = conn.execute(
+            """
+            SELECT count(*) - count(DISTINCT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT))
+            FROM lens_raw_irtt WHERE day = $day AND region = $region
+            """,
+            {"day": day, "region": region},
+        ).fetchone()
+        groups = clean_groups_table(samples, day, region, min_samples)
+        warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=groups, conn=conn)
+    return groups, int(duplicate_ticks)
+
+
 @dg.asset(
     group_name="lens",
     partitions_def=lens_partitions,
@@ -123,29 +147,14 @@ def lens_clean_groups(
     context: dg.AssetExecutionContext, config: LensCleanConfig, warehouse: DuckDBWarehouse
 ) -> dg.MaterializeResult:
     partition = context_partition(context, REGION)
-    params = {"day": partition.day, "region": partition.other, "min_samples": config.min_samples}
-    with warehouse.connect() as conn:
-        try:
-            rows = warehouse.replace_partition(
-                "lens_clean_groups",
-                {"day": partition.day, "region": partition.other},
-                select_sql=load_sql("lens", "lens_clean_groups"),
-                params=params,
-                conn=conn,
-            )
-        except EmptyPartitionError as exc:
-            raise EmptyPartitionError(
-                f"{exc}: no 15 s group of {partition.key} has more than {config.min_samples} observed points"
-                " (or lens_raw_irtt holds nothing for it)"
-            ) from None
-        (mean_fill,) = conn.execute(
-            "SELECT avg(1 - n_observed / 1500.0) FROM lens_clean_groups WHERE day = $day AND region = $region",
-            {"day": partition.day, "region": partition.other},
-        ).fetchone()
+    groups, duplicate_ticks = write_clean_groups(warehouse, partition.day, partition.other, config.min_samples)
+    rows = groups.num_rows
+    mean_fill = 1 - float(groups["n_observed"].to_numpy().mean()) / GROUP_POINTS
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "mean_fill_share": float(mean_fill),
+            "mean_fill_share": mean_fill,
+            "duplicate_ticks_dropped": int(duplicate_ticks),
             "min_samples": config.min_samples,
         }
     )

@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from netassets.core.sql import load_sql
+from netassets.lens.assets import write_clean_groups
 
 DAY = dt.date(2023, 11, 1)
 DAY_START_NS = int(dt.datetime(2023, 11, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9
@@ -61,12 +61,7 @@ def build_raw(
 def clean(warehouse, raw: pl.DataFrame, min_samples: int = 1300) -> pl.DataFrame:
     partition = {"day": DAY, "region": "handmade"}
     warehouse.replace_partition("lens_raw_irtt", partition, data=raw)
-    warehouse.replace_partition(
-        "lens_clean_groups",
-        partition,
-        select_sql=load_sql("lens", "lens_clean_groups"),
-        params={"day": DAY, "region": "handmade", "min_samples": min_samples},
-    )
+    write_clean_groups(warehouse, DAY, "handmade", min_samples)
     return warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
 
 

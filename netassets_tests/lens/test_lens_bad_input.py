@@ -126,7 +126,7 @@ def test_duplicate_timestamps_are_counted_and_cleaned_first_wins(root, warehouse
     add_hour(root, 1, "\n".join([original[0]] + duplicates) + "\n")
     result = materialize(warehouse, instance, with_checks=True)
     assert result.success  # a handful of duplicates is within the raw check's tolerance
-    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["duplicate_timestamps"].value == 3
+    assert result.asset_materializations_for_node("lens_clean_groups")[0].metadata["duplicate_ticks_dropped"].value == 3
     worst = warehouse.query("SELECT max(list_max(rtt_token)) FROM lens_clean_groups").item()
     assert worst < 999.0  # the later duplicates lost to the first stamps
 
