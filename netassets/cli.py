@@ -23,6 +23,7 @@ GENERATORS = {
 # pipeline -> (module with the landing scan, scan function, dynamic partitions name)
 LANDING_SCANS = {
     "lens": ("netassets.lens.sensors", "scan_lens_root", "lens_regions"),
+    "device_load": ("netassets.device_load.landing", "scan_partitions", "device_load_regions"),
 }
 
 

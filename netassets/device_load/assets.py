@@ -4,7 +4,6 @@
 import datetime as dt
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from netassets.core.partitions import context_partition
@@ -120,6 +119,7 @@ class AnomaliesConfig(dg.Config):
     min_samples: int = 5
     reference: str = "validation"  # cluster with the router's held-out errors, or "partition" alone (seed)
     fallback_mean_error: float | None = None  # the seed's fallback rule (it used 4.0); None = off
+    eps_quantile: float | None = None  # e.g. 0.99: eps per router from its held-out k-distances instead of `eps`
     max_plots: int = 12  # routers plotted inline in metadata (all are written to disk)
 
 
@@ -134,7 +134,7 @@ def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesCo
     history = warehouse.query(load_sql(PIPELINE, "device_load_history"), {
         "region": partition.other, "first_day": partition.day - dt.timedelta(days=context_days), "last_day": partition.day})
     table, skipped = detect(history, partition.day, detector, config.eps, config.min_samples,
-                            config.reference, config.fallback_mean_error)
+                            config.reference, config.fallback_mean_error, config.eps_quantile)
     for router, reason in skipped.items():
         context.log.warning("router %s not scored: %s", router, reason)
     count = warehouse.replace_partition("device_load_anomalies", {"day": partition.day, "region": partition.other},

@@ -7,6 +7,11 @@ errors saved in the checkpoint (``reference="validation"``): normal days then si
 cluster and only the partition's own points are labelled. ``reference="partition"`` clusters
 the partition's points alone, as the seed did on its whole test set.
 
+``eps_quantile`` (optional) replaces the fixed ``eps`` per router by a quantile of the
+k-distance (k = ``min_samples``) among that router's held-out errors: the classic k-distance
+rule for choosing DBSCAN's radius, so a noisy router gets a wider radius than a quiet one.
+It needs ``reference="validation"``.
+
 The seed's fallback (optional, ``fallback_mean_error``): when DBSCAN finds no anomaly but the
 mean error is above the threshold (the seed used 4.0), every point is an anomaly: the whole
 series has drifted away from what the model knows.
@@ -20,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 from sklearn.cluster import DBSCAN
+from sklearn.neighbors import NearestNeighbors
 
 from netassets.core.training import load_checkpoint
 from netassets.device_load.features import Scalers, build_windows
@@ -42,6 +47,16 @@ def dbscan_labels(errors: np.ndarray, eps: float, min_samples: int, reference: n
     return labels.astype(np.int64)
 
 
+def kdistance_eps(reference: np.ndarray, min_samples: int, quantile: float) -> float:
+    """The ``quantile`` of each reference point's distance to its ``min_samples``-th neighbour (itself included)."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"eps_quantile must be in (0, 1), got {quantile}")
+    if len(reference) < min_samples:
+        raise ValueError(f"{len(reference)} reference errors are too few for min_samples={min_samples}")
+    distances, _ = NearestNeighbors(n_neighbors=min_samples).fit(reference).kneighbors(reference)
+    return float(np.quantile(distances[:, -1], quantile))
+
+
 @dataclass
 class Detector:
     model: EmbedLSTM
@@ -60,7 +75,8 @@ class Detector:
 
 
 def detect(frame: pl.DataFrame, day: dt.date | None, detector: Detector, eps: float, min_samples: int,
-           reference: str = "validation", fallback_mean_error: float | None = None) -> tuple[pl.DataFrame, dict[str, str]]:
+           reference: str = "validation", fallback_mean_error: float | None = None,
+           eps_quantile: float | None = None) -> tuple[pl.DataFrame, dict[str, str]]:
     """Score the rows of ``day`` in ``frame`` (features, previous days as window context; None = all).
 
     Returns the seed's output columns (time, metric values, actual, predictions, label) per
@@ -68,21 +84,21 @@ def detect(frame: pl.DataFrame, day: dt.date | None, detector: Detector, eps: fl
     """
     if reference not in ("validation", "partition"):
         raise ValueError(f"reference must be 'validation' or 'partition', got {reference!r}")
+    if eps_quantile is not None and reference != "validation":
+        raise ValueError("eps_quantile needs reference='validation' (held-out errors to measure)")
     windows, skipped = build_windows(frame, detector.scalers)
     if day is not None:
         windows = windows.take(windows.target_time.astype("datetime64[D]") == np.datetime64(day, "D"))
     predicted = predict(detector.model, windows.x, windows.router_id)
     errors = np.abs(predicted - windows.actual)
-    labels = np.zeros(len(windows), dtype=np.int64)
+    labels, in_units = np.zeros(len(windows), dtype=np.int64), np.zeros_like(predicted)
     for router_id in np.unique(windows.router_id):
         mine = windows.router_id == router_id
         ref = detector.val_errors[detector.val_router_id == router_id] if reference == "validation" else None
-        labels[mine] = dbscan_labels(errors[mine], eps, min_samples, ref, fallback_mean_error)
-    rows = frame[windows.row.tolist()] if len(windows) else frame.clear()
-    in_units = np.zeros_like(predicted)
-    for router_id in np.unique(windows.router_id):
-        mine = windows.router_id == router_id
+        radius = eps if eps_quantile is None else kdistance_eps(ref, min_samples, eps_quantile)
+        labels[mine] = dbscan_labels(errors[mine], radius, min_samples, ref, fallback_mean_error)
         in_units[mine] = detector.scalers.per_router[detector.scalers.routers[router_id]].unscale_targets(predicted[mine])
+    rows = frame[windows.row.tolist()] if len(windows) else frame.clear()
     seen_today = set((frame if day is None else frame.filter(pl.col("timeslot").dt.date() == day))["router"].to_list())
     skipped = {r: why for r, why in skipped.items() if r in seen_today}
     scored = set(rows["router"].to_list())

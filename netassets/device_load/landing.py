@@ -4,6 +4,10 @@ Layout: ``$NETASSETS_HOME/landing/device_load/*.csv``, each file any number of d
 and regions (the seed's ``device_data.csv`` loads as is). A file maps to every (day, region)
 its rows fall in; the raw asset of one partition reads the matching rows of every file.
 
+The region rule is a regex with one capture group (``RawConfig.region_pattern`` on the raw
+asset); the landing sensor places files with the default rule, so a deployment with another
+rule launches its partitions itself (or changes ``DEFAULT_REGION_PATTERN``).
+
 Files are read, never modified. A bad file stops ingestion with an error naming the file and
 the CSV line (header = line 1): wrong columns, an unparsable timeslot, a negative or missing
 metric, a hostname the region rule cannot place, or a (router, timeslot) seen twice (in one

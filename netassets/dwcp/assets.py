@@ -15,7 +15,7 @@ from netassets.core.plots import figure_metadata, table_markdown
 from netassets.core.settings import safe_name
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
-from netassets.core.training import load_checkpoint
+from netassets.core.training import config_dict, load_checkpoint
 from netassets.core.warehouse import POOL, DuckDBWarehouse
 from netassets.dwcp import artifacts, onnx_export, report
 from netassets.dwcp.gates import candidate_problems
@@ -122,7 +122,7 @@ def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTM
     train_config = TrainConfig(windows_path=str(run / artifacts.RUN_WINDOWS), out_dir=str(run),
                                **config.model_dump(exclude={"nproc"}))
     config_path = run / "train_config.json"
-    artifacts.write_json(config_path, {**train_config.__dict__})
+    artifacts.write_json(config_path, config_dict(train_config))
     invocation = launch_torchrun(context, "netassets.dwcp.train", [f"--config={config_path}"], nproc=config.nproc)
     artifacts.set_latest_run(run)  # only after every rank exited cleanly
     return invocation.get_materialize_result()
@@ -138,31 +138,21 @@ def dwcp_report() -> dg.MaterializeResult:
         index, predicted = saved["index"], saved["prediction"]
     history = json.loads((run / HISTORY).read_text())
     actual = windows.y[index].astype(np.float64)
-    predictors = {"BandwidthLSTM": predicted, "persistence (last value)": windows.last[index]}
+    predictors = {report.MODEL: predicted, report.PERSISTENCE: windows.last[index]}
     oracle = windows.extra["oracle"][index] if "oracle" in windows.extra else None
     if oracle is not None:
-        predictors["noise-free oracle (ceiling)"] = oracle
+        predictors[report.ORACLE] = oracle
     evaluation = report.evaluate(actual, predictors, windows.targets)
-    model = evaluation["BandwidthLSTM"]
-    beats_persistence = report.beats(evaluation, "BandwidthLSTM", "persistence (last value)")
-    size_mb = (run / CHECKPOINT).stat().st_size / 2**20
-    document = {
-        "model": "bandwidth_predictor", "version": run.name, "success": model["overall"]["target_met"],
-        "achieved_metrics": {"correlation": model["overall"]["average_correlation"],
-                             "mape": model["overall"]["average_mape"],
-                             "accuracy_percent": model["overall"]["accuracy_percent"]},
-        "target_metrics": report.SEED_TARGET, "training_time_seconds": history["training_time_seconds"],
-        "model_size_mb": size_mb, "horizon_steps": windows.horizon, "window": windows.window,
-        "test_windows": len(index), "performance_metrics": model, "baselines": {
-            k: v for k, v in evaluation.items() if k != "BandwidthLSTM"},
-        "beats_persistence_rmse": beats_persistence, "training_partitions": windows.stats.get("partitions", []),
-    }
+    document = report.document(evaluation, version=run.name, windows=windows, history=history,
+                               model_size_mb=(run / CHECKPOINT).stat().st_size / 2**20)
     artifacts.write_json(run / artifacts.REPORT, document)
+    overall = document["performance_metrics"]["overall"]
     return dg.MaterializeResult(metadata={
-        "target_met": model["overall"]["target_met"],
-        "average_correlation": model["overall"]["average_correlation"],
-        "average_mape": model["overall"]["average_mape"],
-        "beats_persistence": ", ".join(f"{t}: {'yes' if b else 'NO'}" for t, b in beats_persistence.items()),
+        "target_met": overall["target_met"],
+        "average_correlation": overall["average_correlation"],
+        "average_mape": overall["average_mape"],
+        "beats_persistence": ", ".join(f"{t}: {'yes' if b else 'NO'}"
+                                       for t, b in document["beats_persistence_rmse"].items()),
         "overall": table_markdown(report.overall_rows(evaluation)),
         "scores": table_markdown(report.score_rows(evaluation)),
         "predicted_vs_actual": figure_metadata(
@@ -182,20 +172,8 @@ def dwcp_onnx() -> dg.MaterializeResult:
     onnx_path = onnx_export.export(onnx_export.load_model(checkpoint), checkpoint["window"],
                                    len(checkpoint["features"]), run / f"bandwidth_lstm_{version}.onnx")
     evaluation = json.loads((run / artifacts.REPORT).read_text())
-    metadata = {
-        "version": version, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "model_size_mb": onnx_path.stat().st_size / 2**20, "target_achieved": evaluation["success"],
-        "performance_metrics": evaluation["performance_metrics"], "baselines": evaluation["baselines"],
-        "model_architecture": checkpoint["arch"], "features": checkpoint["features"],
-        "targets": checkpoint["targets"], "window": checkpoint["window"], "horizon_steps": checkpoint["horizon"],
-        "scaler_params": checkpoint["scaler"], "io": {
-            "input": {"name": onnx_export.INPUT, "shape": ["batch", checkpoint["window"], len(checkpoint["features"])],
-                      "units": "standardised with scaler_params x_mean/x_scale"},
-            "output": {"name": onnx_export.OUTPUT, "shape": ["batch", len(checkpoint["targets"])],
-                       "units": "standardised; multiply by y_scale and add y_mean"}},
-        "opset": onnx_export.OPSET, "training_partitions": evaluation["training_partitions"],
-        "training_run": run.name,
-    }
+    metadata = onnx_export.model_metadata(checkpoint, evaluation, version=version, onnx_path=onnx_path,
+                                          training_run=run.name)
     metadata_path = run / f"model_metadata_{version}.json"
     artifacts.write_json(metadata_path, metadata)
     artifacts.set_candidate(onnx_path, metadata_path, version, run)

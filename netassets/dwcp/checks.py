@@ -7,8 +7,8 @@ import numpy as np
 from netassets.core.expectations import gx_partition_check
 from netassets.core.partitions import parse_partition_key
 from netassets.dwcp import artifacts
-from netassets.dwcp.gates import GATES
 from netassets.dwcp.assets import PARTITIONS, dwcp_onnx, dwcp_raw, dwcp_windows
+from netassets.dwcp.gates import GATES
 from netassets.dwcp.schema import BOUNDS, CATEGORIES, COLUMNS, DIMENSION
 from netassets.dwcp.windows import SPLITS, Windows
 

@@ -7,6 +7,7 @@ the scaler parameters travel in model_metadata.json, as in the seed.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
@@ -37,6 +38,21 @@ def export(model: BandwidthLSTM, window: int, n_features: int, path: Path) -> Pa
         dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, dynamo=False,
     )
     return path
+
+
+def model_metadata(checkpoint: dict, report: dict, *, version: str, onnx_path: Path, training_run: str) -> dict:
+    """model_metadata_<version>.json: the seed's keys plus the I/O contract and the training partitions."""
+    window, features, targets = checkpoint["window"], checkpoint["features"], checkpoint["targets"]
+    return {
+        "version": version, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "model_size_mb": onnx_path.stat().st_size / 2**20, "target_achieved": report["success"],
+        "performance_metrics": report["performance_metrics"], "baselines": report["baselines"],
+        "model_architecture": checkpoint["arch"], "features": features, "targets": targets, "window": window,
+        "horizon_steps": checkpoint["horizon"], "scaler_params": checkpoint["scaler"],
+        "io": {INPUT: {"shape": ["batch", window, len(features)], "units": "standardised: (x - x_mean) / x_scale"},
+               OUTPUT: {"shape": ["batch", len(targets)], "units": "standardised: y = output * y_scale + y_mean"}},
+        "opset": OPSET, "training_partitions": report["training_partitions"], "training_run": training_run,
+    }
 
 
 def checker_problems(path: Path) -> list[str]:

@@ -12,6 +12,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+MODEL = "BandwidthLSTM"
+PERSISTENCE = "persistence (last value)"
+ORACLE = "noise-free oracle (ceiling)"
 SEED_TARGET = {"correlation": 0.98, "mape": 5.0}
 SEED_CLAIMED = {"correlation": 0.9908, "mape": 2.63}  # what the guide says its model reached
 
@@ -83,6 +86,22 @@ def beats(evaluation: Mapping[str, dict], model: str, baseline: str) -> dict[str
     """Per target: does the model's RMSE beat the baseline's?"""
     ours, theirs = evaluation[model]["per_target"], evaluation[baseline]["per_target"]
     return {t: ours[t]["rmse"] < theirs[t]["rmse"] for t in ours}
+
+
+def document(evaluation: Mapping[str, dict], *, version: str, windows, history: Mapping, model_size_mb: float) -> dict:
+    """bandwidth_predictor_report.json: the seed's keys, then the baselines and what was trained on."""
+    model = evaluation[MODEL]["overall"]
+    return {
+        "model": "bandwidth_predictor", "version": version, "success": model["target_met"],
+        "achieved_metrics": {"correlation": model["average_correlation"], "mape": model["average_mape"],
+                             "accuracy_percent": model["accuracy_percent"]},
+        "target_metrics": SEED_TARGET, "training_time_seconds": history["training_time_seconds"],
+        "model_size_mb": model_size_mb, "horizon_steps": windows.horizon, "window": windows.window,
+        "test_windows": int((windows.split == 2).sum()), "performance_metrics": evaluation[MODEL],
+        "baselines": {k: v for k, v in evaluation.items() if k != MODEL},
+        "beats_persistence_rmse": beats(evaluation, MODEL, PERSISTENCE) if PERSISTENCE in evaluation else {},
+        "training_partitions": windows.stats.get("partitions", []),
+    }
 
 
 def scatter_figure(actual: np.ndarray, predicted: np.ndarray, oracle: np.ndarray | None, targets: Sequence[str]):

@@ -110,7 +110,10 @@ def read_raw_file(path: Path, region: str, day: dt.date) -> tuple[pl.DataFrame, 
     """Parse and validate one landing file; returns (typed frame, ignored extra columns)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: landing file not found")
-    text = pl.read_csv(path, infer_schema=False)  # everything as text: we report bad cells by line
+    try:
+        text = pl.read_csv(path, infer_schema=False)  # everything as text: we report bad cells by line
+    except pl.exceptions.PolarsError as exc:  # ragged rows, bad quoting, not UTF-8
+        raise RawFileError(f"{path}: not a readable CSV: {exc}") from None
     missing = [c for c in COLUMNS if c not in text.columns]
     if missing:
         raise RawFileError(f"{path}: missing column(s) {missing}; expected the 20-column DWCP schema")

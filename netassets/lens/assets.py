@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
@@ -12,9 +13,9 @@ from netassets.core.partitions import context_partition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse, EmptyPartitionError
-from netassets.lens.grid import GROUP_POINTS, clean_groups_table
+from netassets.lens.cleaning import GROUP_POINTS, clean_groups_table, kept_samples
 from netassets.lens.partitions import REGION, lens_partitions
-from netassets.lens.raw import LensInputError, day_files, rejected_lines
+from netassets.lens.raw import LensInputError, day_files, rejected_lines, stamps_within_day
 
 # More than this share of a day's rows rounding outside the day means the files are filed
 # under the wrong date, not that a few packets straddle midnight.
@@ -61,16 +62,15 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
             DELETE FROM lens_raw_irtt
             WHERE day = $day AND region = $region
               AND NOT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT) BETWEEN $start AND $start + 8639999
-            RETURNING hour
             """,
             where_partition,
-        ).fetchall()
-        stats["rows_outside_day"] = len(outside)
-        if stats["rows_read"] and len(outside) > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
-            worst = max(set(h for (h,) in outside), key=[h for (h,) in outside].count)
+        ).fetchone()
+        stats["rows_outside_day"] = outside[0]  # DuckDB's DELETE returns the count
+        if stats["rows_read"] and stats["rows_outside_day"] > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
+            misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
             raise LensInputError(
-                f"lens_raw_irtt {partition.key}: {len(outside)} of {stats['rows_read']} rows have timestamps outside "
-                f"{partition.day} (most in hour file {worst:02d}); are the files filed under the wrong date?"
+                f"lens_raw_irtt {partition.key}: {stats['rows_outside_day']} of {stats['rows_read']} rows have timestamps "
+                f"outside {partition.day} (files starting or ending outside it: {misfiled}); filed under the wrong date?"
             )
 
     with warehouse.connect() as conn:
@@ -115,24 +115,17 @@ class LensCleanConfig(dg.Config):
 
 def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, min_samples: int) -> tuple[pa.Table, int]:
     """Clean one partition of lens_raw_irtt into lens_clean_groups; returns (groups, duplicate ticks)."""
-    params = {"day": day, "region": region, "min_samples": min_samples}
     with warehouse.connect() as conn:
-        samples = conn.execute(load_sql("lens", "lens_clean_samples"), params).fetchnumpy()
-        if len(samples["group_id"]) == 0:
+        rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
+        samples = kept_samples(rows["tick"], rows["timestamp"], np.asarray(rows["rtt"], dtype=float), min_samples)
+        if len(samples.group_id) == 0:
             raise EmptyPartitionError(
                 f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"
                 " (or lens_raw_irtt holds nothing for it)"
             )
-        (duplicate_ticks,) = conn.execute(
-            """
-            SELECT count(*) - count(DISTINCT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT))
-            FROM lens_raw_irtt WHERE day = $day AND region = $region
-            """,
-            {"day": day, "region": region},
-        ).fetchone()
         groups = clean_groups_table(samples, day, region, min_samples)
         warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=groups, conn=conn)
-    return groups, int(duplicate_ticks)
+    return groups, samples.duplicate_ticks
 
 
 @dg.asset(

@@ -84,3 +84,22 @@ def _ends_without_newline_with(path: Path, last_line: bytes) -> bool:
         handle.seek(max(0, size - len(last_line) - 1))
         tail = handle.read()
     return not tail.endswith(b"\n") and tail.endswith(last_line)
+
+
+def stamps_within_day(path: Path, day: dt.date) -> bool:
+    """Whether a file's first and last data lines are stamped within ``day`` (UTC).
+
+    Used only to name the culprits when many rows fall outside the partition's day: irtt
+    writes in time order, so a misfiled hour shows at its ends.
+    """
+    start_ns = int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
+    with path.open("rb") as handle:
+        handle.readline()
+        first = handle.readline()
+        handle.seek(max(0, path.stat().st_size - 256))
+        last = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        stamps = [int(line.split(b",", 1)[0]) for line in (first, last)]
+    except ValueError:
+        return True  # unparsable ends are reported by the CSV reader itself
+    return all(start_ns <= s < start_ns + 86_400 * 10**9 for s in stamps)

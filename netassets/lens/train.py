@@ -86,7 +86,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, num_
     totals = all_reduce_sum([loss_sum, *matrix.ravel().tolist()], env)
     matrix = np.asarray(totals[1:]).reshape(num_classes, num_classes)
     model.train()
-    return {"loss": totals[0] / max(matrix.sum(), 1), "confusion": matrix.astype(int), **scores_from_confusion(matrix)}
+    return {"loss": float(totals[0] / max(matrix.sum(), 1)), "confusion": matrix.astype(int), **scores_from_confusion(matrix)}
 
 
 def train(config: TrainConfig) -> dict[str, Any] | None:
@@ -131,8 +131,11 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
         )
         sampler = DistributedSampler(TensorDataset(x["train"], y["train"]), num_replicas=env.world_size,
                                      rank=env.rank, shuffle=True, seed=config.seed)
+        # Its own generator: creating an epoch's iterator then never draws from the global RNG,
+        # whose state the checkpoint restores for dropout.
         loader = DataLoader(TensorDataset(x["train"], y["train"]), batch_size=config.batch_size, sampler=sampler,
-                            num_workers=config.num_workers, pin_memory=env.device.type == "cuda")
+                            num_workers=config.num_workers, pin_memory=env.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(config.seed))
 
         def checkpoint(epoch: int, batches: int) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "arch": arch,
@@ -145,6 +148,8 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
             sampler.set_epoch(epoch)
             model.train()
             epoch_start, wait_time, samples = time.perf_counter(), 0.0, 0
+            # Summed on the device: a .item() per step would stall a GPU once a step.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
             fetch_start = time.perf_counter()
             for batch_index, (xb, yb) in enumerate(loader):
                 if batch_index < batches_done:  # already trained on before the interruption
@@ -159,12 +164,12 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
                 loss.backward()
                 optimizer.step()
                 step += 1
-                running[0] += loss.item() * len(yb)
-                running[1] += len(yb)
+                loss_sum += loss.detach().double() * len(yb)
                 samples += len(yb)
                 if config.max_steps and step >= config.max_steps:
                     interrupted = batch_index + 1 < len(loader) or epoch + 1 < config.epochs
                     if interrupted:
+                        running = [running[0] + loss_sum.item(), running[1] + samples]
                         if env.is_main:
                             save_checkpoint(out_dir / "last.pt", checkpoint(epoch, batch_index + 1))
                         session.log(f"max_steps {config.max_steps} reached at epoch {epoch + 1}; saved last.pt")
@@ -173,9 +178,9 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
             if interrupted:
                 break
             elapsed = time.perf_counter() - epoch_start
-            loss_sum, count, samples_all, wait_all, elapsed_all = all_reduce_sum(
-                [running[0], running[1], samples, wait_time, elapsed], env)
-            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1),
+            epoch_loss, count, samples_all, wait_all, elapsed_all = all_reduce_sum(
+                [running[0] + loss_sum.item(), running[1] + samples, samples, wait_time, elapsed], env)
+            record = {"epoch": epoch + 1, "train_loss": epoch_loss / max(count, 1),
                       "samples_per_s": samples_all / max(elapsed_all / env.world_size, 1e-9),
                       "data_wait_share": wait_all / max(elapsed_all, 1e-9)}
             running, batches_done = [0.0, 0.0], 0

@@ -38,9 +38,13 @@ def _loss_expectations(frame: pd.DataFrame) -> list:
 
 
 def _load_scores(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
+    # Unscored hours hold NULLs: score_matches_status checks that, and the range expectations read
+    # them as 0 (core's GX summary cannot format the result of an all-NULL column, e.g. a day
+    # on which no hour had enough reference).
     return _partition_frame(warehouse, partition_key, """
-        SELECT hour, status, accuracy, chance, score FROM perfsonar_anomaly_scores
-        WHERE day = $day AND source = $source""")
+        SELECT hour, status, (score IS NOT NULL) = (status = 'scored') AS score_matches_status,
+               coalesce(accuracy, 0) AS accuracy, coalesce(chance, 0) AS chance, coalesce(score, 0) AS score
+        FROM perfsonar_anomaly_scores WHERE day = $day AND source = $source""")
 
 
 def _score_expectations(frame: pd.DataFrame) -> list:
@@ -48,6 +52,7 @@ def _score_expectations(frame: pd.DataFrame) -> list:
         gx.expectations.ExpectTableRowCountToEqual(value=24),
         gx.expectations.ExpectColumnValuesToBeUnique(column="hour"),
         gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=SCORE_STATUSES),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="score_matches_status", value_set=[True]),
         gx.expectations.ExpectColumnValuesToBeBetween(column="accuracy", min_value=0, max_value=1),
         gx.expectations.ExpectColumnValuesToBeBetween(column="chance", min_value=0, max_value=1, strict_max=True),
         # Scaled accuracy tops out at 1 (a perfect held-out split); it is negative below chance.
@@ -67,7 +72,8 @@ perfsonar_packet_loss_gx = gx_partition_check(
 perfsonar_anomaly_scores_gx = gx_partition_check(
     asset=perfsonar_anomaly_scores,
     name="perfsonar_anomaly_scores_gx",
-    description="24 distinct hours, known statuses, accuracies in [0, 1], scaled accuracy at most 1.",
+    description="24 distinct hours, known statuses, a score exactly on scored hours, accuracies in [0, 1],"
+    " scaled accuracy at most 1.",
     partitions_def=perfsonar_partitions,
     load=_load_scores,
     expectations=_score_expectations,

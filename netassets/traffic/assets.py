@@ -109,8 +109,9 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
 
     models = artifacts_dir(PIPELINE)
     checkpoint = models / "checkpoint.pt"
-    init_from = {"scratch": "scratch", "resume": checkpoint}.get(config.init_from) or models / Path(config.init_from).expanduser()
+    init_from = config.init_from
     if init_from != "scratch":
+        init_from = checkpoint if init_from == "resume" else models / Path(init_from).expanduser()
         check_resumable(init_from, {**config.model_dump(), "n_features": int(flows["n_features"][0])})
     run_dir = models / "runs" / context.run_id
     run_dir.mkdir(parents=True, exist_ok=True)

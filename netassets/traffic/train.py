@@ -97,7 +97,6 @@ class Flows:
     """Flows of the index, parsed from the raw files on demand."""
 
     def __init__(self, index: pl.DataFrame, landing: Path):
-        self.index = index
         self._files: dict[str, FlowFile] = {}
         for name, size, mtime in index.select("source_file", "file_size", "file_mtime_ns").unique().iter_rows():
             path = landing / name
@@ -131,9 +130,10 @@ def feature_stats(flows: Flows, indices: np.ndarray, n_features: int, env) -> Fe
     return merged
 
 
-def batches(flows: Flows, indices: np.ndarray, config: TrainConfig, normalise):
+def batches(flows: Flows, indices: np.ndarray, config: TrainConfig, normalise, device: torch.device):
     for start in range(0, len(indices), config.batch_size):
-        yield make_batch([flows[i] for i in indices[start : start + config.batch_size]], config.seq_len, normalise)
+        batch = make_batch([flows[i] for i in indices[start : start + config.batch_size]], config.seq_len, normalise)
+        yield tuple(t.to(device) for t in batch)
 
 
 @torch.no_grad()
@@ -142,13 +142,14 @@ def evaluate(predict, flows: Flows, val: np.ndarray, config: TrainConfig, normal
     mine = np.arange(env.rank, len(val), env.world_size)
     per_flow = np.zeros(len(val))
     sums = np.zeros(2 + 2 * config.seq_len)  # squared error, packets, per-position cosine, per-position packets
-    for start, (inputs, targets, mask) in zip(range(0, len(mine), config.batch_size), batches(flows, val[mine], config, normalise)):
+    for batch_no, (inputs, targets, mask) in enumerate(batches(flows, val[mine], config, normalise, env.device)):
         prediction = predict(inputs)
-        per_flow[mine[start : start + len(inputs)]] = flow_cosine(prediction, targets, mask).numpy()
+        rows = mine[batch_no * config.batch_size :][: len(inputs)]
+        per_flow[rows] = flow_cosine(prediction, targets, mask).cpu().numpy()
         sums[0] += float(masked_mse(prediction, targets, mask)) * float(mask.sum())
         sums[1] += float(mask.sum())
-        sums[2 : 2 + config.seq_len] += packet_cosine(prediction, targets, mask).sum(dim=0).numpy()
-        sums[2 + config.seq_len :] += mask.sum(dim=0).numpy()
+        sums[2 : 2 + config.seq_len] += packet_cosine(prediction, targets, mask).sum(dim=0).cpu().numpy()
+        sums[2 + config.seq_len :] += mask.sum(dim=0).cpu().numpy()
     per_flow = np.asarray(all_reduce_sum(per_flow.tolist(), env))
     sums = np.asarray(all_reduce_sum(sums.tolist(), env))
     counts = sums[2 + config.seq_len :]
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(train) == 0 or len(val) == 0:
             raise ValueError(f"{len(index)} flows give {len(train)} training and {len(val)} validation flows; need both")
 
-        model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers)
+        model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers).to(env.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         architecture = {**asdict(config), "n_features": n_features}
         history: list[dict] = []
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
             stats, history, resumed_epoch = FeatureStats.from_array(saved["stats"].numpy()), saved["history"], saved["epoch"]
             session.log(f"continuing from {config.init_from} after epoch {resumed_epoch}")
         normalise = normaliser(config.normalisation, stats)
-        ddp = DistributedDataParallel(model) if env.distributed else model
+        on_gpu = env.device.type == "cuda"
+        ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if on_gpu else None) if env.distributed else model
 
         persistence = evaluate(lambda inputs: inputs, flows, val, config, normalise, env)
         # A continued run starts from the loaded model's score on today's validation flows,
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             # Equal batch counts on every rank (DDP synchronises each backward): wrap around to pad.
             mine = np.resize(order, per_rank * env.world_size)[env.rank :: env.world_size]
             loss_sum, packets = 0.0, 0.0
-            for inputs, targets, mask in batches(flows, mine, config, normalise):
+            for inputs, targets, mask in batches(flows, mine, config, normalise, env.device):
                 loss = masked_mse(ddp(inputs), targets, mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
             Path(config.report).write_text(json.dumps(report))
         session.report(metadata={
             "train_flows": len(train), "val_flows": len(val), "n_features": n_features,
-            "best_epoch": best["epoch"], "epochs_run": len(history) - (resumed_epoch or 0),
+            "best_epoch": best["epoch"], "epochs_run": sum(h["epoch"] >= first_epoch for h in history),
             "val_cos_mean": best["cos_mean"], "val_cos_median": best["cos_median"], "val_mse": best["mse"],
             "persistence_cos_mean": persistence["cos_mean"], "persistence_cos_median": persistence["cos_median"],
             "beats_persistence": bool(best["cos_mean"] > persistence["cos_mean"]),

@@ -136,7 +136,7 @@ def test_a_day_of_files_filed_under_the_wrong_date_is_an_error(root, warehouse, 
     body = "".join(f"{wrong_day_ns + i * 10**7},30.0,10.0,20.0\n" for i in range(5_000))
     path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body)
     message = failure_message(materialize(warehouse, instance))
-    assert "outside 2023-11-01" in message and "hour file 01" in message, path
+    assert "outside 2023-11-01" in message and path.name in message
 
 
 def test_a_few_rows_past_midnight_are_dropped_and_counted(root, warehouse, instance):

@@ -1,0 +1,173 @@
+"""LENS models: PatchTST training inside the asset (torchrun + pipes + DDP) vs a bare loop on the
+same tensors, the data-loading share of a step, and features + cluster assignment in groups/s.
+
+    python -m bench.lens_train [--days 3] [--hours 1] [--epochs 5] [--full-day-hours 24] [--nproc 1]
+
+1. Generates --days x 2 regions x --hours of LENS data, ingests and featurises every
+   partition, fits lens_gmm (default settings) and materialises lens_patchtst with --nproc
+   processes. Its samples/s is measured inside the training loop, per epoch (the first epoch,
+   which includes warm-up, is dropped), as is the share of step time spent waiting for the next
+   batch. The bare loop trains the same model on the same dataset.npz with the same batch size
+   and thread count, in this process, with no DDP, no evaluation and no checkpoints. Overhead =
+   1 - asset / bare (target < 10 %). The asset's wall time, with torchrun's start, is shown apart.
+2. One day-partition at --full-day-hours (24 = full rate, 5,760 groups): lens_group_features
+   and lens_clusters, groups/s for the computation alone and for the whole asset run.
+
+Writes bench/results/lens_train.json. On a GPU machine the same script reports the GPU run
+with AMP (the asset uses bfloat16 autocast when CUDA is present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+REGIONS = ["chicago", "ottawa"]
+START = dt.date(2023, 11, 1)
+MODEL = dict(patch_length=20, d_model=64, num_attention_heads=4, num_hidden_layers=2, ffn_dim=128)
+
+
+def bare_loop(dataset: Path, epochs: int, batch_size: int, threads: int) -> dict:
+    """The same model and tensors in a plain loop: the floor the asset's loop is compared with."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from netassets.lens.patchtst import TrainConfig, build_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    with np.load(dataset) as data:
+        x, y, weight = (torch.from_numpy(data[k]) for k in ("x_train", "y_train", "class_weight"))
+    config = TrainConfig(batch_size=batch_size, **MODEL)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(config.arch(x.shape[2], len(weight)), config.dropouts()).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loader = DataLoader(TensorDataset(x, y.long()), batch_size=batch_size, shuffle=True)
+    weight = weight.to(device)
+    rates = []
+    for _ in range(epochs):
+        start, samples = time.perf_counter(), 0
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(past_values=xb).prediction_logits.float()
+            loss = F.cross_entropy(logits, yb, weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            samples += len(yb)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates.append(samples / (time.perf_counter() - start))
+    return {"samples_per_s": statistics.median(rates[1:] or rates), "per_epoch": rates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--hours", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--full-day-hours", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/lens_train.json"))
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="lens_train_bench_"))
+    os.environ["NETASSETS_HOME"] = str(home)
+    os.environ.pop("NETASSETS_LENS_ROOT", None)
+    threads = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))  # what launch_torchrun gives each worker
+
+    import dagster as dg
+
+    from netassets.core.warehouse import DuckDBWarehouse
+    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+    from netassets.lens.model_assets import lens_clusters, lens_gmm, lens_group_features, lens_patchtst
+    from netassets.lens.sample import write_lens
+
+    landing = home / "landing" / "lens"
+    write_lens(landing, REGIONS, START, args.days, seed=0, hours=args.hours)
+    warehouse = DuckDBWarehouse(database=str(home / "warehouse.duckdb"))
+    resources = {"warehouse": warehouse}
+    report: dict = {"days": args.days, "hours": args.hours, "regions": REGIONS, "epochs": args.epochs,
+                    "batch_size": args.batch_size, "nproc": args.nproc, "threads_per_process": threads, "model": MODEL}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("lens_regions", REGIONS + ["fullday"])
+        for offset in range(args.days):
+            for region in REGIONS:
+                dg.materialize([lens_raw_irtt, lens_clean_groups, lens_group_features], resources=resources,
+                               instance=instance, partition_key=f"{(START + dt.timedelta(offset)).isoformat()}|{region}")
+        gmm = dg.materialize([lens_gmm], resources=resources, instance=instance)
+        gmm_meta = gmm.asset_materializations_for_node("lens_gmm")[0].metadata
+        report["gmm"] = {"k": gmm_meta["k"].value, "ari_vs_generator_regimes": gmm_meta["ari_vs_generator_regimes"].value}
+        print(f"GMM: k={report['gmm']['k']}, ARI vs generator regimes {report['gmm']['ari_vs_generator_regimes']:.3f}", flush=True)
+
+        config = dict(nproc=args.nproc, epochs=args.epochs, batch_size=args.batch_size, lr=3e-3, channels="both", **MODEL)
+        start = time.perf_counter()
+        trained = dg.materialize([lens_patchtst], resources=resources, instance=instance,
+                                 run_config={"ops": {"lens_patchtst": {"config": config}}})
+        asset_wall = time.perf_counter() - start
+        meta = trained.asset_materializations_for_node("lens_patchtst")[0].metadata
+        run_dir = Path(meta["checkpoint"].path).parent
+        history = json.loads((run_dir / "result.json").read_text())["history"]
+        steady = history[1:] or history
+        report["asset"] = {
+            "samples_per_s": statistics.median(h["samples_per_s"] for h in steady),
+            "data_wait_share": statistics.median(h["data_wait_share"] for h in steady),
+            "wall_s": asset_wall, "epochs": len(history),
+            "test_accuracy": meta["test_accuracy"].value, "test_macro_f1": meta["test_macro_f1"].value,
+            "majority_accuracy": meta["majority_accuracy"].value, "majority_macro_f1": meta["majority_macro_f1"].value,
+            "logreg_accuracy": meta["logreg_accuracy"].value, "logreg_macro_f1": meta["logreg_macro_f1"].value,
+            "train_groups": meta["groups_per_split"].data["train"],
+        }
+        start = time.perf_counter()
+        report["bare"] = bare_loop(run_dir / "dataset.npz", args.epochs, args.batch_size, threads)
+        report["bare"]["wall_s"] = time.perf_counter() - start
+        report["overhead"] = 1 - report["asset"]["samples_per_s"] / report["bare"]["samples_per_s"]
+
+        # One full-rate day for one region, through the real assets.
+        write_lens(landing, ["fullday"], START, 1, seed=1, hours=args.full_day_hours)
+        key = f"{START.isoformat()}|fullday"
+        dg.materialize([lens_raw_irtt, lens_clean_groups], resources=resources, instance=instance, partition_key=key)
+        timings = {}
+        for asset, metric in ((lens_group_features, "groups_per_s"), (lens_clusters, "groups_per_s_assignment")):
+            start = time.perf_counter()
+            result = dg.materialize([asset], resources=resources, instance=instance, partition_key=key)
+            wall = time.perf_counter() - start
+            asset_meta = result.asset_materializations_for_node(asset.key.path[-1])[0].metadata
+            rows = asset_meta["dagster/row_count"].value
+            timings[asset.key.path[-1]] = {"groups": rows, "compute_groups_per_s": asset_meta[metric].value,
+                                           "run_groups_per_s": rows / wall, "run_s": wall}
+        report["full_day"] = timings
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    a, b = report["asset"], report["bare"]
+    print(f"\nPatchTST training, {a['train_groups']} training groups, batch {args.batch_size}, "
+          f"{args.nproc} process(es) x {threads} thread(s), CPU")
+    print(f"{'loop':<28} {'samples/s':>10} {'data wait':>10} {'wall s':>8}")
+    print(f"{'asset (torchrun+pipes+DDP)':<28} {a['samples_per_s']:>10.0f} {a['data_wait_share']:>10.1%} {a['wall_s']:>8.1f}")
+    print(f"{'bare loop':<28} {b['samples_per_s']:>10.0f} {'-':>10} {b['wall_s']:>8.1f}")
+    print(f"overhead inside the loop: {report['overhead']:+.1%} (target < 10 %)")
+    print(f"\nheld-out ({args.days} days, last day tested)  accuracy  macro-F1")
+    for name, acc, f1 in (("patchtst", a["test_accuracy"], a["test_macro_f1"]),
+                          ("majority class", a["majority_accuracy"], a["majority_macro_f1"]),
+                          ("logistic regression", a["logreg_accuracy"], a["logreg_macro_f1"])):
+        print(f"{name:<36} {acc:>8.3f} {f1:>9.3f}")
+    print(f"\none day-partition at {args.full_day_hours} h")
+    print(f"{'asset':<22} {'groups':>7} {'compute groups/s':>17} {'run groups/s':>13} {'run s':>7}")
+    for name, t in report["full_day"].items():
+        print(f"{name:<22} {t['groups']:>7} {t['compute_groups_per_s']:>17,.0f} {t['run_groups_per_s']:>13,.0f} {t['run_s']:>7.1f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""End to end on generated data: landing CSV -> raw -> features -> windows -> torchrun Embed-LSTM -> anomalies."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from netassets.core.settings import artifacts_dir, landing_dir
+from netassets.device_load import sample
+from netassets.device_load.assets import (
+    device_load_anomalies, device_load_features, device_load_model, device_load_raw, device_load_windows,
+)
+from netassets.device_load.checks import anomaly_rate, raw_gaps, raw_non_negative, raw_schema, raw_unique
+from netassets.device_load.definitions import defs
+from netassets.device_load.partitions import device_load_regions_name
+
+from .helpers import hourly, materialize, write_csv
+
+START = dt.date(2025, 6, 1)
+DAYS = 4
+
+
+def _generate(out, name="demo", regions="nl", seed=3):
+    args = argparse.Namespace(out=out, name=name, start=START.isoformat(), days=DAYS, regions=regions,
+                              hosts=1, interfaces=2, anomalies=4, seed=seed)
+    return sample.generate(args)
+
+
+def test_end_to_end(netassets_home, warehouse, instance):
+    csv = _generate(landing_dir("device_load"))
+    injected = json.loads(csv.with_name("demo.anomalies.json").read_text())
+    raw_bytes = csv.read_bytes()
+
+    # Ingest every day; the GX checks run on the last one (they have their own tests on bad data).
+    for offset in range(DAYS):
+        checks = [raw_schema, raw_non_negative, raw_unique, raw_gaps] if offset == DAYS - 1 else []
+        result = materialize([device_load_raw, device_load_features, *checks],
+                             f"{START + dt.timedelta(days=offset)}|nl", warehouse, instance)
+        assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 4 and all(e.passed for e in evaluations)
+    assert csv.read_bytes() == raw_bytes  # raw files are never modified
+    counts = warehouse.query("SELECT count(*) AS n, count(DISTINCT router) AS routers FROM device_load_features").row(0)
+    assert counts == (DAYS * 24 * 2, 2)
+
+    # Windows + training through the real torchrun launcher, 2 gloo ranks.
+    result = materialize([device_load_windows, device_load_model], None, warehouse, instance, run_config={"ops": {
+        "device_load_windows": {"config": {"window": 6}},
+        "device_load_model": {"config": {"nproc": 2, "epochs": 2}},
+    }})
+    assert result.success
+    model_meta = result.asset_materializations_for_node("device_load_model")[0].metadata
+    assert model_meta["nproc"].value == 2
+    for key in ("val_mse", "val_persistence_mse", "beats_persistence", "scores"):
+        assert key in model_meta
+    assert np.isfinite(model_meta["val_mse"].value) and model_meta["val_mse"].value > 0
+    assert (artifacts_dir("device_load") / "scalers.json").is_file()
+
+    # Score the day with the most injected anomaly hours.
+    hours_by_day = {}
+    for a in injected:
+        day = a["start"][:10]
+        hours_by_day[day] = hours_by_day.get(day, 0) + a["hours"]
+    day = max(sorted(hours_by_day), key=hours_by_day.get)
+    result = materialize([device_load_anomalies, anomaly_rate], f"{day}|nl", warehouse, instance)
+    assert result.success
+    meta = result.asset_materializations_for_node("device_load_anomalies")[0].metadata
+    assert any(k.startswith("plot ") for k in meta)
+    table = warehouse.query("SELECT * FROM device_load_anomalies")
+    assert table.height == 2 * 24
+    expected = {"time", "max_metric_value", "mean_metric_value", "actual_max", "actual_mean",
+                "predicted_max", "predicted_mean", "label"}
+    assert expected <= set(table.columns)
+    # Injected hours stand out: their errors exceed the typical error of the other hours.
+    marked = pl.DataFrame([{"router": a["router"], "time": dt.datetime.fromisoformat(a["start"]) + dt.timedelta(hours=h)}
+                           for a in injected for h in range(a["hours"])]).with_columns(pl.lit(True).alias("injected"))
+    joined = table.join(marked.unique(), on=["router", "time"], how="left").with_columns(pl.col("injected").fill_null(False))
+    error = pl.col("error_max") + pl.col("error_mean")
+    injected_error = joined.filter(pl.col("injected")).select(error.mean()).item()
+    normal_error = joined.filter(~pl.col("injected")).select(error.median()).item()
+    assert injected_error > 2 * normal_error
+    assert joined.filter(pl.col("injected"))["is_anomaly"].any()
+
+    # A router unseen at training time is reported, not a crash; the known routers are still scored.
+    write_csv(landing_dir("device_load") / "new_switch.csv",
+              hourly("nl-new-switch-09", "Gi0/1", dt.datetime.fromisoformat(day), [5.0] * 24, [3.0] * 24))
+    assert materialize([device_load_raw, device_load_features], f"{day}|nl", warehouse, instance).success
+    result = materialize([device_load_anomalies], f"{day}|nl", warehouse, instance)
+    assert result.success
+    skipped = result.asset_materializations_for_node("device_load_anomalies")[0].metadata["skipped_routers"].value
+    assert list(skipped) == ["nl-new-switch-09-Gi0/1"] and "unseen" in skipped["nl-new-switch-09-Gi0/1"]
+    assert warehouse.query("SELECT count(*) FROM device_load_anomalies").item() == 2 * 24
+
+
+def test_definitions_sensor_and_schedules(netassets_home, instance):
+    _generate(landing_dir("device_load"), regions="nl,be")
+    names = {s.name for s in defs.sensors} | {s.name for s in defs.schedules}
+    assert names == {"device_load_landing_sensor", "device_load_daily_ingestion", "device_load_monthly_retrain"}
+    sensor = next(iter(defs.sensors))
+    result = sensor(dg.build_sensor_context(instance=instance))
+    keys = sorted(r.partition_key for r in result.run_requests)
+    assert len(keys) == DAYS * 2 and keys[0] == f"{START}|be" and keys[-1] == f"{START + dt.timedelta(days=DAYS - 1)}|nl"
+    assert result.dynamic_partitions_requests[0].partition_keys == ["be", "nl"]
+    # Same files, next tick: nothing new.
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert isinstance(again, dg.SkipReason)
+
+    instance.add_dynamic_partitions(device_load_regions_name, ["be", "nl"])
+    daily = next(s for s in defs.schedules if s.name == "device_load_daily_ingestion")
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2025, 6, 3, 2))
+    requests = daily(context)
+    assert sorted(r.partition_key for r in requests) == ["2025-06-02|be", "2025-06-02|nl"]

@@ -1,0 +1,35 @@
+"""Throughput-only mode on Pensieve-format traces: a hand-made trace, then the real HSDPA set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netassets.dwcp.real_traces import hsdpa_windows, read_trace
+
+
+def test_silences_cut_a_trace_and_harmonic_mean_is_computed(tmp_path):
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    times = [*np.arange(0, 30.0), *np.arange(40, 70.0)]  # a 10 s silence after 30 samples
+    (folder / "trip_1").write_text("".join(f"{t}\t{1 + (i % 4)}\n" for i, t in enumerate(times)))
+    w = hsdpa_windows(folder, window=20, horizon=3)
+    assert w.link_names == ["trip_1/0", "trip_1/1"] and len(w) == 2 * (30 - 23 + 1)
+    recent = w.x[0, -5:, 0]
+    assert w.extra["harmonic_mean"][0, 0] == pytest.approx(5 / np.sum(1 / recent))
+
+
+def test_bad_trace_line_names_file_and_line(tmp_path):
+    path = tmp_path / "trip"
+    path.write_text("0.0\t1.5\n1.0\tfast\n")
+    with pytest.raises(ValueError, match=r"trip: line 2"):
+        read_trace(path)
+
+
+def test_real_hsdpa_traces_split_by_trace(shared_data):
+    w = hsdpa_windows(shared_data / "bandwidth" / "hsdpa", window=20, horizon=3)
+    assert w.stats["traces"] == 80 and w.x.shape[1:] == (20, 1)
+    traces = np.array([w.link_names[i].split("/")[0] for i in w.link])
+    by_split = [set(traces[w.split == s]) for s in range(3)]
+    assert all(by_split) and not (by_split[0] & by_split[2]) and not (by_split[1] & by_split[2])
+    assert (w.y >= 0).all()

@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import torch
+
+from netassets.core.training import load_checkpoint
+from netassets.lens.model_assets import LensPatchTSTConfig, lens_patchtst, lens_patchtst_production, patchtst_dir
+from netassets.lens.model_checks import lens_patchtst_beats_majority
+from netassets.lens.patchtst import (
+    TrainConfig,
+    channel_columns,
+    check_clusters_trainable,
+    class_weights,
+    split_by_day,
+)
+
+TINY = dict(patch_length=10, d_model=16, num_attention_heads=2, num_hidden_layers=1, ffn_dim=32)
+
+
+def test_asset_trains_under_torchrun_with_two_processes_and_promotes_the_checkpoint(lens_home):
+    config = dict(nproc=2, channels="both", epochs=6, batch_size=16, lr=0.01, **TINY)
+    result = dg.materialize(
+        [lens_patchtst, lens_patchtst_beats_majority, lens_patchtst_production],
+        resources={"warehouse": lens_home.warehouse}, instance=lens_home.instance,
+        run_config={"ops": {"lens_patchtst": {"config": config}}},
+    )
+    meta = result.asset_materializations_for_node("lens_patchtst")[0].metadata
+    assert meta["world_size"].value == 2  # two DDP ranks over gloo ...
+    assert meta["device"].text == "cpu"
+    # ... and one materialisation: only rank 0 opened dagster-pipes.
+    assert len(result.asset_materializations_for_node("lens_patchtst")) == 1
+    assert meta["split_days"].data == {"train": ["2023-11-01"], "val": ["2023-11-02"], "test": ["2023-11-03"]}
+    for name in ("test_accuracy", "test_macro_f1", "majority_accuracy", "majority_macro_f1", "logreg_accuracy", "logreg_macro_f1"):
+        assert 0 <= meta[name].value <= 1
+    assert meta["test_accuracy"].value > meta["majority_accuracy"].value
+    assert meta["beats_majority_baseline"].value is True
+    assert "patchtst" in meta["held_out_scores"].md_str and "majority_class" in meta["held_out_scores"].md_str
+    assert meta["confusion_matrix"].md_str.startswith("![plot](data:image/png;base64,")
+    # Per-epoch lines reached the Dagster log through pipes.
+    logs = [e.message for e in lens_home.instance.all_logs(result.run_id) if e.message]
+    assert any("epoch 6 train_loss" in line for line in logs)
+
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    production = patchtst_dir() / "production" / "model.pt"
+    promoted, candidate = load_checkpoint(production), load_checkpoint(Path(meta["checkpoint"].path))
+    assert promoted["arch"]["num_input_channels"] == 2 and promoted["arch"]["num_targets"] == 6
+    for name, tensor in candidate["model"].items():
+        assert torch.equal(tensor, promoted["model"][name])
+
+
+def _toy_dataset(path: Path, classes: int = 3, per_class: int = 40) -> Path:
+    """Separable toy inputs: each class has its own level, so a tiny model learns within an epoch or two."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.repeat(np.arange(classes), n)
+        x = rng.normal(0, 1, (len(y), 100, 1)).astype(np.float32) + y[:, None, None].astype(np.float32)
+        return x, y
+
+    (xt, yt), (xv, yv), (xs, ys) = split(per_class), split(10), split(10)
+    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+             class_weight=class_weights(yt, classes), input_mean=np.zeros(1), input_std=np.ones(1))
+    return path
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from netassets.lens.train import train
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    data = str(_toy_dataset(tmp_path / "toy.npz"))
+    common = dict(data=data, epochs=3, batch_size=16, seed=3, **TINY)  # 120 samples: 8 steps an epoch
+
+    straight = train(TrainConfig(out_dir=str(tmp_path / "straight"), **common))
+
+    resumed_dir = tmp_path / "resumed"
+    assert train(TrainConfig(out_dir=str(resumed_dir), max_steps=11, **common)) is None  # stops mid epoch 2
+    stopped = load_checkpoint(resumed_dir / "last.pt")
+    assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 3, 11)
+    resumed = train(TrainConfig(out_dir=str(resumed_dir), **common))
+
+    assert resumed["steps"] == straight["steps"] == 24
+    assert [round(h["train_loss"], 6) for h in resumed["history"]] == [round(h["train_loss"], 6) for h in straight["history"]]
+    final_a, final_b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(resumed_dir / "last.pt")
+    for name, tensor in final_a["model"].items():
+        torch.testing.assert_close(final_b["model"][name], tensor)
+    assert resumed["test_accuracy"] == straight["test_accuracy"] > 0.5  # chance is 1/3
+
+
+def test_checkpoint_from_an_incompatible_config_is_refused(tmp_path, monkeypatch):
+    from netassets.lens.train import train
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    data = str(_toy_dataset(tmp_path / "toy.npz"))
+    train(TrainConfig(data=data, out_dir=str(tmp_path / "a"), epochs=1, **TINY))
+    wider = {**TINY, "d_model": 32}
+    with pytest.raises(ValueError, match=r"incompatible with the current config \(d_model: checkpoint 16 vs config 32\)"):
+        train(TrainConfig(data=data, out_dir=str(tmp_path / "b"), epochs=1, resume_from=str(tmp_path / "a" / "last.pt"), **wider))
+
+
+def test_bad_training_config_is_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="unknown channel choice 'rtt'"):
+        LensPatchTSTConfig(channels="rtt")
+    with pytest.raises(ValueError, match="unknown channel choice"):
+        channel_columns("uplink")
+    with pytest.raises(ValueError, match="monitor_metric 'accuracy' is not one of"):
+        LensPatchTSTConfig(monitor_metric="accuracy")
+    with pytest.raises(ValueError, match="patch_length must be in 1..100"):
+        LensPatchTSTConfig(patch_length=150)
+    with pytest.raises(ValueError, match="must be divisible by num_attention_heads"):
+        TrainConfig(d_model=30, num_attention_heads=4)
+    assert channel_columns("both") == ("rtt_token", "rtt_nearest")
+
+
+def test_split_is_by_whole_days_and_absent_clusters_are_named():
+    days = np.array(["2023-11-0%d" % d for d in (1, 1, 2, 3, 4, 5, 5)])
+    masks, names = split_by_day(days, val_fraction=0.2, test_fraction=0.2)
+    assert names == {"train": ["2023-11-01", "2023-11-02", "2023-11-03"], "val": ["2023-11-04"], "test": ["2023-11-05"]}
+    assert sum(m.astype(int) for m in masks.values()).tolist() == [1] * len(days)  # each group in exactly one split
+    with pytest.raises(ValueError, match="at least 3 days"):
+        split_by_day(np.array(["2023-11-01", "2023-11-02"]), 0.2, 0.2)
+    labels = {"train": np.array([0, 1, 1]), "val": np.array([0, 2]), "test": np.array([1])}
+    with pytest.raises(ValueError, match=r"cluster\(s\) \[2\] occur in the val days but not in the training days"):
+        check_clusters_trainable(labels, num_classes=3)
+    assert class_weights(np.array([0, 1, 1]), 3).tolist() == pytest.approx([1.5, 0.75, 0.0])
+
+
+def test_run_identity_ignores_budget_knobs_only():
+    base = LensPatchTSTConfig(**TINY)
+    assert base.identity() == LensPatchTSTConfig(epochs=50, max_steps=7, nproc=4, **TINY).identity()
+    assert base.identity() != LensPatchTSTConfig(**{**TINY, "lr": 0.01}).identity()
+    assert json.dumps(base.identity(), sort_keys=True)  # hashable into the run folder name

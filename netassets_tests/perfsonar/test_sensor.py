@@ -1,0 +1,102 @@
+"""perfsonar_new_data_sensor ticks against a real osmem-server clone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import dagster as dg
+import pytest
+
+from netassets.perfsonar.partitions import perfsonar_sources_name
+from netassets.perfsonar.resources import PerfsonarSearch, SearchAuthError
+from netassets.perfsonar.sample import bulk_actions
+from netassets.perfsonar.sensors import perfsonar_new_data_sensor
+from netassets_tests.perfsonar.conftest import DAY, OLD_SOURCE, REAL_SOURCE, SIM_SOURCE, make_search
+
+
+def tick(instance, search, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"perfsonar_search": search})
+    return perfsonar_new_data_sensor(context)
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date().isoformat()
+
+
+def _index_now(search: PerfsonarSearch, index: str, documents: list[dict]) -> None:
+    """Documents indexed a while ago by an ingest pipeline that stamps indexed_at (past the settle time)."""
+    stamp = int(time.time() * 1000) - 120_000
+    from opensearchpy import helpers
+
+    helpers.bulk(search.client(), bulk_actions(index, [{**d, "indexed_at": stamp} for d in documents]), refresh=True)
+
+
+def _doc(doc_id: str, when: dt.datetime, source: str, loss: float = 0.01) -> dict:
+    return {"_id": doc_id, "timestamp": int(when.replace(tzinfo=dt.timezone.utc).timestamp() * 1000),
+            "src_host": source, "dest_host": "ps00.site0.example.net", "packet_loss": loss}
+
+
+def test_first_tick_requests_every_partition_in_the_index_and_registers_sources(seeded_cluster, search, instance):
+    result = tick(instance, search)
+    expected = {f"{_day(d['timestamp'])}|{SIM_SOURCE}" for d in seeded_cluster.sim.documents}
+    expected |= {f"{DAY}|{OLD_SOURCE}"} | ({f"{DAY}|{REAL_SOURCE}"} if seeded_cluster.real else set())
+    assert {r.partition_key for r in result.run_requests} == expected
+    [added] = result.dynamic_partitions_requests
+    assert added.partitions_def_name == perfsonar_sources_name
+    assert set(added.partition_keys) == {key.split("|")[1] for key in expected}
+    assert json.loads(result.cursor)["indexed_at"] == max(d["indexed_at"] for d in seeded_cluster.sim.documents
+                                                          + seeded_cluster.old + seeded_cluster.real)
+    # The same tick evaluated again (its cursor not stored) asks for the same run keys: no duplicate runs.
+    assert [r.run_key for r in tick(instance, search).run_requests] == [r.run_key for r in result.run_requests]
+
+
+def test_nothing_new_then_new_documents_then_late_documents(search, instance):
+    cursor = tick(instance, search).cursor
+    idle = tick(instance, search, cursor)
+    assert isinstance(idle, dg.SkipReason) and "no documents indexed since" in idle.skip_message
+
+    instance.add_dynamic_partitions(perfsonar_sources_name, [SIM_SOURCE, OLD_SOURCE, REAL_SOURCE])
+    _index_now(search, "ps_packetloss-sim", [_doc("new-1", dt.datetime.combine(DAY, dt.time(9)), "psc.example.org"),
+                                             _doc("new-2", dt.datetime.combine(DAY, dt.time(9, 1)), "psc.example.org")])
+    fresh = tick(instance, search, cursor)
+    assert [r.partition_key for r in fresh.run_requests] == [f"{DAY}|psc.example.org"]
+    assert fresh.dynamic_partitions_requests[0].partition_keys == ["psc.example.org"]
+    assert json.loads(fresh.cursor) != json.loads(cursor)
+
+    # A late document: a measurement from three days back, indexed now, re-runs only its day.
+    late_day = DAY - dt.timedelta(days=3)
+    _index_now(search, "ps_packetloss-sim", [_doc("late-1", dt.datetime.combine(late_day, dt.time(23, 59)), SIM_SOURCE)])
+    late = tick(instance, search, fresh.cursor)
+    assert [r.partition_key for r in late.run_requests] == [f"{late_day}|{SIM_SOURCE}"]
+    assert late.dynamic_partitions_requests == []  # psb is known already
+    assert isinstance(tick(instance, search, late.cursor), dg.SkipReason)
+
+
+def test_documents_younger_than_the_settle_time_wait_for_the_next_tick(search, search_url, instance):
+    cursor = tick(instance, search).cursor
+    settling = make_search(search_url, settle_seconds=600)
+    [action] = bulk_actions("ps_packetloss-sim", [{**_doc("just-now", dt.datetime.combine(DAY, dt.time(9)), SIM_SOURCE),
+                                                     "indexed_at": int(time.time() * 1000)}])
+    search.client().index(index=action["_index"], id=action["_id"], body=action["_source"], refresh=True)
+    assert isinstance(tick(instance, settling, cursor), dg.SkipReason)
+    assert [r.partition_key for r in tick(instance, search, cursor).run_requests] == [f"{DAY}|{SIM_SOURCE}"]
+
+
+def test_unreachable_cluster_skips_and_keeps_the_cursor(closed_port_url, instance):
+    down = PerfsonarSearch(hosts=closed_port_url, settle_seconds=0, max_retries=0, timeout_seconds=2)
+    cursor = json.dumps({"indexed_at": 1, "tiebreaker": "a"})
+    result = tick(instance, down, cursor)
+    assert isinstance(result, dg.SkipReason)
+    assert "cluster unreachable" in result.skip_message and "cursor kept at" in result.skip_message
+
+
+def test_wrong_credentials_fail_the_tick_without_showing_them(auth_proxy, instance):
+    url, user, password = auth_proxy
+    wrong = PerfsonarSearch(hosts=url, username=user, password=password + "x", settle_seconds=0)
+    with pytest.raises(SearchAuthError, match=r"authentication failed \(HTTP 401\)") as caught:
+        tick(instance, wrong)
+    assert password not in str(caught.value)
+    right = PerfsonarSearch(hosts=url, username=user, password=password, settle_seconds=0)
+    assert tick(instance, right).run_requests

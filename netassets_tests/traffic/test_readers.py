@@ -1,0 +1,150 @@
+"""Flow readers on hand-made lines, bad input, window-crossing JSON arrays and the real CIC-DoH sample."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from netassets.traffic import readers
+from netassets.traffic.readers import BadFlowError, FlowFile, index_files
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def read_all(path):
+    with FlowFile(path) as flow_file:
+        return [(record, flow_file.read(record)) for record in flow_file.records()]
+
+
+def test_csv_lines_are_read_back_from_their_offsets(tmp_path):
+    path = write(tmp_path, "f.csv", "[1,0,0.5],[0,1,2.5]\n[3,4,5]\r\n[-1,2e3,0]\n")
+    flows = read_all(path)
+    assert [r.line for r, _ in flows] == [1, 2, 3]
+    np.testing.assert_array_equal(flows[0][1], [[1, 0, 0.5], [0, 1, 2.5]])
+    np.testing.assert_array_equal(flows[1][1], [[3, 4, 5]])  # CRLF tolerated
+    np.testing.assert_array_equal(flows[2][1], [[-1, 2000, 0]])
+    raw = path.read_bytes()
+    assert raw[flows[1][0].offset : flows[1][0].offset + flows[1][0].length] == b"[3,4,5]"
+
+
+def test_csv_without_final_newline_keeps_last_flow(tmp_path):
+    flows = read_all(write(tmp_path, "f.csv", "[1,2]\n[3,4]"))
+    assert len(flows) == 2 and flows[1][1].tolist() == [[3, 4]]
+
+
+FLOW_A = {"timestamp": [0.0, 0.5, 0.75], "direction_length": [100, -1500, 40], "label": 1}
+FLOW_B = {"timestamp": [2.0, 2.0], "direction_length": [-60, 60], "label": 0}
+EXPECTED_A = [[1, 100, 0.0], [-1, 1500, 0.5], [1, 40, 0.25]]
+EXPECTED_B = [[-1, 60, 0.0], [1, 60, 0.0]]
+
+
+def test_json_array_flows_become_direction_length_gap(tmp_path):
+    path = write(tmp_path, "f.json", json.dumps([FLOW_A, FLOW_B], indent=1))
+    flows = read_all(path)
+    assert len(flows) == 2
+    np.testing.assert_allclose(flows[0][1], EXPECTED_A)
+    np.testing.assert_allclose(flows[1][1], EXPECTED_B)
+    object_lines = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if line.strip() == "{"]
+    assert [r.line for r, _ in flows] == object_lines
+
+
+def test_jsonl_flows(tmp_path):
+    path = write(tmp_path, "f.jsonl", json.dumps(FLOW_A) + "\n" + json.dumps(FLOW_B) + "\n")
+    flows = read_all(path)
+    np.testing.assert_allclose(flows[1][1], EXPECTED_B)
+    assert [r.line for r, _ in flows] == [1, 2]
+
+
+def test_json_array_scan_across_small_windows_matches_json_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_JSON_CHUNK", 37)  # forces refills mid-object and window compaction
+    rng = np.random.default_rng(3)
+    flows = []
+    for _ in range(25):
+        n = int(rng.integers(1, 12))
+        flows.append({"timestamp": np.cumsum(rng.random(n)).round(4).tolist(),
+                      "direction_length": rng.integers(-1500, 1500, n).tolist(), "source_file": "é/{x}"})
+    path = write(tmp_path, "f.json", json.dumps(flows, indent=2, ensure_ascii=False))
+    got = read_all(path)
+    assert len(got) == len(flows)
+    text = path.read_text()
+    lines = [i + 1 for i, line in enumerate(text.splitlines()) if line.strip() == "{"]
+    for (record, packets), flow, line in zip(got, flows, lines):
+        np.testing.assert_allclose(packets[:, 1], np.abs(flow["direction_length"]))
+        assert record.line == line
+
+
+BAD_CSV = [
+    ("[1,2],[3,4\n", "malformed", "malformed JSON"),
+    ("[1,2],[3,4,5]\n", "inconsistent_dimension", "packet 2 has 3 features, packet 1 has 2"),
+    ("\n", "empty_flow", "empty flow"),
+    ("[1,NaN]\n", "non_finite", "non-finite value nan at packet 1, feature 2"),
+    ("[1,2],[Infinity,0]\n", "non_finite", "non-finite value inf at packet 2, feature 1"),
+    ('[1,"x"]\n', "non_numeric", "non-numeric"),
+    ("1,2,3\n", "malformed", "packet 1 is not a JSON array"),
+]
+
+
+@pytest.mark.parametrize("bad_line, reason, message", BAD_CSV)
+def test_bad_csv_flow_names_file_and_line_or_is_skipped_and_counted(tmp_path, bad_line, reason, message):
+    path = write(tmp_path, "f.csv", "[1,2],[3,4]\n" + bad_line + "[5,6]\n")
+    with pytest.raises(BadFlowError) as error:
+        index_files([path], tmp_path)
+    assert f"{path}:2: " in str(error.value) and message in str(error.value)
+    skipped = index_files([path], tmp_path, skip_bad=True)
+    assert skipped.frame["line_no"].to_list() == [1, 3]
+    assert dict(skipped.skipped) == {reason: 1}
+    assert skipped.skipped_examples[0].startswith(f"{path}:2: ")
+
+
+def test_dimension_change_between_flows_and_files_is_an_error(tmp_path):
+    first = write(tmp_path, "a.csv", "[1,2],[3,4]\n")
+    second = write(tmp_path, "b.csv", "[1,2,3]\n")
+    with pytest.raises(BadFlowError, match=rf"{second}:1: packets have 3 features, but {first}:1 has 2"):
+        index_files([first, second], tmp_path)
+
+
+@pytest.mark.parametrize("flow, message", [
+    ({"timestamp": [], "direction_length": []}, "empty flow"),
+    ({"timestamp": [0, 1], "direction_length": [5]}, "2 timestamps but 1 direction_length"),
+    ({"timestamp": [1, 0], "direction_length": [5, 5]}, "timestamps go backwards at packet 2"),
+    ({"timestamp": [0, math.nan], "direction_length": [5, 5]}, "non-finite"),
+    ({"direction_length": [5]}, "needs 'timestamp' and 'direction_length'"),
+])
+def test_bad_json_flows(tmp_path, flow, message):
+    path = write(tmp_path, "f.json", "[\n" + json.dumps(FLOW_A) + ",\n" + json.dumps(flow) + "\n]")
+    with pytest.raises(BadFlowError, match=message) as error:
+        index_files([path], tmp_path)
+    assert f"{path}:3: " in str(error.value)
+
+
+def test_malformed_json_array_names_the_line(tmp_path):
+    path = write(tmp_path, "f.json", "[\n" + json.dumps(FLOW_A) + ",\n{\"timestamp\": [1,}\n]")
+    with pytest.raises(BadFlowError, match=rf"{path}:3: malformed JSON"):
+        index_files([path], tmp_path)
+
+
+def test_index_leaves_raw_files_untouched(tmp_path):
+    path = write(tmp_path, "f.csv", "[1,2]\n[3,4],[5,6]\n")
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    index = index_files([path], tmp_path)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    assert index.frame["n_packets"].to_list() == [1, 2]
+    assert index.frame["source_file"].to_list() == ["f.csv", "f.csv"]
+
+
+def test_real_cicdoh_flows(shared_data):
+    path = shared_data / "traffic" / "cicdoh20_test.json"
+    truth = json.loads(path.read_text())
+    index = index_files([path], shared_data)
+    assert index.n_features == 3 and len(index.frame) == len(truth)
+    assert index.frame["n_packets"].to_list() == [flow["packet_num"] for flow in truth]
+    with FlowFile(path) as flow_file:
+        last = index.frame.row(-1, named=True)
+        packets = flow_file.read(readers.FlowRecord(last["line_no"], last["byte_offset"], last["byte_length"]))
+    np.testing.assert_allclose(packets[:, 1], np.abs(truth[-1]["direction_length"]))
+    np.testing.assert_allclose(packets[1:, 2], np.diff(truth[-1]["timestamp"]), atol=1e-6)
