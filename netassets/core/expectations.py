@@ -67,7 +67,7 @@ def check_result_from_validation(validation, extra_metadata: dict[str, Any] | No
         pct = r["unexpected_percent"]
         table.append(
             f"| {r['expectation']} | {r['column']} | {'yes' if r['success'] else 'NO'} | {r['observed']} | "
-            f"{r['unexpected_count']} | {pct if pct == '' else format(pct, '.3g')} | {r['sample_unexpected']} |"
+            f"{r['unexpected_count']} | {'' if pct in ('', None) else format(pct, '.3g')} | {r['sample_unexpected']} |"
         )
     metadata = {
         "evaluated_expectations": int(stats["evaluated_expectations"]),

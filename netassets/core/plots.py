@@ -5,15 +5,20 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
 import matplotlib
+
+if TYPE_CHECKING:  # torchrun workers draw figures too; they should not pay for importing dagster
+    import dagster as dg
 
 matplotlib.use("Agg")  # headless: assets run in workers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def figure_metadata(fig: "plt.Figure", save_to: Path | None = None, dpi: int = 90) -> dg.MetadataValue:
+def figure_metadata(fig: "plt.Figure", save_to: Path | None = None, dpi: int = 90) -> "dg.MetadataValue":
+    import dagster as dg
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -24,8 +29,10 @@ def figure_metadata(fig: "plt.Figure", save_to: Path | None = None, dpi: int = 9
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> dg.MetadataValue:
+def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> "dg.MetadataValue":
     """A list of same-keyed dicts as a markdown table (scores next to baselines, silhouettes per k...)."""
+    import dagster as dg
+
     if not rows:
         return dg.MetadataValue.md("_(empty)_")
     cols = list(rows[0])

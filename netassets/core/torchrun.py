@@ -20,9 +20,10 @@ import os
 import shlex
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import dagster as dg
+if TYPE_CHECKING:  # workers import this module too: they need dagster_pipes, not all of dagster
+    import dagster as dg
 
 # Extra torchrun flags for several machines, e.g.
 #   NETASSETS_TORCHRUN_ARGS="--nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=host:29400"
@@ -55,6 +56,8 @@ def launch_torchrun(
     env: dict[str, str] | None = None,
 ) -> dg.PipesClientCompletedInvocation:
     """Run ``torchrun -m module args`` and wait; raises if any rank fails."""
+    import dagster as dg
+
     command = torchrun_command(module, args, nproc)
     context.log.info("launching: %s", shlex.join(command))
     child_env = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}

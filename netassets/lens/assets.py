@@ -13,7 +13,7 @@ from netassets.core.partitions import context_partition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse, EmptyPartitionError
-from netassets.lens.cleaning import GROUP_POINTS, clean_groups_table, kept_samples
+from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, TICK_NS, clean_groups_table, kept_samples, ticks_10ms
 from netassets.lens.partitions import REGION, lens_partitions
 from netassets.lens.raw import LensInputError, day_files, rejected_lines, stamps_within_day
 
@@ -41,7 +41,8 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
     if files.missing_hours:
         context.log.warning("%s: missing hour files %s", partition.key, files.missing_hours)
 
-    day_start_tick = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 100
+    day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
+    day_end_ns = day_start_ns + 86_400 * 10**9
     stats: dict[str, int] = {}
 
     def inspect(conn: duckdb.DuckDBPyConnection) -> None:
@@ -52,20 +53,22 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         for message in truncated:
             context.log.warning("dropping truncated last line: %s", message)
         stats["truncated_lines"] = len(truncated)
-        where_partition = {"start": day_start_tick, "day": partition.day, "region": partition.other}
-        stats["rows_read"] = conn.execute(
-            "SELECT count(*) FROM lens_raw_irtt WHERE day = $day AND region = $region",
-            {"day": partition.day, "region": partition.other},
-        ).fetchone()[0]
-        outside = conn.execute(
-            """
-            DELETE FROM lens_raw_irtt
-            WHERE day = $day AND region = $region
-              AND NOT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT) BETWEEN $start AND $start + 8639999
-            """,
-            where_partition,
+        partition_params = {"day": partition.day, "region": partition.other}
+        stats["rows_read"], first_ns, last_ns = conn.execute(
+            'SELECT count(*), min("timestamp"), max("timestamp") FROM lens_raw_irtt WHERE day = $day AND region = $region',
+            partition_params,
         ).fetchone()
-        stats["rows_outside_day"] = outside[0]  # DuckDB's DELETE returns the count
+        stats["rows_outside_day"] = 0
+        # Scanning every row for stray stamps only pays when the extremes say there are some.
+        if stats["rows_read"] and not (day_start_ns - HALF_TICK_NS <= first_ns and last_ns < day_end_ns - HALF_TICK_NS):
+            stats["rows_outside_day"] = conn.execute(
+                """
+                DELETE FROM lens_raw_irtt
+                WHERE day = $day AND region = $region
+                  AND NOT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT) BETWEEN $first_tick AND $last_tick
+                """,
+                {**partition_params, "first_tick": day_start_ns // TICK_NS, "last_tick": day_end_ns // TICK_NS - 1},
+            ).fetchone()[0]  # DuckDB's DELETE returns the count
         if stats["rows_read"] and stats["rows_outside_day"] > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
             misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
             raise LensInputError(
@@ -117,7 +120,7 @@ def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, mi
     """Clean one partition of lens_raw_irtt into lens_clean_groups; returns (groups, duplicate ticks)."""
     with warehouse.connect() as conn:
         rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
-        samples = kept_samples(rows["tick"], rows["timestamp"], np.asarray(rows["rtt"], dtype=float), min_samples)
+        samples = kept_samples(ticks_10ms(rows["timestamp"]), rows["timestamp"], np.asarray(rows["rtt"], dtype=float), min_samples)
         if len(samples.group_id) == 0:
             raise EmptyPartitionError(
                 f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"

@@ -1,8 +1,9 @@
 """The seed's cleaning of one day x region, vectorised: samples -> kept 15 s groups on a 10 ms grid.
 
-Input: ticks (10 ms, already rounded half to even), original timestamps and rtt (NaN where
-missing) of a partition, as dbt_like_sql/lens/lens_clean_input.sql selects them.
+Input: original timestamps (ns) and rtt (NaN where missing) of a partition, as
+dbt_like_sql/lens/lens_clean_input.sql selects them.
 
+0. timestamps round to 10 ms ticks, half to even (as pandas' Series.dt.round('10ms') does);
 1. duplicates of a tick keep the row with the first original timestamp (file order on ties);
 2. groups start at the first second ending in 12/27/42/57 at or after the first sample
    (tick % 1500 == 1200: Starlink reconfigures every 15 s); group = (tick - start) // 1500;
@@ -23,6 +24,13 @@ import pyarrow as pa
 GROUP_POINTS = 1500
 SLOT_PHASE = 1200  # ticks past a multiple of 15 s: second :12 (and :27, :42, :57)
 TICK_US = 10_000  # one 10 ms tick in microseconds
+TICK_NS = 10_000_000
+HALF_TICK_NS = TICK_NS // 2
+
+
+def ticks_10ms(timestamp_ns: np.ndarray) -> np.ndarray:
+    """Round nanosecond stamps to 10 ms ticks, half to even (np.rint), exact for stamps < 2**53 ticks."""
+    return np.rint(timestamp_ns / TICK_NS).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,3 @@ def tree_importance_ranking(features: np.ndarray, names: list[str], labels: np.n
     tree = DecisionTreeClassifier(random_state=seed, min_samples_leaf=5).fit(features, labels)
     ranked = sorted(zip(names, tree.feature_importances_), key=lambda item: -item[1])
     return [{"feature": name, "importance": float(value)} for name, value in ranked]
-
-
-def settings_dict(settings: SelectionSettings) -> dict[str, Any]:
-    return asdict(settings)

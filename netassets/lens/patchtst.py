@@ -1,6 +1,9 @@
 """PatchTST classifier pieces shared by the asset, the torchrun worker and the benchmark:
-the model from a plain dict of architecture values, the first-second inputs, the day split,
-the baselines, and metrics from a confusion matrix."""
+the training config, the model from a plain dict of architecture values, the first-second
+inputs, the day split, the baselines, and metrics from a confusion matrix.
+
+Nothing here imports torch at module level, so the Dagster code location loads without it.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +27,14 @@ ARCH_KEYS = (
     "num_attention_heads", "num_hidden_layers", "ffn_dim", "num_targets",
 )
 
-MONITORS = {"val_loss": "min", "val_accuracy": "max", "val_macro_f1": "max"}
-
-
+# Metrics that can pick best.pt, and whether lower or higher is better.
 MONITORS = {"val_loss": "min", "val_accuracy": "max", "val_macro_f1": "max"}
 
 
 @dataclass
 class TrainConfig:
+    """Every knob of the seed's train_patchtst.py; the worker's flags and the asset's run config."""
+
     data: str = ""
     out_dir: str = ""
     epochs: int = 20
@@ -69,7 +72,7 @@ class TrainConfig:
                      "num_hidden_layers", "ffn_dim"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.num_attention_heads:
+        if self.num_attention_heads >= 1 and self.d_model % self.num_attention_heads:
             problems.append(f"d_model {self.d_model} must be divisible by num_attention_heads {self.num_attention_heads}")
         for name in ("attention_dropout", "ff_dropout", "positional_dropout", "path_dropout"):
             if not 0 <= getattr(self, name) < 1:

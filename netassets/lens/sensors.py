@@ -38,7 +38,7 @@ lens_landing_sensor = landing_sensor(
 )
 
 lens_daily_schedule = daily_ingestion_schedule(
-    name="lens_daily_ingest",
+    name="lens_daily_ingestion",
     target=lens_ingest_job,
     dynamic_partitions_name=lens_regions_name,
     description="Yesterday x every known region, for hour files that landed without the sensor running.",

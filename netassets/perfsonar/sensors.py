@@ -11,12 +11,14 @@ tick with a clear error (a misconfiguration to fix, not a transient outage).
 import datetime as dt
 import json
 from collections import Counter
+from typing import Iterable
 
 import dagster as dg
 
 from netassets.core.automation import daily_ingestion_schedule
 from netassets.core.settings import safe_name, start_date
 from netassets.perfsonar.assets import perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
+from netassets.perfsonar.documents import Measurement
 from netassets.perfsonar.partitions import perfsonar_partitions, perfsonar_sources_name
 from netassets.perfsonar.resources import Cursor, PerfsonarSearch, SearchUnavailableError
 
@@ -37,11 +39,11 @@ def _cursor(raw: str | None) -> Cursor | None:
     return Cursor(int(value["indexed_at"]), value["tiebreaker"])
 
 
-def touched_partitions(batch_measurements, today: dt.date) -> tuple[Counter, Counter]:
+def touched_partitions(measurements: Iterable[Measurement], today: dt.date) -> tuple[Counter, Counter]:
     """{'<day>|<source>': documents} inside the partitions' calendar, and what was left out, by reason."""
     first_day = dt.date.fromisoformat(start_date())
     touched, ignored = Counter(), Counter()
-    for m in batch_measurements:
+    for m in measurements:
         day = dt.datetime.fromtimestamp(m.timestamp_ms / 1000, dt.timezone.utc).date()
         try:
             safe_name(m.source, "source")

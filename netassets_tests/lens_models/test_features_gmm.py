@@ -14,6 +14,7 @@ from netassets.lens.model_assets import (
     LensGmmConfig,
     gmm_path,
     lens_clusters,
+    lens_gmm,
     lens_group_features,
 )
 from netassets.lens.model_checks import lens_group_features_gx
@@ -100,6 +101,17 @@ def test_tree_importance_ranks_the_features_that_separate_regimes(lens_home):
     top = {r["feature"] for r in ranking[:3]}
     # Regimes are level, jitter and loss: the top of the ranking must hold those, not lag-5 autocorrelation.
     assert top & {"q05", "q125", "mean", "trimmed_mean_5"} and top & {"std", "missing_share"}, ranking
+
+
+def test_tree_selection_option_fits_on_the_top_features(lens_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("NETASSETS_HOME", str(tmp_path))  # keep the shared GMM file for the other tests
+    config = {"feature_selection": "tree", "tree_top_n": 4, "k_min": 6, "k_max": 7, "restarts": 1}
+    result = dg.materialize([lens_gmm], resources={"warehouse": lens_home.warehouse}, instance=lens_home.instance,
+                            run_config={"ops": {"lens_gmm": {"config": config}}})
+    meta = result.asset_materializations_for_node("lens_gmm")[0].metadata
+    kept = meta["features"].data
+    assert len(kept) == 4 and "tree_importance" in meta
+    assert GmmModel.load(gmm_path()).features == kept
 
 
 def test_partition_without_groups_is_a_clear_error(lens_home):

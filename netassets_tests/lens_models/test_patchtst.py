@@ -52,6 +52,21 @@ def test_asset_trains_under_torchrun_with_two_processes_and_promotes_the_checkpo
         assert torch.equal(tensor, promoted["model"][name])
 
 
+def test_classifier_inputs_keep_fractional_milliseconds_and_gaps(lens_home):
+    from netassets.lens.clustering import GmmModel
+    from netassets.lens.model_assets import gmm_path
+    from netassets.lens.patchtst import load_classifier_data
+
+    data = load_classifier_data(lens_home.warehouse, GmmModel.load(gmm_path()), "both")
+    assert data.inputs.dtype == np.float32 and data.inputs.shape[1:] == (100, 2)
+    token, nearest = data.inputs[..., 0], data.inputs[..., 1]
+    observed = token[token != -1]
+    # The seed cast the token channel to int16, truncating every RTT to whole milliseconds.
+    assert np.mean(observed != np.round(observed)) > 0.9
+    assert (token == -1).any() and (nearest > 0).all()  # gaps stay -1 in token, filled in nearest
+    assert len(data.labels) == lens_home.warehouse.query("SELECT count(*) AS n FROM lens_clean_groups")["n"][0]
+
+
 def _toy_dataset(path: Path, classes: int = 3, per_class: int = 40) -> Path:
     """Separable toy inputs: each class has its own level, so a tiny model learns within an epoch or two."""
     rng = np.random.default_rng(0)

@@ -38,7 +38,7 @@ MIN_SAMPLES = 100  # ... so keep groups with more than 100 (the seed's 1300 is f
 # once per run instead of once per step (torch + transformers take seconds to import).
 RUN_CONFIG: dict[str, Any] = {
     "ops": {"lens_clean_groups": {"config": {"min_samples": MIN_SAMPLES}}},
-    "execution": {"config": {"start_method": {"forkserver": {}}}},
+    "execution": {"config": {"start_method": {"forkserver": {"preload_modules": ["netassets.definitions"]}}}},
 }
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -113,13 +113,13 @@ class DagsterDev:
     # ---- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, root: Path, regions: list[str], days: int, max_runs: int = 2, timeout_s: float = 240) -> "DagsterDev":
+    def launch(cls, root: Path, regions: list[str], days: int, max_runs: int = 2) -> "DagsterDev":
+        """Prepare the homes and start `dagster dev`; returns at once (see wait_ready)."""
         root.mkdir(parents=True, exist_ok=True)
         env = prepare_homes(root, regions, days, max_runs)
         port = free_port()
         log_path = root / "dagster_dev.log"
         log = open(log_path, "w")
-        began = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-m", "netassets.definitions", "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO_ROOT,
@@ -128,14 +128,21 @@ class DagsterDev:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # setsid: its own process group, killed as a whole in stop()
         )
-        server = cls(root=root, port=port, process=process, log_path=log_path, env=env, _log=log)
+        return cls(root=root, port=port, process=process, log_path=log_path, env=env, started_s=time.monotonic(), _log=log)
+
+    def wait_ready(self, timeout_s: float = 240) -> "DagsterDev":
+        """Block until the code location is loaded (stopping the server if it never is)."""
         try:
-            server.location = server._wait_loaded(timeout_s)
+            self.location = self._wait_loaded(timeout_s)
         except BaseException:
-            server.stop()
+            self.stop()
             raise
-        server.started_s = time.monotonic() - began
-        return server
+        self.started_s = time.monotonic() - self.started_s
+        return self
+
+    @classmethod
+    def start(cls, root: Path, regions: list[str], days: int, max_runs: int = 2, timeout_s: float = 240) -> "DagsterDev":
+        return cls.launch(root, regions, days, max_runs).wait_ready(timeout_s)
 
     def __enter__(self) -> "DagsterDev":
         return self

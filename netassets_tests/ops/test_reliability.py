@@ -1,0 +1,110 @@
+"""Reliability of partition writes against real processes and a real DuckDB file.
+
+- SIGKILL lands inside the write transaction (after the old rows are deleted and the new
+  ones inserted, before COMMIT): the warehouse opens, the previous version is intact, a rerun
+  succeeds. The child signals "inside the transaction" through a file so the kill is not a
+  race; the kill itself is real.
+- Two processes materialise different partitions at the same time: DuckDB allows one writer
+  per file, and the warehouse's lock retry makes the second wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import polars as pl
+
+from netassets.core.warehouse import DuckDBWarehouse
+from netassets.lens.sample import write_lens
+from netassets_tests.lens.conftest import DAY
+
+CHILD_WRITE = textwrap.dedent(
+    """
+    import sys, time, datetime as dt
+    from pathlib import Path
+    import polars as pl
+    from netassets.core.warehouse import DuckDBWarehouse
+
+    database, marker = sys.argv[1], Path(sys.argv[2])
+    rows = pl.DataFrame({"day": [dt.date(2023, 11, 1)] * 50_000, "region": ["chicago"] * 50_000,
+                         "value": [2.0] * 50_000})
+
+    def hang_inside_transaction(conn):
+        marker.write_text("in transaction")
+        time.sleep(60)
+
+    DuckDBWarehouse(database=database).replace_partition(
+        "kill_test", {"day": dt.date(2023, 11, 1), "region": "chicago"}, data=rows, before_commit=hang_inside_transaction)
+    """
+)
+
+
+def test_sigkill_inside_a_partition_write_keeps_the_previous_version(tmp_path: Path):
+    database = tmp_path / "warehouse.duckdb"
+    warehouse = DuckDBWarehouse(database=str(database))
+    partition = {"day": DAY, "region": "chicago"}
+    previous = pl.DataFrame({"day": [DAY] * 1000, "region": ["chicago"] * 1000, "value": [1.0] * 1000})
+    other = pl.DataFrame({"day": [DAY] * 10, "region": ["ottawa"] * 10, "value": [5.0] * 10})
+    warehouse.replace_partition("kill_test", partition, data=previous)
+    warehouse.replace_partition("kill_test", {"day": DAY, "region": "ottawa"}, data=other)
+
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", CHILD_WRITE, str(database), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert child.poll() is None, "writer exited before reaching its transaction"
+            assert time.monotonic() < deadline, "writer never reached its transaction"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    summary = warehouse.query("SELECT region, count(*) AS n, sum(value) AS total FROM kill_test GROUP BY region ORDER BY region")
+    assert summary.rows() == [("chicago", 1000, 1000.0), ("ottawa", 10, 50.0)]
+    rerun = pl.DataFrame({"day": [DAY] * 7, "region": ["chicago"] * 7, "value": [3.0] * 7})
+    assert warehouse.replace_partition("kill_test", partition, data=rerun) == 7
+    assert warehouse.query("SELECT count(*) FROM kill_test WHERE region = 'chicago'").item() == 7
+
+
+CHILD_MATERIALIZE = textwrap.dedent(
+    """
+    import sys
+    import dagster as dg
+    from netassets.core.warehouse import DuckDBWarehouse
+    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+
+    database, region = sys.argv[1], sys.argv[2]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("lens_regions", [region])
+        result = dg.materialize([lens_raw_irtt, lens_clean_groups], partition_key=f"2023-11-01|{region}",
+                                resources={"warehouse": DuckDBWarehouse(database=database)}, instance=instance)
+    sys.exit(0 if result.success else 1)
+    """
+)
+
+
+def test_two_runs_writing_different_partitions_at_once_both_succeed(tmp_path: Path):
+    root = tmp_path / "lens"
+    write_lens(root, ["chicago", "ottawa"], DAY, days=1, seed=5, hours=2)
+    database = tmp_path / "warehouse.duckdb"
+    env = {**os.environ, "NETASSETS_LENS_ROOT": str(root), "NETASSETS_HOME": str(tmp_path / "home")}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", CHILD_MATERIALIZE, str(database), region], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for region in ("chicago", "ottawa")
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output[-3000:]
+    counts = dict(DuckDBWarehouse(database=str(database)).query(
+        "SELECT region, count(*) FROM lens_raw_irtt GROUP BY region").rows())
+    assert counts == {"chicago": 720_000, "ottawa": 720_000}
