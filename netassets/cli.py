@@ -24,6 +24,8 @@ GENERATORS = {
 LANDING_SCANS = {
     "lens": ("netassets.lens.sensors", "scan_lens_root", "lens_regions"),
     "device_load": ("netassets.device_load.landing", "scan_partitions", "device_load_regions"),
+    "dwcp": ("netassets.dwcp.schema", "scan_landing", "dwcp_regions"),
+    "traffic": ("netassets.traffic.readers", "scan_landing", "traffic_sites"),
 }
 
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate sample data for every pipeline and materialise it end to end")
     demo.add_argument("--home", help="NETASSETS_HOME to use (default: $NETASSETS_HOME or ~/.netassets)")
+    demo.add_argument("pipelines", nargs="*", help="only these pipelines (default: all)")
     demo.set_defaults(handler=lambda args: importlib.import_module("netassets.demo").run(args))
     return parser
 

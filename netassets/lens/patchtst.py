@@ -2,7 +2,8 @@
 the training config, the model from a plain dict of architecture values, the first-second
 inputs, the day split, the baselines, and metrics from a confusion matrix.
 
-Nothing here imports torch at module level, so the Dagster code location loads without it.
+Nothing here imports torch at module level (the Dagster code location loads without it), nor
+dagster or sklearn (the torchrun workers start without them).
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from netassets.core.warehouse import DuckDBWarehouse
-from netassets.lens.clustering import GmmModel
 from netassets.lens.features import feature_matrix, series_matrix
+
+if TYPE_CHECKING:  # the torchrun worker imports this module: keep dagster, DuckDB and sklearn out of it
+    from netassets.core.warehouse import DuckDBWarehouse
+    from netassets.lens.clustering import GmmModel
 
 CONTEXT_POINTS = 100  # the first 1.0 s of a group at 10 ms
 CHANNEL_COLUMNS = {"token": ("rtt_token",), "nearest": ("rtt_nearest",), "both": ("rtt_token", "rtt_nearest")}

@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 import polars as pl
 
-from netassets.core.settings import safe_name
+from netassets.core.settings import landing_dir, safe_name
 
 FORMATS = (".csv", ".json", ".jsonl")
 _RELEASE_EVERY = 64 << 20  # bytes scanned between two madvise calls
@@ -317,8 +317,9 @@ def landing_files(root: Path, day: dt.date, site: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
 
 
-def scan_landing(root: Path) -> dict[tuple[str, str], list[Path]]:
+def scan_landing(root: Path | None = None) -> dict[tuple[str, str], list[Path]]:
     """{(day, site): files} for everything in the landing folder (the sensor validates the names)."""
+    root = root or landing_dir("traffic")
     found: dict[tuple[str, str], list[Path]] = {}
     if not root.is_dir():
         return found

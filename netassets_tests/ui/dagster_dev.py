@@ -339,6 +339,18 @@ class DagsterDev:
             f"backfill {backfill_id} still {status} after {timeout_s:.0f} s; runs: {json.dumps(runs)}\n{self.log_tail()}"
         )
 
+    def materializations(self, asset: str, partitions: list[str]) -> list[dict]:
+        """[{partition, runId}] of an asset's materialisations of these partitions."""
+        data = self.graphql(
+            """query($key: AssetKeyInput!, $partitions: [String!]) { assetOrError(assetKey: $key) {
+                 __typename ... on Asset { assetMaterializations(partitions: $partitions) { partition runId } } } }""",
+            {"key": {"path": [asset]}, "partitions": partitions},
+        )
+        result = data["assetOrError"]
+        if result["__typename"] != "Asset":
+            raise DagsterDevError(f"asset {asset}: {json.dumps(result)}")
+        return result["assetMaterializations"]
+
     def check_executions(self, asset: str, check: str, partition: str | None = None) -> list[dict]:
         data = self.graphql(
             """query($key: AssetKeyInput!, $name: String!) {

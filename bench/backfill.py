@@ -1,0 +1,224 @@
+"""Per-partition orchestration overhead: a multi-run Dagster backfill vs the same code in one process.
+
+    python -m bench.backfill [--partitions 20] [--max-runs 2] [--out bench/results/backfill.json]
+
+Workload: N small LENS partitions (N days x chicago, one hour file a day at 10 Hz, 36 k rows
+each; lens_clean_groups with min_samples 100), each: lens_raw_irtt, its GX check,
+lens_clean_groups, its GX check. Three ways, one after the other, each into its own DuckDB file:
+
+  direct       in this process: the asset bodies called directly (lens_raw_irtt invoked with a
+               built context, netassets.lens.assets.write_clean_groups) and the GX suites run by
+               netassets.core.expectations.validate_frame; no runs, no event log
+  materialize  in this process: dg.materialize of the two assets + two checks per partition
+               (in-process executor, a temporary sqlite instance: run + event log, no subprocesses)
+  backfill     `dagster dev` (the repository's dagster.yaml, at most --max-runs runs at once) and a
+               multi-run asset backfill through GraphQL: the daemon submits one run per partition,
+               each run worker and its forkserver import netassets.definitions (torch, transformers)
+
+Reports seconds per partition: wall / N, and for the backfill also run-seconds / N (the sum of the
+runs' own durations: machine time regardless of how many ran at once). Ratios are against direct.
+Checks that all three wrote the same number of clean groups per partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REGION = "chicago"
+FIRST_DAY = dt.date(2023, 11, 1)
+MIN_SAMPLES = 100
+RESULTS = Path(__file__).resolve().parent / "results" / "backfill.json"
+
+
+def keys_for(n: int) -> list[str]:
+    return [f"{(FIRST_DAY + dt.timedelta(days=d)).isoformat()}|{REGION}" for d in range(n)]
+
+
+def clean_rows(database: Path, keys: list[str]) -> dict[str, int]:
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT strftime(day, '%Y-%m-%d') || '|' || region, count(*) FROM lens_clean_groups GROUP BY ALL"
+            ).fetchall()
+        )
+    return {key: int(rows.get(key, 0)) for key in keys}
+
+
+def method_direct(home: Path, keys: list[str]) -> dict:
+    import dagster as dg
+
+    from netassets.core.expectations import validate_frame
+    from netassets.core.partitions import parse_partition_key
+    from netassets.core.warehouse import DuckDBWarehouse
+    from netassets.lens import checks
+    from netassets.lens.assets import lens_raw_irtt, write_clean_groups
+
+    warehouse = DuckDBWarehouse(database=str(home / "direct.duckdb"))
+    suites = (
+        ("lens_raw_irtt_gx", checks._load_raw, checks._raw_expectations),
+        ("lens_clean_groups_gx", checks._load_clean, checks._clean_expectations),
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("lens_regions", [REGION])
+        start = time.perf_counter()
+        for key in keys:
+            partition = parse_partition_key(key, "region")
+            context = dg.build_asset_context(partition_key=key, instance=instance)
+            lens_raw_irtt(context=context, warehouse=warehouse)
+            frame = suites[0][1](warehouse, key)
+            assert validate_frame(frame, suites[0][2](frame), suites[0][0]).success, (key, suites[0][0])
+            write_clean_groups(warehouse, partition.day, partition.other, MIN_SAMPLES)
+            frame = suites[1][1](warehouse, key)
+            assert validate_frame(frame, suites[1][2](frame), suites[1][0]).success, (key, suites[1][0])
+        seconds = time.perf_counter() - start
+    return {"wall_s": seconds, "rows": clean_rows(warehouse.path, keys)}
+
+
+def method_materialize(home: Path, keys: list[str]) -> dict:
+    import dagster as dg
+
+    from netassets.core.warehouse import DuckDBWarehouse
+    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+    from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
+
+    warehouse = DuckDBWarehouse(database=str(home / "materialize.duckdb"))
+    run_config = {"ops": {"lens_clean_groups": {"config": {"min_samples": MIN_SAMPLES}}}}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("lens_regions", [REGION])
+        start = time.perf_counter()
+        for key in keys:
+            result = dg.materialize(
+                [lens_raw_irtt, lens_clean_groups, lens_raw_irtt_gx, lens_clean_groups_gx],
+                partition_key=key,
+                instance=instance,
+                resources={"warehouse": warehouse},
+                run_config=run_config,
+            )
+            assert result.success, key
+            evaluations = result.get_asset_check_evaluations()
+            assert len(evaluations) == 2 and all(e.passed for e in evaluations), (key, evaluations)
+        seconds = time.perf_counter() - start
+    return {"wall_s": seconds, "rows": clean_rows(warehouse.path, keys)}
+
+
+def method_backfill(root: Path, keys: list[str], max_runs: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from netassets_tests.ui.dagster_dev import LENS_ASSETS, DagsterDev
+
+    server = DagsterDev.start(root, regions=[REGION], days=len(keys), max_runs=max_runs, timeout_s=300)
+    try:
+        start = time.perf_counter()
+        launched_at = time.time()
+        backfill_id = server.launch_backfill(keys, assets=LENS_ASSETS)
+        status, runs = server.wait_backfill(backfill_id, expected_runs=len(keys), timeout_s=1500)
+        seconds = time.perf_counter() - start
+    finally:
+        server.stop()
+    failed = [r for r in runs if r["status"] != "SUCCESS"]
+    if failed or sorted(r["partition"] for r in runs) != sorted(keys):
+        raise RuntimeError(f"backfill {backfill_id} ({status}): failed or missing runs {failed}\n{server.log_tail()}")
+    runs_done_s = max(r["endTime"] for r in runs) - launched_at
+    return {
+        "wall_s": seconds,
+        "runs_done_s": runs_done_s,
+        "backfill_status": status,
+        "server_start_s": server.started_s,
+        "run_s_sum": sum(r["endTime"] - r["startTime"] for r in runs),
+        "run_s_mean": sum(r["endTime"] - r["startTime"] for r in runs) / len(runs),
+        "queue_to_start_s_mean": sum(r["startTime"] - r["creationTime"] for r in runs) / len(runs),
+        "max_concurrent_runs": max_runs,
+        "rows": clean_rows(root / "netassets_home" / "warehouse.duckdb", keys),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partitions", type=int, default=20)
+    parser.add_argument("--max-runs", type=int, default=2, help="dagster dev: runs at once (default 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    keys = keys_for(args.partitions)
+    with tempfile.TemporaryDirectory(prefix="bench_backfill_") as tmp:
+        root = Path(tmp)
+        home = root / "inproc"
+        os.environ["NETASSETS_HOME"] = str(home)
+        os.environ.pop("NETASSETS_LENS_ROOT", None)
+
+        t = time.perf_counter()
+        import netassets.definitions  # noqa: F401  (what every run worker imports: torch, transformers, ...)
+
+        import_s = time.perf_counter() - t
+        from netassets.lens.sample import write_lens
+
+        write_lens(home / "landing" / "lens", [REGION], FIRST_DAY, len(keys), seed=0, hours=1, rate_hz=10)
+
+        print(f"{len(keys)} partitions; import netassets.definitions {import_s:.1f} s", flush=True)
+        results = {}
+        for name, run in (
+            ("direct", lambda: method_direct(home, keys)),
+            ("materialize", lambda: method_materialize(home, keys)),
+            ("backfill", lambda: method_backfill(root / "dagster_dev", keys, args.max_runs)),
+        ):
+            results[name] = run()
+            print(f"  {name}: {results[name]['wall_s']:.1f} s", flush=True)
+
+    rows = {name: r.pop("rows") for name, r in results.items()}
+    rows_match = rows["direct"] == rows["materialize"] == rows["backfill"] and all(rows["direct"].values())
+    n = len(keys)
+    direct = results["direct"]["wall_s"] / n
+    table = [("direct (asset bodies, one process)", direct, None)]
+    table.append(("dg.materialize in process", results["materialize"]["wall_s"] / n, None))
+    table.append((f"dagster dev backfill, wall ({args.max_runs} runs at once)", results["backfill"]["wall_s"] / n, None))
+    table.append(("dagster dev backfill, run-seconds", results["backfill"]["run_s_sum"] / n, None))
+
+    print()
+    print(f"{'method':<48} {'s/partition':>12} {'x direct':>9}")
+    for label, per, _ in table:
+        print(f"{label:<48} {per:>12.2f} {per / direct:>9.1f}")
+    b = results["backfill"]
+    print(
+        f"\nbackfill: {b['backfill_status']}, all runs done {b['runs_done_s']:.0f} s after launch "
+        f"(backfill marked done at {b['wall_s']:.0f} s), mean run {b['run_s_mean']:.1f} s, "
+        f"mean queue->start {b['queue_to_start_s_mean']:.1f} s; `dagster dev` start {b['server_start_s']:.0f} s; "
+        f"import netassets.definitions {import_s:.1f} s"
+    )
+    print(f"clean groups per partition identical across methods: {rows_match}")
+
+    report = {
+        "benchmark": "backfill",
+        "partitions": n,
+        "partition_keys": [keys[0], keys[-1]],
+        "workload": "LENS 1 hour file/day at 10 Hz (36k rows); lens_raw_irtt + lens_clean_groups (min_samples 100) + 2 GX checks",
+        "seconds_per_partition": {label: per for label, per, _ in table},
+        "ratio_vs_direct": {label: per / direct for label, per, _ in table},
+        "methods": results,
+        "import_netassets_definitions_s": import_s,
+        "clean_rows_per_partition": rows["direct"],
+        "clean_rows_match": rows_match,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0 if rows_match else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
