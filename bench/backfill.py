@@ -92,7 +92,10 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
     from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 
     warehouse = DuckDBWarehouse(database=str(home / "materialize.duckdb"))
-    run_config = {"ops": {"lens_clean_groups": {"config": {"min_samples": MIN_SAMPLES}}}}
+    run_config = {
+        "ops": {"lens_clean_groups": {"config": {"min_samples": MIN_SAMPLES}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("lens_regions", [REGION])
         start = time.perf_counter()

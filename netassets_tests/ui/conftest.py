@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from netassets_tests.ui.dagster_dev import DagsterDev
+from netassets_tests.ui.dagster_dev import TEST_DAYS, TEST_REGIONS, DagsterDev
 
 CHROMIUM = Path(os.environ.get("NETASSETS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -22,8 +22,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
-REGIONS = ["chicago", "ottawa"]
-DAYS = 2
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +32,7 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="session")
 def dagster_dev(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[DagsterDev]:
-    server = DagsterDev.launch(tmp_path_factory.mktemp("dagster_dev"), regions=REGIONS, days=DAYS)
+    server = DagsterDev.launch(tmp_path_factory.mktemp("dagster_dev"), regions=TEST_REGIONS, days=TEST_DAYS)
     try:
         import netassets.definitions  # noqa: F401  (the tests read it; import while the server loads it too)
 

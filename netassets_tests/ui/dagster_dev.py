@@ -31,6 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LENS_ASSETS = ("lens_raw_irtt", "lens_clean_groups")
 LENS_CHECKS = ("lens_raw_irtt_gx", "lens_clean_groups_gx")
 FIRST_DAY = dt.date(2023, 11, 1)
+TEST_REGIONS = ["chicago", "ottawa"]  # what the UI and backfill tests' server has landed and registered
+TEST_DAYS = 2
 SAMPLE_RATE_HZ = 10  # 150 samples per 15 s group at most ...
 MIN_SAMPLES = 100  # ... so keep groups with more than 100 (the seed's 1300 is for 100 Hz)
 
@@ -41,7 +43,6 @@ RUN_CONFIG: dict[str, Any] = {
     "execution": {"config": {"start_method": {"forkserver": {"preload_modules": ["netassets.definitions"]}}}},
 }
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-
 
 
 class DagsterDevError(RuntimeError):
@@ -122,7 +123,7 @@ class DagsterDev:
         log = open(log_path, "w")
         process = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-m", "netassets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT,
+            cwd=root,  # not the repository: its dagster.yaml would shadow DAGSTER_HOME's with a warning
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

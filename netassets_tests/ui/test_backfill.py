@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import time
 
-from netassets_tests.ui.conftest import DAYS, REGIONS
-from netassets_tests.ui.dagster_dev import LENS_ASSETS, LENS_CHECKS, DagsterDev, partition_keys
+from netassets_tests.ui.dagster_dev import (
+    LENS_ASSETS,
+    LENS_CHECKS,
+    TEST_DAYS,
+    TEST_REGIONS,
+    DagsterDev,
+    partition_keys,
+)
 
-PARTITIONS = partition_keys(DAYS, REGIONS)
+PARTITIONS = partition_keys(TEST_DAYS, TEST_REGIONS)
 
 
 def test_multi_run_backfill_of_lens_partitions(dagster_dev: DagsterDev) -> None:
