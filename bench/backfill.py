@@ -131,6 +131,7 @@ def method_backfill(root: Path, keys: list[str], max_runs: int) -> dict:
     if failed or sorted(r["partition"] for r in runs) != sorted(keys):
         raise RuntimeError(f"backfill {backfill_id} ({status}): failed or missing runs {failed}\n{server.log_tail()}")
     runs_done_s = max(r["endTime"] for r in runs) - launched_at
+    phases = run_phases(Path(server.env["DAGSTER_HOME"]), [r["runId"] for r in runs])
     return {
         "wall_s": seconds,
         "runs_done_s": runs_done_s,
@@ -140,8 +141,33 @@ def method_backfill(root: Path, keys: list[str], max_runs: int) -> dict:
         "run_s_mean": sum(r["endTime"] - r["startTime"] for r in runs) / len(runs),
         "queue_to_start_s_mean": sum(r["startTime"] - r["creationTime"] for r in runs) / len(runs),
         "max_concurrent_runs": max_runs,
+        "run_phase_means_s": phases,
         "rows": clean_rows(root / "netassets_home" / "warehouse.duckdb", keys),
     }
+
+
+def run_phases(dagster_home: Path, run_ids: list[str]) -> dict[str, float]:
+    """Mean seconds per run: queued (waiting for a slot), launched -> started (the run worker
+    process starting and importing the code location), started -> finished (the executor:
+    forkserver import, four step processes, event log writes)."""
+    import dagster as dg
+
+    kinds = {
+        dg.DagsterEventType.RUN_ENQUEUED: "enqueued",
+        dg.DagsterEventType.RUN_STARTING: "launched",
+        dg.DagsterEventType.RUN_START: "started",
+        dg.DagsterEventType.RUN_SUCCESS: "finished",
+    }
+    sums = {"queued": 0.0, "run_worker_start": 0.0, "execution": 0.0}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for run_id in run_ids:
+            at = {}
+            for record in instance.get_records_for_run(run_id, of_type=set(kinds)).records:
+                at[kinds[record.event_log_entry.dagster_event.event_type]] = record.event_log_entry.timestamp
+            sums["queued"] += at["launched"] - at["enqueued"]
+            sums["run_worker_start"] += at["started"] - at["launched"]
+            sums["execution"] += at["finished"] - at["started"]
+    return {phase: total / len(run_ids) for phase, total in sums.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nbackfill: {b['backfill_status']}, all runs done {b['runs_done_s']:.0f} s after launch "
         f"(backfill marked done at {b['wall_s']:.0f} s), mean run {b['run_s_mean']:.1f} s, "
         f"mean queue->start {b['queue_to_start_s_mean']:.1f} s; `dagster dev` start {b['server_start_s']:.0f} s; "
+        f"per run: {', '.join(f'{k} {v:.1f} s' for k, v in b['run_phase_means_s'].items())}; "
         f"import netassets.definitions {import_s:.1f} s"
     )
     print(f"clean groups per partition identical across methods: {rows_match}")

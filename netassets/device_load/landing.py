@@ -16,6 +16,7 @@ file or across two).
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def _read_text(path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_csv(path, infer_schema=False, row_index_name="line", row_index_offset=2)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        raise DeviceLoadInputError(f"{path}: cannot be read as CSV: {exc}") from None
+        raise DeviceLoadInputError(f"{path}: {_ragged_line(path) or 'cannot be read as CSV'}: {exc}") from None
     columns = [c for c in frame.columns if c != "line"]
     if sorted(columns) != sorted(COLUMNS):
         missing = [c for c in COLUMNS if c not in columns]
@@ -63,6 +64,17 @@ def _read_text(path: Path) -> pl.DataFrame:
             + (f"; unexpected {unexpected}" if unexpected else "")
         )
     return frame
+
+
+def _ragged_line(path: Path) -> str | None:
+    """'line N: M fields, header has K' for the first row whose field count differs from the header's."""
+    with path.open(newline="") as handle:
+        rows = csv.reader(handle)
+        header = next(rows, [])
+        for line_number, row in enumerate(rows, start=2):
+            if row and len(row) != len(header):
+                return f"line {line_number}: {len(row)} fields, the header has {len(header)}"
+    return None
 
 
 def _first_bad(frame: pl.DataFrame, bad: pl.Expr, path: Path, what: str, show: list[str]) -> None:
@@ -86,8 +98,12 @@ def read_device_file(path: Path, region_pattern: str = DEFAULT_REGION_PATTERN) -
     _first_bad(frame, pl.col("_timeslot").is_null(), path, f"timeslot is not {TIMESLOT_FORMAT}", ["timeslot"])
     for metric in METRICS:
         value = pl.col(f"_{metric}")
-        _first_bad(frame, value.is_null() | value.is_nan(), path, f"{metric} is missing or not a number", [metric])
+        _first_bad(frame, value.is_null() | value.is_nan() | value.is_infinite(), path,
+                   f"{metric} is missing or not a finite number", [metric])
         _first_bad(frame, value < 0, path, f"{metric} is negative", [metric])
+    # A mean above the max is impossible for one slot: most often swapped columns.
+    _first_bad(frame, pl.col("_mean_metric_value") > pl.col("_max_metric_value"), path,
+               "mean_metric_value exceeds max_metric_value", ["max_metric_value", "mean_metric_value"])
     _first_bad(frame, pl.col("region").is_null(), path, f"hostname does not match the region rule {region_pattern!r}", ["hostname"])
     for region in frame["region"].unique().to_list():
         try:

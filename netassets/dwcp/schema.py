@@ -143,7 +143,7 @@ def read_raw_file(path: Path, region: str, day: dt.date) -> tuple[pl.DataFrame, 
             problems.append(f"field {column!r} outside {list(allowed)} in {_lines(outside, frame, column)}")
     for column, (low, high) in BOUNDS.items():
         values = frame[column]
-        outside = values.is_nan() if values.dtype.is_float() else values.is_null()
+        outside = (values.is_nan() | values.is_infinite()) if values.dtype.is_float() else values.is_null()
         if low is not None:
             outside |= values < low
         if high is not None:

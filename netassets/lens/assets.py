@@ -15,7 +15,14 @@ from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse, EmptyPartitionError
 from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, TICK_NS, clean_groups_table, kept_samples, ticks_10ms
 from netassets.lens.partitions import REGION, lens_partitions
-from netassets.lens.raw import LensInputError, day_files, rejected_lines, stamps_within_day
+from netassets.lens.raw import (
+    VALID_VALUE_SQL,
+    LensInputError,
+    day_files,
+    first_invalid_value,
+    rejected_lines,
+    stamps_within_day,
+)
 
 # More than this share of a day's rows rounding outside the day means the files are filed
 # under the wrong date, not that a few packets straddle midnight.
@@ -58,6 +65,12 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
             'SELECT count(*), min("timestamp"), max("timestamp") FROM lens_raw_irtt WHERE day = $day AND region = $region',
             partition_params,
         ).fetchone()
+        invalid = conn.execute(
+            f"SELECT count(*) FROM lens_raw_irtt WHERE day = $day AND region = $region AND NOT coalesce({VALID_VALUE_SQL}, false)",
+            partition_params,
+        ).fetchone()[0]
+        if invalid:
+            raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
         stats["rows_outside_day"] = 0
         # Scanning every row for stray stamps only pays when the extremes say there are some.
         if stats["rows_read"] and not (day_start_ns - HALF_TICK_NS <= first_ns and last_ns < day_end_ns - HALF_TICK_NS):

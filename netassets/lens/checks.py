@@ -10,8 +10,9 @@ from netassets.core.partitions import parse_partition_key
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.lens.assets import GROUP_POINTS, lens_clean_groups, lens_raw_irtt
 from netassets.lens.partitions import REGION, lens_partitions
+from netassets.lens.raw import RTT_MAX_MS
 
-RTT_MAX_MS = 10_000
+
 
 
 def _partition_frame(warehouse: DuckDBWarehouse, partition_key: str, sql: str) -> pd.DataFrame:

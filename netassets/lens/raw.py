@@ -10,6 +10,22 @@ from pathlib import Path
 import duckdb
 
 EXPECTED_COLUMNS = ("timestamp", "rtt", "uplink", "downlink")
+RTT_MAX_MS = 10_000
+LOST = -1.0
+
+# A value each latency column must hold, as SQL over the loaded rows and as Python for
+# naming the first offending line. rtt: the lost marker or a plausible latency; one-way
+# delays: the lost marker or a finite non-negative number. NaN and inf fail both.
+VALID_VALUE_SQL = (
+    f"(rtt = {LOST} OR (rtt > 0 AND rtt < {RTT_MAX_MS})) "
+    f"AND (uplink = {LOST} OR (uplink >= 0 AND uplink < {RTT_MAX_MS})) "
+    f"AND (downlink = {LOST} OR (downlink >= 0 AND downlink < {RTT_MAX_MS}))"
+)
+
+
+def _valid(column: str, value: float) -> bool:
+    low_ok = value > 0 if column == "rtt" else value >= 0
+    return value == LOST or (low_ok and value < RTT_MAX_MS)
 HOUR_FILE = re.compile(r"^irtt-10ms-1h-(\d{4}-\d{2}-\d{2})-(\d{2})-00-00\.csv$")
 
 
@@ -103,3 +119,25 @@ def stamps_within_day(path: Path, day: dt.date) -> bool:
     except ValueError:
         return True  # unparsable ends are reported by the CSV reader itself
     return all(start_ns <= s < start_ns + 86_400 * 10**9 for s in stamps)
+
+
+def first_invalid_value(files: list[Path]) -> str:
+    """'file: line N: column ...' for the first latency value outside its valid set.
+
+    Runs only once SQL has found such a value, to name where it is.
+    """
+    for path in files:
+        with path.open() as handle:
+            header = handle.readline().strip().split(",")
+            for line_number, line in enumerate(handle, start=2):
+                fields = dict(zip(header, line.rstrip("\n").split(",")))
+                for column in ("rtt", "uplink", "downlink"):
+                    raw = fields.get(column, "")
+                    try:
+                        value = float(raw)
+                    except ValueError:
+                        continue  # unparsable values are the CSV reader's to report
+                    if not _valid(column, value):
+                        return (f"{path}: line {line_number}: column {column!r}: value {raw.strip()!r} is neither the "
+                                f"lost marker -1 nor a finite latency in {'(0' if column == 'rtt' else '[0'}, {RTT_MAX_MS}) ms")
+    return "the offending line could not be located again"

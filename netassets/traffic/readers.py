@@ -282,6 +282,13 @@ def index_files(files: list[Path], root: Path, skip_bad: bool = False) -> FlowIn
     for path in files:
         stat = path.stat()
         relative = path.relative_to(root).as_posix()
+        if stat.st_size == 0:  # a capture that wrote nothing: say which file, not just "no rows"
+            if not skip_bad:
+                raise BadFlowError("empty_file", "empty file: no flows", path, 1)
+            skipped["empty_file"] += 1
+            if len(examples) < 10:
+                examples.append(f"{path}:1: empty file: no flows")
+            continue
         with FlowFile(path) as flow_file:
             for record in flow_file.records():
                 try:

@@ -36,7 +36,7 @@ def test_wrong_columns(tmp_path, header, message):
 @pytest.mark.parametrize("bad_row, message", [
     (("nl-ams-sw-01", "Gi0/1", "20/06/2025 11:00", 1.0, 1.0), "line 3: timeslot is not"),
     (("nl-ams-sw-01", "Gi0/1", "2025-06-20 11:00:00", -1.0, 1.0), "line 3: max_metric_value is negative"),
-    (("nl-ams-sw-01", "Gi0/1", "2025-06-20 11:00:00", 1.0, "NaN"), "line 3: mean_metric_value is missing or not a number"),
+    (("nl-ams-sw-01", "Gi0/1", "2025-06-20 11:00:00", 1.0, "NaN"), "line 3: mean_metric_value is missing or not a finite number"),
     (("nl-ams-sw-01", "Gi0/1", "2025-06-20 11:00:00", 1.0, ""), "line 3: mean_metric_value is missing"),
     (("nlamssw01", "Gi0/1", "2025-06-20 11:00:00", 1.0, 1.0), "line 3: hostname does not match the region rule"),
     (("nl-ams-sw-01", "Gi0/1", "2025-06-20 10:00:00", 2.0, 1.0), "line 2 and bad.csv: line 3: duplicate row"),

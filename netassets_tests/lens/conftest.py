@@ -30,6 +30,25 @@ def lens_root(generated_lens_root: Path, monkeypatch: pytest.MonkeyPatch, netass
     return generated_lens_root
 
 
+# 10 samples a second: 150 points a group, so the threshold drops to match. For tests about
+# orchestration (idempotence, config) rather than about the data, at a tenth of the cost.
+LOW_RATE_HZ = 10
+LOW_RATE_CONFIG = {"ops": {"lens_clean_groups": {"config": {"min_samples": 100}}}}
+
+
+@pytest.fixture(scope="session")
+def generated_low_rate_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lens_low_rate")
+    write_lens(root, REGIONS, DAY, days=1, seed=7, hours=1, rate_hz=LOW_RATE_HZ)
+    return root
+
+
+@pytest.fixture
+def low_rate_root(generated_low_rate_root: Path, monkeypatch: pytest.MonkeyPatch, netassets_home: Path) -> Path:
+    monkeypatch.setenv("NETASSETS_LENS_ROOT", str(generated_low_rate_root))
+    return generated_low_rate_root
+
+
 def materialize_lens(warehouse, instance, partition_key: str, with_checks: bool = True, run_config=None):
     instance.add_dynamic_partitions("lens_regions", [partition_key.split("|")[1]])
     assets = [lens_raw_irtt, lens_clean_groups] + ([lens_raw_irtt_gx, lens_clean_groups_gx] if with_checks else [])

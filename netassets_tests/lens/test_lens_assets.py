@@ -6,7 +6,7 @@ import hashlib
 
 import dagster as dg
 
-from netassets_tests.lens.conftest import DAY, materialize_lens
+from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, materialize_lens
 
 KEY = f"{DAY.isoformat()}|chicago"
 
@@ -33,28 +33,31 @@ def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
     assert "expect_column_values_to_be_between" in checks["lens_clean_groups_gx"].metadata["gx_results"].value
 
 
-def test_rematerialising_gives_the_same_rows(lens_root, warehouse, instance):
-    assert materialize_lens(warehouse, instance, KEY, with_checks=False).success
+def test_rematerialising_gives_the_same_rows(low_rate_root, warehouse, instance):
+    def run(key):
+        return materialize_lens(warehouse, instance, key, with_checks=False, run_config=LOW_RATE_CONFIG)
+
+    assert run(KEY).success
     first = partition_digest(warehouse, "lens_raw_irtt"), partition_digest(warehouse, "lens_clean_groups")
-    assert materialize_lens(warehouse, instance, KEY, with_checks=False).success
+    assert run(KEY).success
     second = partition_digest(warehouse, "lens_raw_irtt"), partition_digest(warehouse, "lens_clean_groups")
     assert first == second
-    other = materialize_lens(warehouse, instance, f"{DAY.isoformat()}|ottawa", with_checks=False)
+    other = run(f"{DAY.isoformat()}|ottawa")
     assert other.success
     assert partition_digest(warehouse, "lens_clean_groups") == first[1]  # other partitions untouched
 
 
-def test_clean_threshold_is_run_config(lens_root, warehouse, instance):
-    config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 1490}}}}
+def test_clean_threshold_is_run_config(low_rate_root, warehouse, instance):
+    config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 148}}}}
     strict = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
     assert strict.success
     strict_groups = strict.asset_materializations_for_node("lens_clean_groups")[0].metadata["dagster/row_count"].value
-    default = materialize_lens(warehouse, instance, KEY, with_checks=False)
+    default = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=LOW_RATE_CONFIG)
     default_groups = default.asset_materializations_for_node("lens_clean_groups")[0].metadata["dagster/row_count"].value
     assert strict_groups < default_groups
 
 
-def test_bad_threshold_is_rejected_before_running(lens_root, warehouse, instance):
+def test_bad_threshold_is_rejected_before_running(low_rate_root, warehouse, instance):
     config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 1500}}}}
     try:
         result = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)

@@ -13,22 +13,20 @@ import pytest
 from netassets.core.partitions import parse_partition_key
 from netassets.lens.raw import hour_path
 from netassets.lens.sample import write_lens
-from netassets_tests.lens.conftest import DAY, failure_message, materialize_lens
+from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, LOW_RATE_HZ, failure_message, materialize_lens
 
 REGION = "badcase"
 KEY = f"{DAY.isoformat()}|{REGION}"
 DAY_START_NS = int(dt.datetime(2023, 11, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9
 
 
-# A 10 Hz hour keeps these cases fast; 150 points a group, so the threshold drops to match.
-RATE_HZ, ROWS_PER_HOUR = 10, 36_000
-LOW_RATE_CONFIG = {"ops": {"lens_clean_groups": {"config": {"min_samples": 100}}}}
+ROWS_PER_HOUR = 36_000  # a 10 Hz hour keeps these cases fast
 
 
 @pytest.fixture(scope="module")
 def low_rate_hour(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("low_rate")
-    write_lens(root, [REGION], DAY, days=1, seed=3, hours=1, rate_hz=RATE_HZ)
+    write_lens(root, [REGION], DAY, days=1, seed=3, hours=1, rate_hz=LOW_RATE_HZ)
     return root
 
 

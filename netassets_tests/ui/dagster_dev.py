@@ -352,15 +352,15 @@ class DagsterDev:
             raise DagsterDevError(f"asset {asset}: {json.dumps(result)}")
         return result["assetMaterializations"]
 
-    def check_executions(self, asset: str, check: str, partition: str | None = None) -> list[dict]:
+    def check_executions(self, asset: str, check: str, partition: str) -> list[dict]:
+        """The latest executions of an asset check on one partition: [{runId, status, partition, evaluation}]."""
         data = self.graphql(
-            """query($key: AssetKeyInput!, $name: String!) {
-                 assetCheckExecutions(assetKey: $key, checkName: $name, limit: 20) {
+            """query($key: AssetKeyInput!, $name: String!, $partition: String) {
+                 assetCheckExecutions(assetKey: $key, checkName: $name, partition: $partition, limit: 20) {
                    runId status partition evaluation { success } } }""",
-            {"key": {"path": [asset]}, "name": check},
+            {"key": {"path": [asset]}, "name": check, "partition": partition},
         )
-        rows = data["assetCheckExecutions"]
-        return [r for r in rows if partition is None or r["partition"] == partition]
+        return data["assetCheckExecutions"]
 
 
 def _group_alive(pgid: int) -> bool:

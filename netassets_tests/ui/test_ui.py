@@ -52,7 +52,7 @@ def page(browser, artifacts, request):
         context.close()
 
 
-def test_ui_graph_partition_run_and_checks(dagster_dev: DagsterDev, page: Page, artifacts) -> None:
+def test_ui_graph_partition_run_and_checks(browser, page: Page, dagster_dev: DagsterDev, artifacts) -> None:
     started = time.monotonic()
     groups = project_groups()
     assert "lens" in groups and len(groups) >= 2, f"unexpected asset groups in netassets.definitions: {groups}"
