@@ -19,6 +19,22 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 _batch_ids = count()
 
 
+class _LazyExpectations:
+    """``gxe.ExpectColumnValuesToBeBetween(...)``: great_expectations is imported on first use.
+
+    Importing GX takes seconds, and every step process of a run imports the whole code
+    location; only the processes that actually run a check should pay for it.
+    """
+
+    def __getattr__(self, name: str):
+        from great_expectations import expectations
+
+        return getattr(expectations, name)
+
+
+gxe = _LazyExpectations()
+
+
 @lru_cache(maxsize=1)
 def _datasource():
     import great_expectations as gx

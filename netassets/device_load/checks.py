@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dagster as dg
-import great_expectations as gx
 
-from netassets.core.expectations import gx_partition_check
+from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.core.sql import load_sql
 from netassets.device_load.assets import device_load_anomalies, device_load_raw
@@ -35,9 +34,9 @@ raw_schema = gx_partition_check(
     description="The raw table has exactly the expected columns, keys are never null, the partition is not empty.",
     load=_partition("device_load_raw"),
     expectations=lambda df: [
-        gx.expectations.ExpectTableColumnsToMatchSet(column_set=RAW_COLUMNS, exact_match=True),
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        *[gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in ("router", "timeslot", "max_metric_value", "mean_metric_value")],
+        gxe.ExpectTableColumnsToMatchSet(column_set=RAW_COLUMNS, exact_match=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("router", "timeslot", "max_metric_value", "mean_metric_value")],
     ],
 )
 
@@ -46,7 +45,7 @@ raw_non_negative = gx_partition_check(
     description="max_metric_value and mean_metric_value are >= 0.",
     load=_partition("device_load_raw"),
     expectations=lambda df: [
-        gx.expectations.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("max_metric_value", "mean_metric_value")
+        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("max_metric_value", "mean_metric_value")
     ],
 )
 
@@ -54,7 +53,7 @@ raw_unique = gx_partition_check(
     asset=device_load_raw, name="device_load_raw_one_row_per_router_timeslot", partitions_def=device_load_partitions,
     description="Exactly one row per (router, timeslot).",
     load=_partition("device_load_raw"),
-    expectations=lambda df: [gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["router", "timeslot"])],
+    expectations=lambda df: [gxe.ExpectCompoundColumnsToBeUnique(column_list=["router", "timeslot"])],
 )
 
 raw_gaps = gx_partition_check(
@@ -62,7 +61,7 @@ raw_gaps = gx_partition_check(
     description=f"Reports holes longer than {GAP_TOLERANCE_MINUTES} minutes in a router's series (warning; "
                 "windows never span a hole, so a gap costs predictions, not correctness).",
     load=_gaps,
-    expectations=lambda df: [gx.expectations.ExpectColumnValuesToBeBetween(column="gap_minutes", max_value=GAP_TOLERANCE_MINUTES)],
+    expectations=lambda df: [gxe.ExpectColumnValuesToBeBetween(column="gap_minutes", max_value=GAP_TOLERANCE_MINUTES)],
     blocking=False, severity=dg.AssetCheckSeverity.WARN,
 )
 
@@ -71,7 +70,7 @@ anomaly_rate = gx_partition_check(
     description=f"Share of points labelled anomalous within {ANOMALY_RATE_BOUNDS} (warning: a high rate means "
                 "drift or a stale model, not bad data).",
     load=lambda warehouse, key: _partition("device_load_anomalies")(warehouse, key).astype({"is_anomaly": float}),
-    expectations=lambda df: [gx.expectations.ExpectColumnMeanToBeBetween(
+    expectations=lambda df: [gxe.ExpectColumnMeanToBeBetween(
         column="is_anomaly", min_value=ANOMALY_RATE_BOUNDS[0], max_value=ANOMALY_RATE_BOUNDS[1])],
     blocking=False, severity=dg.AssetCheckSeverity.WARN,
 )

@@ -1,10 +1,9 @@
 """DWCP asset checks: GX on each raw partition; sanity of the windows; the ONNX candidate's gates."""
 
 import dagster as dg
-import great_expectations as gx
 import numpy as np
 
-from netassets.core.expectations import gx_partition_check
+from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.dwcp import artifacts
 from netassets.dwcp.assets import PARTITIONS, dwcp_onnx, dwcp_raw, dwcp_windows
@@ -20,12 +19,12 @@ def _raw_partition(warehouse, partition_key):
 
 def _raw_expectations(frame):
     return [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        *(gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in COLUMNS),
-        *(gx.expectations.ExpectColumnValuesToBeInSet(column=c, value_set=list(v)) for c, v in CATEGORIES.items()),
-        *(gx.expectations.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi)
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in COLUMNS),
+        *(gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(v)) for c, v in CATEGORIES.items()),
+        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi)
           for c, (lo, hi) in BOUNDS.items()),
-        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["node_id", "peer_id", "timestamp"]),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["node_id", "peer_id", "timestamp"]),
     ]
 
 

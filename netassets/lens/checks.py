@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import great_expectations as gx
 import pandas as pd
 
-from netassets.core.expectations import gx_partition_check
+from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.lens.assets import GROUP_POINTS, lens_clean_groups, lens_raw_irtt
@@ -30,17 +29,17 @@ def _load_raw(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
 
 def _raw_expectations(frame: pd.DataFrame) -> list:
     return [
-        gx.expectations.ExpectTableColumnsToMatchSet(column_set=["timestamp", "rtt", "uplink", "downlink"], exact_match=True),
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="timestamp"),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="rtt"),
+        gxe.ExpectTableColumnsToMatchSet(column_set=["timestamp", "rtt", "uplink", "downlink"], exact_match=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="timestamp"),
+        gxe.ExpectColumnValuesToNotBeNull(column="rtt"),
         # rtt is -1 (lost) or a plausible latency.
-        gx.expectations.ExpectColumnValuesToBeBetween(
+        gxe.ExpectColumnValuesToBeBetween(
             column="rtt", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True,
             row_condition="rtt != -1", condition_parser="pandas",
         ),
         # A handful of duplicated stamps is tolerated (cleaning keeps the first); a file loaded twice is not.
-        gx.expectations.ExpectColumnValuesToBeUnique(column="timestamp", mostly=0.999),
+        gxe.ExpectColumnValuesToBeUnique(column="timestamp", mostly=0.999),
     ]
 
 
@@ -65,15 +64,15 @@ def _load_clean(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
 
 
 def _clean_expectations(frame: pd.DataFrame) -> list:
-    between = gx.expectations.ExpectColumnValuesToBeBetween
+    between = gxe.ExpectColumnValuesToBeBetween
     return [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="group_id"),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="group_start"),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeUnique(column="group_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="group_start"),
         between(column="token_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
         between(column="nearest_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
         between(column="fill_share", min_value=0.0, max_value=1.0),
-        gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="max_fill_share", column_B="fill_share", or_equal=True
         ),
         between(column="token_min_observed", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),

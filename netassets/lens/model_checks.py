@@ -4,10 +4,9 @@ that beats the majority baseline on held-out days before its checkpoint reaches 
 import json
 
 import dagster as dg
-import great_expectations as gx
 import pandas as pd
 
-from netassets.core.expectations import gx_partition_check
+from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.core.plots import table_markdown
 from netassets.core.warehouse import DuckDBWarehouse
@@ -29,11 +28,11 @@ def _load_features(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFra
 
 
 def _feature_expectations(frame: pd.DataFrame) -> list:
-    between = gx.expectations.ExpectColumnValuesToBeBetween
+    between = gxe.ExpectColumnValuesToBeBetween
     # NaN reads as null in pandas, so not-null is the finiteness test.
-    expectations = [gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-                    gx.expectations.ExpectColumnValuesToBeUnique(column="group_id")]
-    expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=name) for name in FEATURES]
+    expectations = [gxe.ExpectTableRowCountToBeBetween(min_value=1),
+                    gxe.ExpectColumnValuesToBeUnique(column="group_id")]
+    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in FEATURES]
     expectations += [between(column=name, min_value=0, max_value=RTT_MAX_MS, strict_min=True)
                      for name in ("q05", "q125", "mean", "trimmed_mean_5")]
     expectations += [between(column=f"autocorr_{lag}", min_value=-AUTOCORR_BOUND, max_value=AUTOCORR_BOUND)
@@ -68,10 +67,10 @@ def _load_assignment(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataF
 
 def _assignment_expectations(frame: pd.DataFrame) -> list:
     return [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="cluster"),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="cluster", min_value=0),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="probability", min_value=0, max_value=1),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="cluster"),
+        gxe.ExpectColumnValuesToBeBetween(column="cluster", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="probability", min_value=0, max_value=1),
     ]
 
 

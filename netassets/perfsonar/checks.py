@@ -1,9 +1,8 @@
 """Great Expectations suites on the perfSONAR tables, run per partition and blocking downstream."""
 
-import great_expectations as gx
 import pandas as pd
 
-from netassets.core.expectations import gx_partition_check
+from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.perfsonar.assets import perfsonar_anomaly_scores, perfsonar_packet_loss
@@ -26,14 +25,14 @@ def _load_loss(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
 
 def _loss_expectations(frame: pd.DataFrame) -> list:
     return [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        *(gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in ("minute", "destination", "packet_loss")),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="packet_loss", min_value=0, max_value=1),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("minute", "destination", "packet_loss")),
+        gxe.ExpectColumnValuesToBeBetween(column="packet_loss", min_value=0, max_value=1),
         # Every row belongs to the partition's day: the query window and the minute floor agree.
-        gx.expectations.ExpectColumnValuesToBeBetween(column="minute_of_day", min_value=0, max_value=1439),
+        gxe.ExpectColumnValuesToBeBetween(column="minute_of_day", min_value=0, max_value=1439),
         # The seed's matrix has one cell per minute x destination: duplicates were collapsed.
-        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["minute", "destination"]),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="documents", min_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["minute", "destination"]),
+        gxe.ExpectColumnValuesToBeBetween(column="documents", min_value=1),
     ]
 
 
@@ -49,14 +48,14 @@ def _load_scores(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame
 
 def _score_expectations(frame: pd.DataFrame) -> list:
     return [
-        gx.expectations.ExpectTableRowCountToEqual(value=24),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="hour"),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=SCORE_STATUSES),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="score_matches_status", value_set=[True]),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="accuracy", min_value=0, max_value=1),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="chance", min_value=0, max_value=1, strict_max=True),
+        gxe.ExpectTableRowCountToEqual(value=24),
+        gxe.ExpectColumnValuesToBeUnique(column="hour"),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=SCORE_STATUSES),
+        gxe.ExpectColumnValuesToBeInSet(column="score_matches_status", value_set=[True]),
+        gxe.ExpectColumnValuesToBeBetween(column="accuracy", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="chance", min_value=0, max_value=1, strict_max=True),
         # Scaled accuracy tops out at 1 (a perfect held-out split); it is negative below chance.
-        gx.expectations.ExpectColumnValuesToBeBetween(column="score", max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="score", max_value=1),
     ]
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import great_expectations as gx
 
-from netassets.core.expectations import gx_partition_check
+from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.traffic.assets import SITE, traffic_flows, traffic_partitions
 
@@ -16,15 +15,15 @@ def _load(warehouse, partition_key):
 
 def _expectations(frame):
     return [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="n_packets", min_value=1),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="n_features", min_value=1),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="n_packets", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="n_features", min_value=1),
         # one model input width per partition: index_files refuses mixed dimensions
-        gx.expectations.ExpectColumnUniqueValueCountToBeBetween(column="n_features", min_value=1, max_value=1),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="byte_length", min_value=2),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="line_no", min_value=1),
-        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["source_file", "line_no"]),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="file_format", value_set=["csv", "json", "jsonl"]),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column="n_features", min_value=1, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="byte_length", min_value=2),
+        gxe.ExpectColumnValuesToBeBetween(column="line_no", min_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["source_file", "line_no"]),
+        gxe.ExpectColumnValuesToBeInSet(column="file_format", value_set=["csv", "json", "jsonl"]),
     ]
 
 
