@@ -54,7 +54,9 @@ def main() -> int:
     windows = build_windows(frame, link_columns=LINK, time_column="timestamp", features=FEATURES, targets=TARGETS,
                             window=20, horizon=15, step=60)
     x = windows.x.reshape(-1, len(FEATURES))
-    scaled = ((windows.x - x.mean(0)) / x.std(0)).astype(np.float32)
+    # day_of_week is constant within one day: a zero spread scales to 0, not NaN.
+    spread = np.where(x.std(0) > 0, x.std(0), 1.0)
+    scaled = ((windows.x - x.mean(0)) / spread).astype(np.float32)
     rng = np.random.default_rng(0)
 
     model = BandwidthLSTM().eval()
