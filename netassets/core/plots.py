@@ -33,8 +33,12 @@ def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> "dg.MetadataValue
     """A list of same-keyed dicts as a markdown table (scores next to baselines, silhouettes per k...)."""
     import dagster as dg
 
+    return dg.MetadataValue.md(markdown_table(rows, floatfmt))
+
+
+def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
     if not rows:
-        return dg.MetadataValue.md("_(empty)_")
+        return "_(empty)_"
     cols = list(rows[0])
 
     def cell(v):
@@ -42,4 +46,4 @@ def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> "dg.MetadataValue
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return dg.MetadataValue.md("\n".join(lines))
+    return "\n".join(lines)

@@ -6,8 +6,6 @@ Parameters are written ``$name`` in the files and bound by DuckDB, never formatt
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-
 from netassets.core.settings import SQL_DIR, safe_name
 
 
@@ -17,7 +15,3 @@ def load_sql(pipeline: str, name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"SQL model {path} not found (set NETASSETS_SQL_DIR if the package was installed elsewhere)")
     return path.read_text()
-
-
-def sql_path(pipeline: str, name: str) -> Path:
-    return SQL_DIR / pipeline / f"{name}.sql"

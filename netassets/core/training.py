@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from netassets.core.files import atomic_write
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -71,10 +73,7 @@ def seed_everything(seed: int) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write to a temporary file then rename: a killed run never leaves a half checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

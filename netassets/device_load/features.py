@@ -14,19 +14,19 @@ Scalers are plain JSON (no pickle), saved beside the model and embedded in its c
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from netassets.core.files import atomic_write, write_json
+
 FEATURES = (
     "max_metric_value", "mean_metric_value", "diff", "ratio",
     "delta_max", "delta_mean", "zscore_max", "zscore_mean",
 )
 TARGETS = (0, 1)  # next max_metric_value, next mean_metric_value
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,7 @@ class Scalers:
                    data["train_end"], data["val_end"], per_router)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> "Scalers":
-        return cls.from_dict(json.loads(path.read_text()))
+        write_json(path, self.to_dict())
 
 
 @dataclass
@@ -110,11 +103,9 @@ class Windows:
         return len(self.y)
 
     def save(self, path: Path, split: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.with_suffix(".tmp.npz").open("wb") as handle:
-            np.savez(handle, x=self.x, y=self.y, actual=self.actual, router_id=self.router_id,
-                     target_time=self.target_time.astype("int64"), row=self.row, split=split)
-        path.with_suffix(".tmp.npz").replace(path)
+        atomic_write(path, lambda handle: np.savez(
+            handle, x=self.x, y=self.y, actual=self.actual, router_id=self.router_id,
+            target_time=self.target_time.astype("int64"), row=self.row, split=split))
 
 
 def time_cutoffs(times: np.ndarray, train: float = 0.8, val: float = 0.1) -> tuple[np.datetime64, np.datetime64]:
@@ -192,7 +183,7 @@ def build_windows(frame: pl.DataFrame, scalers: Scalers) -> tuple[Windows, dict[
 
 
 def load_windows(path: Path) -> tuple[Windows, np.ndarray]:
-    data = np.load(path)
-    windows = Windows(data["x"], data["y"], data["actual"], data["router_id"],
-                      data["target_time"].astype("datetime64[us]"), data["row"])
-    return windows, data["split"]
+    with np.load(path) as data:
+        windows = Windows(data["x"], data["y"], data["actual"], data["router_id"],
+                          data["target_time"].astype("datetime64[us]"), data["row"])
+        return windows, data["split"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from netassets.core.plots import table_markdown
+from netassets.core.plots import markdown_table
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
     EarlyStopping, all_reduce_sum, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
@@ -62,7 +62,7 @@ def mse(prediction: np.ndarray, target: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
-    env = init_distributed()
+    env = init_distributed(prefer_cuda=False)  # small model, CPU tensors throughout (gloo)
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     windows, split = load_windows(Path(config.windows))
@@ -79,7 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     stopper = EarlyStopping(mode="min", patience=config.patience)
     x_train, r_train, y_train = (torch.as_tensor(a) for a in (train.x, train.router_id, train.y))
     shard = len(train) // env.world_size  # equal shards: DDP needs the same number of steps on every rank
-    best_path = Path(config.out)
+    if shard == 0 or config.epochs < 1:
+        raise SystemExit(f"{config.windows}: {len(train)} training windows for {env.world_size} process(es) and "
+                         f"{config.epochs} epoch(s): need at least one window per process and one epoch")
+    # Detection loads config.out while this trains: the best epoch so far waits beside it, and
+    # config.out is replaced only by the finished checkpoint.
+    best_path = Path(config.out).with_name(f".{Path(config.out).name}.best")
+    if env.is_main:
+        best_path.unlink(missing_ok=True)
 
     with worker_session() as session:
         for epoch in range(config.epochs):
@@ -105,11 +112,13 @@ def main(argv: list[str] | None = None) -> None:
                 break
 
         if env.is_main:
+            if not best_path.exists():
+                raise SystemExit(f"{config.windows}: validation error was never finite; no model to keep")
             best = load_checkpoint(best_path)
             model.load_state_dict(best["model"])
             report = evaluate(model, {"val": val, "test": test})
             val_errors = np.abs(predict(model, val.x, val.router_id) - val.actual)
-            save_checkpoint(best_path, {
+            save_checkpoint(Path(config.out), {
                 "model": model.state_dict(),
                 "model_config": dataclasses.asdict(model_config),
                 "train_config": dataclasses.asdict(config),
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 "val_router_id": torch.as_tensor(val.router_id),
                 "scores": report["scores"],
             })
+            best_path.unlink()
             session.report(metadata={
                 **report["metadata"],
                 "best_epoch": best["epoch"],
@@ -151,7 +161,7 @@ def evaluate(model: EmbedLSTM, sets: dict[str, Windows]) -> dict:
             "val_mse": val["model_mse"],
             "val_persistence_mse": val["persistence_mse"],
             "beats_persistence": bool(val["model_mse"] < val["persistence_mse"]),
-            "scores": {"type": "md", "raw_value": table_markdown(rows).value},
+            "scores": {"type": "md", "raw_value": markdown_table(rows)},
         },
     }
 

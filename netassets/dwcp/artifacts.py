@@ -16,12 +16,12 @@ downstream assets or the production copy point at.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from netassets.core.files import write_json
 from netassets.core.settings import artifacts_dir, safe_name
 from netassets.core.training import load_checkpoint
 from netassets.dwcp.schema import PIPELINE
@@ -48,13 +48,6 @@ def run_dir(run_id: str) -> Path:
 
 def production_dir() -> Path:
     return root() / "production"
-
-
-def write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
 
 
 def read_pointer(name: str, produced_by: str) -> dict:

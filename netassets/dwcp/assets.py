@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from netassets.core.files import copy_file, write_json
 from netassets.core.partitions import context_partition, day_by
 from netassets.core.plots import figure_metadata, table_markdown
 from netassets.core.settings import safe_name
@@ -122,7 +123,7 @@ def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTM
     train_config = TrainConfig(windows_path=str(run / artifacts.RUN_WINDOWS), out_dir=str(run),
                                **config.model_dump(exclude={"nproc"}))
     config_path = run / "train_config.json"
-    artifacts.write_json(config_path, config_dict(train_config))
+    write_json(config_path, config_dict(train_config))
     invocation = launch_torchrun(context, "netassets.dwcp.train", [f"--config={config_path}"], nproc=config.nproc)
     artifacts.set_latest_run(run)  # only after every rank exited cleanly
     return invocation.get_materialize_result()
@@ -145,7 +146,7 @@ def dwcp_report() -> dg.MaterializeResult:
     evaluation = report.evaluate(actual, predictors, windows.targets)
     document = report.document(evaluation, version=run.name, windows=windows, history=history,
                                model_size_mb=(run / CHECKPOINT).stat().st_size / 2**20)
-    artifacts.write_json(run / artifacts.REPORT, document)
+    write_json(run / artifacts.REPORT, document)
     overall = document["performance_metrics"]["overall"]
     return dg.MaterializeResult(metadata={
         "target_met": overall["target_met"],
@@ -175,7 +176,7 @@ def dwcp_onnx() -> dg.MaterializeResult:
     metadata = onnx_export.model_metadata(checkpoint, evaluation, version=version, onnx_path=onnx_path,
                                           training_run=run.name)
     metadata_path = run / f"model_metadata_{version}.json"
-    artifacts.write_json(metadata_path, metadata)
+    write_json(metadata_path, metadata)
     artifacts.set_candidate(onnx_path, metadata_path, version, run)
     return dg.MaterializeResult(metadata={
         "version": version, "onnx": dg.MetadataValue.path(str(onnx_path)),
@@ -195,7 +196,7 @@ def dwcp_onnx_production() -> dg.MaterializeResult:
     chosen = artifacts.candidate()
     target = artifacts.production_dir()
     target.mkdir(parents=True, exist_ok=True)
-    onnx_export.atomic_copy(Path(chosen["onnx"]), target / artifacts.PRODUCTION_ONNX)
-    onnx_export.atomic_copy(Path(chosen["metadata"]), target / artifacts.PRODUCTION_METADATA)
+    copy_file(Path(chosen["onnx"]), target / artifacts.PRODUCTION_ONNX)
+    copy_file(Path(chosen["metadata"]), target / artifacts.PRODUCTION_METADATA)
     return dg.MaterializeResult(metadata={"version": chosen["version"],
                                           "onnx": dg.MetadataValue.path(str(target / artifacts.PRODUCTION_ONNX))})

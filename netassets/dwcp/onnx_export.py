@@ -8,8 +8,6 @@ the scaler parameters travel in model_metadata.json, as in the seed.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +111,3 @@ def parity(path: Path, model: BandwidthLSTM, x: np.ndarray, batch_size: int = 25
     return worst
 
 
-def atomic_copy(source: Path, target: Path) -> None:
-    """Readers of ``target`` see the old file or the new one, never half of one."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)

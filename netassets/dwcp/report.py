@@ -85,7 +85,9 @@ def overall_rows(evaluation: Mapping[str, dict]) -> list[dict]:
 def beats(evaluation: Mapping[str, dict], model: str, baseline: str) -> dict[str, bool]:
     """Per target: does the model's RMSE beat the baseline's?"""
     ours, theirs = evaluation[model]["per_target"], evaluation[baseline]["per_target"]
-    return {t: ours[t]["rmse"] < theirs[t]["rmse"] for t in ours}
+    # A non-finite RMSE is stored as None: it beats nothing.
+    return {t: ours[t]["rmse"] is not None and (theirs[t]["rmse"] is None or ours[t]["rmse"] < theirs[t]["rmse"])
+            for t in ours}
 
 
 def document(evaluation: Mapping[str, dict], *, version: str, windows, history: Mapping, model_size_mb: float) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from netassets.core.files import atomic_write
 from netassets.core.settings import landing_dir, safe_name
 from netassets.dwcp.schema import CATEGORIES, COLUMNS, PIPELINE, TARGETS
 
@@ -56,10 +57,7 @@ def generate(args: argparse.Namespace) -> list[Path]:
             if path.exists() and not args.overwrite:
                 raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
             frame = day_frame(region, day, args.links, args.seed, args.missing_rate)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".csv.tmp")
-            frame.write_csv(tmp)
-            tmp.replace(path)  # a half-written file never appears under its final name
+            atomic_write(path, frame.write_csv)  # the landing sensor never sees half a file
             written.append(path)
     print(f"wrote {len(written)} file(s) under {out}")
     return written

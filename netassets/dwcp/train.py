@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -131,6 +132,8 @@ def main(argv: list[str]) -> None:
                              for c in np.array_split(val_mine, max(1, len(val_mine) // 1024)) if len(c))
             loss_sum, seen, val_sq, val_n = all_reduce_sum([loss_sum, seen, val_sq, len(val_mine)], env)
             train_loss, val_loss = loss_sum / max(seen, 1), val_sq / val_n
+            if not math.isfinite(val_loss):
+                raise ValueError(f"epoch {epoch}: validation loss {val_loss}: training diverged (lower --learning-rate?)")
             scheduler.step(val_loss)
             improved = stopper.step(val_loss)
             lr = optimizer.param_groups[0]["lr"]

@@ -18,6 +18,8 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
+from netassets.core.files import atomic_write
+
 SPLITS = ("train", "val", "test")
 
 
@@ -52,12 +54,9 @@ class Windows:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"features": self.features, "targets": self.targets, "window": self.window,
                 "horizon": self.horizon, "link_names": self.link_names, "stats": self.stats}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, x=self.x, y=self.y, last=self.last, target_time=self.target_time, link=self.link,
-                 split=self.split, meta=np.array(json.dumps(meta)),
-                 **{f"extra_{k}": v for k, v in self.extra.items()})
-        tmp.replace(path)
-        return path
+        return atomic_write(path, lambda handle: np.savez(
+            handle, x=self.x, y=self.y, last=self.last, target_time=self.target_time, link=self.link,
+            split=self.split, meta=np.array(json.dumps(meta)), **{f"extra_{k}": v for k, v in self.extra.items()}))
 
     @classmethod
     def load(cls, path: Path) -> "Windows":

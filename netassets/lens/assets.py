@@ -61,14 +61,13 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
             context.log.warning("dropping truncated last line: %s", message)
         stats["truncated_lines"] = len(truncated)
         partition_params = {"day": partition.day, "region": partition.other}
-        stats["rows_read"], first_ns, last_ns = conn.execute(
-            'SELECT count(*), min("timestamp"), max("timestamp") FROM lens_raw_irtt WHERE day = $day AND region = $region',
+        stats["rows_read"], first_ns, last_ns, invalid = conn.execute(
+            f"""
+            SELECT count(*), min("timestamp"), max("timestamp"), count(*) FILTER (WHERE NOT coalesce({VALID_VALUE_SQL}, false))
+            FROM lens_raw_irtt WHERE day = $day AND region = $region
+            """,
             partition_params,
         ).fetchone()
-        invalid = conn.execute(
-            f"SELECT count(*) FROM lens_raw_irtt WHERE day = $day AND region = $region AND NOT coalesce({VALID_VALUE_SQL}, false)",
-            partition_params,
-        ).fetchone()[0]
         if invalid:
             raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
         stats["rows_outside_day"] = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,9 @@ from scipy.special import logsumexp
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.tree import DecisionTreeClassifier
+
+from netassets.core.files import write_json
+from netassets.lens.features import FEATURES
 
 FORMAT_VERSION = 1
 
@@ -101,10 +103,7 @@ class GmmModel:
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> "GmmModel":
@@ -113,6 +112,9 @@ class GmmModel:
         raw = json.loads(path.read_text())
         if raw.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: GMM format {raw.get('format_version')!r}, expected {FORMAT_VERSION}")
+        unknown = sorted(set(raw["features"]) - set(FEATURES))  # they become SQL column names
+        if unknown:
+            raise ValueError(f"{path}: unknown feature(s) {unknown}; expected a subset of {list(FEATURES)}")
         return cls(
             features=list(raw["features"]),
             scaler_mean=np.asarray(raw["scaler_mean"]),

@@ -8,7 +8,6 @@ lens_patchtst_production copies its checkpoint only when the blocking baseline c
 import datetime as dt
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import polars as pl
 from pydantic import Field, field_validator, model_validator
 from sklearn.metrics import adjusted_rand_score
 
+from netassets.core.files import copy_file, write_json
 from netassets.core.partitions import context_partition
 from netassets.core.plots import figure_metadata, plt, table_markdown
 from netassets.core.settings import artifacts_dir, landing_dir
@@ -435,11 +435,13 @@ def lens_patchtst_production(context: dg.AssetExecutionContext) -> dg.Materializ
     if not candidate_path().is_file():
         raise FileNotFoundError(f"no candidate at {candidate_path()}: materialise lens_patchtst first")
     candidate = json.loads(candidate_path().read_text())
+    # The blocking check stops this asset in the run that trained the candidate; a later run
+    # of this asset alone must not promote a candidate that failed it.
+    if not candidate["beats"]["majority_class"]:
+        raise dg.Failure(description=f"candidate from run {candidate['run_id']} does not beat the majority class: not promoted")
     target = patchtst_dir() / "production"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(candidate["checkpoint"], target / "model.pt.tmp")
-    (target / "model.pt.tmp").replace(target / "model.pt")
-    (target / "model.json").write_text(json.dumps(candidate, indent=1))
+    copy_file(Path(candidate["checkpoint"]), target / "model.pt")
+    write_json(target / "model.json", candidate)
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(target / "model.pt")), "from_run": candidate["run_id"],
                   "test_accuracy": candidate["test"]["accuracy"], "test_macro_f1": candidate["test"]["macro_f1"]}

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from netassets.core.settings import landing_dir, safe_name
+from netassets.lens.raw import hour_path
 
 SLOT_NS = 15_000_000_000
 SLOT_OFFSET_NS = 12_000_000_000  # slots start at seconds :12/:27/:42/:57 (epoch seconds % 15 == 12)
@@ -122,10 +123,6 @@ def generate_day(region: str, day: dt.date, seed: int, hours: int = 24, rate_hz:
     return hourly, slots
 
 
-def hour_file(root: Path, region: str, day: dt.date, hour: int) -> Path:
-    return root / region / day.isoformat() / f"irtt-10ms-1h-{day.isoformat()}-{hour:02d}-00-00.csv"
-
-
 def write_lens(out: Path, regions: list[str], start: dt.date, days: int, seed: int, hours: int = 24, rate_hz: int = 100) -> list[Path]:
     written = []
     for region in regions:
@@ -134,7 +131,7 @@ def write_lens(out: Path, regions: list[str], start: dt.date, days: int, seed: i
             day = start + dt.timedelta(days=offset)
             hourly, slots = generate_day(region, day, seed, hours, rate_hz)
             for hour, frame in hourly.items():
-                path = hour_file(out, region, day, hour)
+                path = hour_path(out, region, day, hour)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 frame.write_csv(path, float_precision=3)
                 written.append(path)

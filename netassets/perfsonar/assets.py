@@ -6,14 +6,13 @@ import re
 import time
 
 import dagster as dg
-import matplotlib.pyplot as plt
 import pandas as pd
 import polars as pl
 import torch
 from pydantic import Field
 
 from netassets.core.partitions import DayPartition, context_partition
-from netassets.core.plots import figure_metadata, table_markdown
+from netassets.core.plots import figure_metadata, plt, table_markdown
 from netassets.core.settings import artifacts_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse
@@ -87,7 +86,7 @@ def perfsonar_packet_loss(
 
 
 class AnomalyConfig(dg.Config):
-    cut: float = Field(default=0.05, description="flag an hour whose scaled accuracy exceeds this (seed: 0.05)")
+    cut: float = Field(default=DetectorSettings.cut, description="flag an hour whose scaled accuracy exceeds this (seed: 0.05)")
     steps: int = Field(default=DetectorSettings.steps, ge=1, description="full-batch Adam steps")
     learning_rate: float = Field(default=DetectorSettings.learning_rate, gt=0)
     min_reference_rows: int = Field(default=DetectorSettings.min_reference_rows, ge=1,
@@ -155,10 +154,16 @@ def perfsonar_anomaly_scores(
     if matrix.empty:
         raise dg.Failure(description=f"perfsonar_anomaly_scores {partition.key}: perfsonar_packet_loss holds nothing"
                          f" for {partition.other!r} on {partition.day} or the day before; materialise it first")
+    # The batched model is small; more threads than two only contend. Restored afterwards, since
+    # in-process execution (materialize, tests) shares the setting with every later step.
+    threads = torch.get_num_threads()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    started = time.perf_counter()
-    scores = score_hours(matrix, day_hours(partition.day), config.settings())
-    seconds = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        scores = score_hours(matrix, day_hours(partition.day), config.settings())
+        seconds = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
     warehouse.replace_partition("perfsonar_anomaly_scores", _where(partition),
                                 data=_score_rows(partition, scores, config.cut, matrix.shape[1]))
 
@@ -215,7 +220,7 @@ def perfsonar_alarms(
     if config.write_back_index and rows:
         documents = [{
             "alarm_id": f"{partition.other}|{a['hour'].isoformat()}", "source": partition.other,
-            "hour": a["hour"].isoformat(), "score": a["score"], "destinations": a["top_destinations"].split(", "),
+            "hour": a["hour"].isoformat(), "score": a["score"], "destinations": [d for d in a["top_destinations"].split(", ") if d],
             "detector": "perfsonar_anomaly_scores",
         } for a in alarms.iter_rows(named=True)]
         written = perfsonar_search.index_documents(config.write_back_index, documents, id_field="alarm_id")

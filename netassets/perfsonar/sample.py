@@ -28,8 +28,6 @@ from netassets.core.settings import SHARED_DATA_DIR, landing_dir, safe_name
 
 PACKETS_PER_TEST = 600
 MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 INGEST_DELAY_MS = 120_000  # simulated documents were indexed two minutes after their measurement
 
 NEW_MAPPING = {
@@ -52,9 +50,6 @@ NEW_MAPPING = {
 class Simulation:
     documents: list[dict[str, Any]]
     anomalous_hours: list[dict[str, Any]] = field(default_factory=list)  # hour (ISO), destinations, minutes
-
-    def anomalous_hour_starts(self) -> set[str]:
-        return {a["hour"] for a in self.anomalous_hours}
 
 
 def _day_ms(day: dt.date) -> int:
@@ -174,9 +169,12 @@ def index_documents(url: str, index: str, documents: list[dict], old_schema: boo
     from opensearchpy import OpenSearch, helpers
 
     client = OpenSearch(hosts=[url], timeout=120)
-    create_index(client, index, old_schema)
-    indexed, _ = helpers.bulk(client, bulk_actions(index, documents), chunk_size=5000, max_chunk_bytes=50_000_000)
-    client.indices.refresh(index=index)
+    try:
+        create_index(client, index, old_schema)
+        indexed, _ = helpers.bulk(client, bulk_actions(index, documents), chunk_size=5000, max_chunk_bytes=50_000_000)
+        client.indices.refresh(index=index)
+    finally:
+        client.close()
     return int(indexed)
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import matplotlib.pyplot as plt
 import numpy as np
 
-from netassets.core.plots import figure_metadata, table_markdown
+from netassets.core.plots import figure_metadata, plt, table_markdown
 
 
 def score_table(report: dict) -> dg.MetadataValue:

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from netassets.core.files import atomic_write
 from netassets.core.settings import landing_dir, safe_name
 
 
@@ -81,9 +82,8 @@ def generate(args: argparse.Namespace) -> list[Path]:
             path = out / site / day / f"features_tls_{day}.csv"
             if path.exists():
                 raise FileExistsError(f"{path} exists; landing files are never overwritten")
-            path.parent.mkdir(parents=True, exist_ok=True)
             flows = synthetic_flows(rng, args.flows, templates, max_packets=args.max_packets)
-            path.write_text("".join(flow_line(f) + "\n" for f in flows))
+            atomic_write(path, lambda handle: handle.write("".join(flow_line(f) + "\n" for f in flows).encode()))
             written.append(path)
     print(f"wrote {len(written)} files under {out}")
     return written

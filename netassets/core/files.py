@@ -1,0 +1,35 @@
+"""Writing files that other processes read: all at once or not at all.
+
+A reader (a running asset, a sensor scanning the landing folder, a resumed training run)
+sees the old file or the new one, never half of one: the bytes go to a hidden sibling
+(``.name.tmp``, which no landing glob matches) and are renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        write(handle)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, value: Any) -> Path:
+    return atomic_write(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
+
+
+def copy_file(source: Path, target: Path) -> Path:
+    def copy(handle: BinaryIO) -> None:
+        with source.open("rb") as original:
+            shutil.copyfileobj(original, handle)
+
+    return atomic_write(target, copy)
