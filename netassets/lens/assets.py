@@ -13,7 +13,7 @@ from netassets.core.partitions import context_partition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse, EmptyPartitionError
-from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, TICK_NS, clean_groups_table, kept_samples, ticks_10ms
+from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, clean_groups, clean_groups_table
 from netassets.lens.partitions import REGION, lens_partitions
 from netassets.lens.raw import (
     VALID_VALUE_SQL,
@@ -61,9 +61,10 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
             context.log.warning("dropping truncated last line: %s", message)
         stats["truncated_lines"] = len(truncated)
         partition_params = {"day": partition.day, "region": partition.other}
-        stats["rows_read"], first_ns, last_ns, invalid = conn.execute(
+        stats["rows_read"], first_ns, last_ns, stats["lost"], invalid = conn.execute(
             f"""
-            SELECT count(*), min("timestamp"), max("timestamp"), count(*) FILTER (WHERE NOT coalesce({VALID_VALUE_SQL}, false))
+            SELECT count(*), min("timestamp"), max("timestamp"), count(*) FILTER (WHERE rtt <= 0),
+                   count(*) FILTER (WHERE NOT coalesce({VALID_VALUE_SQL}, false))
             FROM lens_raw_irtt WHERE day = $day AND region = $region
             """,
             partition_params,
@@ -71,16 +72,22 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         if invalid:
             raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
         stats["rows_outside_day"] = 0
-        # Scanning every row for stray stamps only pays when the extremes say there are some.
-        if stats["rows_read"] and not (day_start_ns - HALF_TICK_NS <= first_ns and last_ns < day_end_ns - HALF_TICK_NS):
+        # A stamp belongs to the day its 10 ms tick (half to even) falls in. Day boundaries are
+        # even ticks, so that is exactly [start - 5 ms, end - 5 ms). Scanning every row for
+        # stray stamps only pays when the extremes say there are some.
+        low_ns, high_ns = day_start_ns - HALF_TICK_NS, day_end_ns - HALF_TICK_NS
+        if stats["rows_read"] and not (low_ns <= first_ns and last_ns < high_ns):
             stats["rows_outside_day"] = conn.execute(
                 """
                 DELETE FROM lens_raw_irtt
-                WHERE day = $day AND region = $region
-                  AND NOT CAST(round_even("timestamp" / 1e7, 0) AS BIGINT) BETWEEN $first_tick AND $last_tick
+                WHERE day = $day AND region = $region AND ("timestamp" < $low_ns OR "timestamp" >= $high_ns)
                 """,
-                {**partition_params, "first_tick": day_start_ns // TICK_NS, "last_tick": day_end_ns // TICK_NS - 1},
+                {**partition_params, "low_ns": low_ns, "high_ns": high_ns},
             ).fetchone()[0]  # DuckDB's DELETE returns the count
+            (stats["lost"],) = conn.execute(
+                "SELECT count(*) FILTER (WHERE rtt <= 0) FROM lens_raw_irtt WHERE day = $day AND region = $region",
+                partition_params,
+            ).fetchone()
         if stats["rows_read"] and stats["rows_outside_day"] > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
             misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
             raise LensInputError(
@@ -88,23 +95,17 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
                 f"outside {partition.day} (files starting or ending outside it: {misfiled}); filed under the wrong date?"
             )
 
-    with warehouse.connect() as conn:
-        rows = warehouse.replace_partition(
-            "lens_raw_irtt",
-            {"day": partition.day, "region": partition.other},
-            select_sql=load_sql("lens", "lens_raw_irtt"),
-            params={"files": [str(p) for p in files.present], "day": partition.day, "region": partition.other},
-            conn=conn,
-            before_commit=inspect,
-        )
-        (lost,) = conn.execute(
-            "SELECT avg(CASE WHEN rtt <= 0 THEN 1.0 ELSE 0.0 END) FROM lens_raw_irtt WHERE day = $day AND region = $region",
-            {"day": partition.day, "region": partition.other},
-        ).fetchone()
+    rows = warehouse.replace_partition(
+        "lens_raw_irtt",
+        {"day": partition.day, "region": partition.other},
+        select_sql=load_sql("lens", "lens_raw_irtt"),
+        params={"files": [str(p) for p in files.present], "day": partition.day, "region": partition.other},
+        before_commit=inspect,
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "lost_packet_share": float(lost),
+            "lost_packet_share": stats["lost"] / rows,
             "hour_files": len(files.present),
             "missing_hours": dg.MetadataValue.json(files.missing_hours),
             "empty_files": dg.MetadataValue.json([p.name for p in files.empty]),
@@ -132,15 +133,15 @@ def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, mi
     """Clean one partition of lens_raw_irtt into lens_clean_groups; returns (groups, duplicate ticks)."""
     with warehouse.connect() as conn:
         rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
-        samples = kept_samples(ticks_10ms(rows["timestamp"]), rows["timestamp"], np.asarray(rows["rtt"], dtype=float), min_samples)
-        if len(samples.group_id) == 0:
+        groups = clean_groups(np.asarray(rows["timestamp"]), np.asarray(rows["rtt_token"], dtype=float), min_samples)
+        if len(groups) == 0:
             raise EmptyPartitionError(
                 f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"
                 " (or lens_raw_irtt holds nothing for it)"
             )
-        groups = clean_groups_table(samples, day, region, min_samples)
-        warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=groups, conn=conn)
-    return groups, samples.duplicate_ticks
+        table = clean_groups_table(groups, day, region, min_samples)
+        warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=table, conn=conn)
+    return table, groups.duplicate_ticks
 
 
 @dg.asset(

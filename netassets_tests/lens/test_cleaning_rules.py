@@ -129,3 +129,18 @@ def test_rounding_is_half_to_even(warehouse):
     assert token[100] == 777.0
     assert token[101] == pytest.approx(rtt_of(0, 101))
     assert token[102] == 888.0
+
+
+def test_rounding_is_exact_near_half_ticks():
+    # Epoch nanoseconds (~1.7e18) are beyond float64's exact integers (ulp 256 ns): dividing as
+    # floats misrounds stamps a few ns either side of a half tick. pandas rounds in integers.
+    import numpy as np
+    import pandas as pd
+
+    from netassets.lens.cleaning import ticks_10ms
+
+    base = DAY_START_NS + np.arange(0, 40 * TICK_NS, TICK_NS)
+    stamps = np.concatenate([base + TICK_NS // 2 + delta for delta in (-300, -129, -1, 0, 1, 127, 300)])
+    expected = pd.Series(pd.to_datetime(stamps, unit="ns")).dt.round("10ms").astype("int64").to_numpy() // TICK_NS
+    assert (ticks_10ms(stamps) == expected).all()
+    assert (np.rint(stamps / TICK_NS).astype(np.int64) != expected).any()  # the float shortcut really is wrong here
