@@ -45,6 +45,20 @@ from netassets.core.training import (
 )
 from netassets.lens.patchtst import ARCH_KEYS, MONITORS, TrainConfig, build_model, confusion, scores_from_confusion
 
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """What a resumed run needs to draw the same dropout masks: the CPU RNG, and the GPU's when on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes"):
         return True
@@ -122,7 +136,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
             start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
             running, history = list(state["running"]), list(state["history"])
             stopper = EarlyStopping(MONITORS[config.monitor_metric], patience=math.inf, **state["best"])
-            torch.set_rng_state(state["rng"])
+            restore_rng_state(state["rng"], env.device)
             session.log(f"resumed from {resume_path} at epoch {start_epoch + 1}, batch {batches_done}, step {step}")
 
         ddp_model = (
@@ -140,7 +154,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
         def checkpoint(epoch: int, batches: int) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "arch": arch,
                     "config": dataclasses.asdict(config), "epoch": epoch, "batches_done": batches, "step": step,
-                    "running": running, "history": history, "best": stopper.state(), "rng": torch.get_rng_state(),
+                    "running": running, "history": history, "best": stopper.state(), "rng": rng_state(env.device),
                     "input_mean": data["input_mean"].tolist(), "input_std": data["input_std"].tolist()}
 
         interrupted = False
