@@ -3,15 +3,27 @@
 ``traffic_flows`` stores one row per flow (file, line, byte offset and length, packet and
 feature counts), not the packets: the raw files stay the single copy of the data, and the
 model reads each flow back from its offset, as the seed does with its mmap'ed feature files.
+
+``traffic_lstm`` files, under ``artifacts_dir("traffic")``::
+
+    checkpoint.pt        the live model: replaced, in one rename, only after a run finished
+    runs/<run_id>/       one training run: flows.parquet (the index it trained on), init_from.pt
+                         (the checkpoint it continued from), checkpoint.pt (its best epoch),
+                         report.json and plots
+
+A run that fails or is killed writes only into its own folder, so the live model stays what
+the last finished run made it, and two runs at once never write into one file.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import polars as pl
 
+from netassets.core.files import copy_file
 from netassets.core.partitions import context_partition, day_by
 from netassets.core.settings import artifacts_dir, landing_dir, safe_name
 from netassets.core.sql import load_sql
@@ -22,6 +34,7 @@ from netassets.traffic.report import plots, score_table
 
 PIPELINE = "traffic"
 SITE = "site"
+CHECKPOINT = "checkpoint.pt"
 traffic_partitions = day_by(SITE, "traffic_sites")
 
 
@@ -60,7 +73,9 @@ def traffic_flows(context: dg.AssetExecutionContext, config: TrafficFlowsConfig,
 
 class TrafficLSTMConfig(dg.Config):
     sites: list[str] = []  # train on these sites only; empty: every site in traffic_flows
-    init_from: str = "scratch"  # "scratch", "resume" (the current checkpoint) or a checkpoint path (relative: under the models folder)
+    # "scratch", "resume" (the live model) or a checkpoint path, relative: under the models folder,
+    # e.g. runs/<run_id>/checkpoint.pt, the best epoch of a run that failed or was killed later
+    init_from: str = "scratch"
     seq_len: int = 100
     normalisation: Literal["l2", "standardise", "minmax"] = "standardise"
     hidden_size: int = 128
@@ -74,15 +89,34 @@ class TrafficLSTMConfig(dg.Config):
     nproc: int = 0  # torchrun processes; 0: one per GPU, or 1 on CPU
 
 
-def check_resumable(checkpoint: Path, architecture: dict) -> None:
-    """Fail in the asset, with the reason, rather than as an exit code from torchrun."""
+def resume_from(checkpoint: Path, run_dir: Path, architecture: dict) -> Path:
+    """The checkpoint to continue from, copied into the run's folder: every rank loads that copy,
+    so all start from the same weights even if another run replaces the live model meanwhile.
+    An unusable checkpoint fails here, with the reason, rather than as an exit code from torchrun."""
     # torch is imported here, not at module level, to keep loading the code location fast
     from netassets.core.training import check_compatible, load_checkpoint
     from netassets.traffic.train import ARCHITECTURE
 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint to continue from not found: {checkpoint}")
-    check_compatible(load_checkpoint(checkpoint)["architecture"], architecture, ARCHITECTURE, checkpoint)
+    snapshot = copy_file(checkpoint, run_dir / "init_from.pt")
+    check_compatible(load_checkpoint(snapshot)["architecture"], architecture, ARCHITECTURE, checkpoint)
+    return snapshot
+
+
+def checkpoint_under(models: Path, relative: str) -> Path:
+    """A configured checkpoint path, refused unless it stays inside the models folder."""
+    path = (models / relative).resolve()
+    if not path.is_relative_to(models.resolve()):
+        raise ValueError(f"init_from {relative!r} must be a path inside {models} (e.g. runs/<run_id>/checkpoint.pt)")
+    return path
+
+
+def make_live(run_checkpoint: Path, live: Path) -> None:
+    """Replace the live model by a finished run's checkpoint in one rename."""
+    # copy_file stages beside its target under a fixed name, which two runs promoting at once
+    # would share; a copy staged in the run's own folder is this run's alone.
+    os.replace(copy_file(run_checkpoint, run_checkpoint.with_name("live.pt")), live)
 
 
 @dg.asset(
@@ -108,16 +142,16 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
         )
 
     models = artifacts_dir(PIPELINE)
-    checkpoint = models / "checkpoint.pt"
+    live = models / CHECKPOINT
+    run_dir = models / "runs" / safe_name(context.run_id, "run id")
+    run_dir.mkdir(parents=True, exist_ok=True)
     init_from = config.init_from
     if init_from != "scratch":
-        init_from = checkpoint if init_from == "resume" else models / Path(init_from).expanduser()
-        check_resumable(init_from, {**config.model_dump(), "n_features": int(flows["n_features"][0])})
-    run_dir = models / "runs" / context.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+        init_from = resume_from(live if init_from == "resume" else checkpoint_under(models, init_from), run_dir,
+                                {**config.model_dump(), "n_features": int(flows["n_features"][0])})
     flows.write_parquet(run_dir / "flows.parquet")
     args = {
-        "flows": run_dir / "flows.parquet", "landing": landing_dir(PIPELINE), "checkpoint": checkpoint,
+        "flows": run_dir / "flows.parquet", "landing": landing_dir(PIPELINE), "checkpoint": run_dir / CHECKPOINT,
         "report": run_dir / "report.json", "init_from": init_from,
         **config.model_dump(exclude={"sites", "init_from", "nproc"}),
     }
@@ -127,9 +161,16 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
 
     report = json.loads((run_dir / "report.json").read_text())
     beats = report["model"]["cos_mean"] > report["persistence"]["cos_mean"]
+    metadata = {**worker.metadata, "scores": score_table(report), "sites": sorted(flows["site"].unique()),
+                "run_dir": str(run_dir), **plots(report, run_dir)}
+    # A continued run in which no epoch beat the checkpoint it started from saved none.
+    replaced = (run_dir / CHECKPOINT).is_file()
+    if replaced:
+        make_live(run_dir / CHECKPOINT, live)
+    else:
+        context.log.info("no epoch improved on %s: the live model %s stays", config.init_from, live)
     return dg.MaterializeResult(
-        metadata={**worker.metadata, "scores": score_table(report), "sites": sorted(flows["site"].unique()),
-                  "run_dir": str(run_dir), **plots(report, run_dir)},
+        metadata={**metadata, "live_model": dg.MetadataValue.path(str(live)), "live_model_replaced": replaced},
         check_results=[dg.AssetCheckResult(
             check_name="beats_persistence_baseline",
             passed=bool(beats),

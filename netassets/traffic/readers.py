@@ -129,6 +129,25 @@ def _parse_flow_object(raw: bytes) -> np.ndarray:
     return packets_from_flow_object(flow)
 
 
+class LineCounter:
+    """Line number at increasing positions of a text, each newline counted once.
+
+    Counting from the start of the text at every flow makes a scan quadratic in the text's
+    length; only the characters since the previous position are counted here."""
+
+    def __init__(self) -> None:
+        self.line, self._pos = 1, 0
+
+    def at(self, text: str, pos: int) -> int:
+        self.line += text.count("\n", self._pos, pos)
+        self._pos = pos
+        return self.line
+
+    def drop(self, n: int) -> None:
+        """The text lost its first ``n`` characters (at most the last position asked for)."""
+        self._pos -= n
+
+
 class FlowFile:
     """A read-only mmap of one flow file; ``records()`` scans it, ``read()`` parses one flow."""
 
@@ -182,8 +201,8 @@ class FlowFile:
         Bytes are decoded as latin-1 so a character index equals a byte offset; JSON's
         structure is ASCII, and ``read`` decodes each record properly as UTF-8 later.
         """
-        decoder, mm = json.JSONDecoder(), self._mm
-        state = {"buf": "", "base": 0, "lines": 0}  # buf covers bytes [base, base + len(buf))
+        decoder, mm, lines = json.JSONDecoder(), self._mm, LineCounter()
+        state = {"buf": "", "base": 0}  # buf covers bytes [base, base + len(buf))
 
         def fill() -> bool:
             start = state["base"] + len(state["buf"])
@@ -201,7 +220,7 @@ class FlowFile:
                     return pos
 
         def line_at(pos: int) -> int:
-            return state["lines"] + state["buf"].count("\n", 0, pos) + 1
+            return lines.at(state["buf"], pos)
 
         pos = skip_space(0)
         if state["buf"][pos : pos + 1] != "[":
@@ -226,7 +245,8 @@ class FlowFile:
                 raise BadFlowError("malformed", "expected ',' or ']' between flows", self.path, line_at(pos))
             pos = skip_space(pos + 1)
             if pos > _JSON_CHUNK:  # drop the consumed part of the window
-                state["lines"] += state["buf"].count("\n", 0, pos)
+                line_at(pos)
+                lines.drop(pos)
                 self._release(state["base"], state["base"] + pos)
                 state["base"] += pos
                 state["buf"] = state["buf"][pos:]

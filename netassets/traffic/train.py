@@ -58,7 +58,7 @@ ARCHITECTURE = ["n_features", "hidden_size", "num_layers", "normalisation"]
 class TrainConfig:
     flows: str = ""  # parquet index of the flows to use
     landing: str = ""  # folder the index's source_file paths are relative to
-    checkpoint: str = ""  # where the best model is written
+    checkpoint: str = ""  # where this run's best model is written (the asset makes it the live model afterwards)
     report: str = ""  # JSON written by rank 0: history and held-out scores
     init_from: str = "scratch"  # "scratch" or a checkpoint to continue from
     seq_len: int = 100
@@ -94,17 +94,33 @@ def in_validation(source_file: str, line: int, fraction: float) -> bool:
 
 
 class Flows:
-    """Flows of the index, parsed from the raw files on demand."""
+    """Flows of the index, parsed from the raw files on demand; a context manager that unmaps
+    the files on exit, so a failed run in a long-lived process leaves no mapping behind."""
 
     def __init__(self, index: pl.DataFrame, landing: Path):
         self._files: dict[str, FlowFile] = {}
-        for name, size, mtime in index.select("source_file", "file_size", "file_mtime_ns").unique().iter_rows():
-            path = landing / name
-            stat = path.stat()
-            if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
-                raise RuntimeError(f"{path} changed since it was indexed; re-materialise its traffic_flows partition")
-            self._files[name] = FlowFile(path)
+        try:
+            files = index.select("source_file", "file_size", "file_mtime_ns").unique(maintain_order=True)
+            for name, size, mtime in files.iter_rows():
+                path = landing / name
+                stat = path.stat()
+                if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
+                    raise RuntimeError(f"{path} changed since it was indexed; re-materialise its traffic_flows partition")
+                self._files[name] = FlowFile(path)
+        except BaseException:
+            self.close()
+            raise
         self._rows = list(index.select("source_file", "line_no", "byte_offset", "byte_length").iter_rows())
+
+    def close(self) -> None:
+        for flow_file in self._files.values():
+            flow_file.close()
+
+    def __enter__(self) -> "Flows":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -173,69 +189,70 @@ def main(argv: list[str] | None = None) -> None:
         n_features = int(index["n_features"][0])
         if index["n_features"].n_unique() != 1:
             raise ValueError(f"{config.flows}: flows of several packet dimensions {index['n_features'].unique().to_list()}")
-        flows = Flows(index, Path(config.landing))
-        is_val = np.array([in_validation(s, l, config.val_fraction) for s, l in index.select("source_file", "line_no").iter_rows()])
-        train, val = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        if len(train) == 0 or len(val) == 0:
-            raise ValueError(f"{len(index)} flows give {len(train)} training and {len(val)} validation flows; need both")
+        with Flows(index, Path(config.landing)) as flows:
+            is_val = np.array([in_validation(s, l, config.val_fraction)
+                               for s, l in index.select("source_file", "line_no").iter_rows()])
+            train, val = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+            if len(train) == 0 or len(val) == 0:
+                raise ValueError(f"{len(index)} flows give {len(train)} training and {len(val)} validation flows; need both")
 
-        model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers).to(env.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        architecture = {**asdict(config), "n_features": n_features}
-        history: list[dict] = []
-        resumed_epoch = None
-        if config.init_from == "scratch":
-            stats = feature_stats(flows, train[env.rank :: env.world_size], n_features, env)
-        else:
-            saved = load_checkpoint(Path(config.init_from))
-            check_compatible(saved["architecture"], architecture, ARCHITECTURE, Path(config.init_from))
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            stats, history, resumed_epoch = FeatureStats.from_array(saved["stats"].numpy()), saved["history"], saved["epoch"]
-            session.log(f"continuing from {config.init_from} after epoch {resumed_epoch}")
-        normalise = normaliser(config.normalisation, stats)
-        on_gpu = env.device.type == "cuda"
-        ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if on_gpu else None) if env.distributed else model
+            model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers).to(env.device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+            architecture = {**asdict(config), "n_features": n_features}
+            history: list[dict] = []
+            resumed_epoch = None
+            if config.init_from == "scratch":
+                stats = feature_stats(flows, train[env.rank :: env.world_size], n_features, env)
+            else:
+                saved = load_checkpoint(Path(config.init_from))
+                check_compatible(saved["architecture"], architecture, ARCHITECTURE, Path(config.init_from))
+                model.load_state_dict(saved["model"])
+                optimizer.load_state_dict(saved["optimizer"])
+                stats, history, resumed_epoch = FeatureStats.from_array(saved["stats"].numpy()), saved["history"], saved["epoch"]
+                session.log(f"continuing from {config.init_from} after epoch {resumed_epoch}")
+            normalise = normaliser(config.normalisation, stats)
+            on_gpu = env.device.type == "cuda"
+            ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if on_gpu else None) if env.distributed else model
 
-        persistence = evaluate(lambda inputs: inputs, flows, val, config, normalise, env)
-        # A continued run starts from the loaded model's score on today's validation flows,
-        # so it only replaces the checkpoint with something better on the same footing.
-        best = None if resumed_epoch is None else {**evaluate(model, flows, val, config, normalise, env), "epoch": resumed_epoch}
-        stopper = EarlyStopping("min", config.patience, best=best["mse"] if best else None)
-        first_epoch = (resumed_epoch or 0) + 1
-        for epoch in range(first_epoch, first_epoch + config.epochs):
-            model.train()
-            order = np.random.default_rng(config.seed + epoch).permutation(train)
-            per_rank = math.ceil(len(order) / env.world_size)
-            # Equal batch counts on every rank (DDP synchronises each backward): wrap around to pad.
-            mine = np.resize(order, per_rank * env.world_size)[env.rank :: env.world_size]
-            loss_sum, packets = 0.0, 0.0
-            for inputs, targets, mask in batches(flows, mine, config, normalise, env.device):
-                loss = masked_mse(ddp(inputs), targets, mask)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum, packets = loss_sum + loss.item() * float(mask.sum()), packets + float(mask.sum())
-            loss_sum, packets = all_reduce_sum([loss_sum, packets], env)
-            model.eval()
-            scores = evaluate(model, flows, val, config, normalise, env)
-            history.append({"epoch": epoch, "train_mse": loss_sum / max(packets, 1), "val_mse": scores["mse"],
-                            "val_cos_mean": scores["cos_mean"], "val_cos_median": scores["cos_median"]})
-            if env.is_main:
-                session.log(" ".join(f"{k} {v:.4g}" for k, v in history[-1].items()))
-            if stopper.step(scores["mse"]):
-                best = {**scores, "epoch": epoch}
+            persistence = evaluate(lambda inputs: inputs, flows, val, config, normalise, env)
+            # A continued run starts from the loaded model's score on today's validation flows,
+            # so it only replaces the checkpoint with something better on the same footing.
+            best = None if resumed_epoch is None else {**evaluate(model, flows, val, config, normalise, env), "epoch": resumed_epoch}
+            stopper = EarlyStopping("min", config.patience, best=best["mse"] if best else None)
+            first_epoch = (resumed_epoch or 0) + 1
+            for epoch in range(first_epoch, first_epoch + config.epochs):
+                model.train()
+                order = np.random.default_rng(config.seed + epoch).permutation(train)
+                per_rank = math.ceil(len(order) / env.world_size)
+                # Equal batch counts on every rank (DDP synchronises each backward): wrap around to pad.
+                mine = np.resize(order, per_rank * env.world_size)[env.rank :: env.world_size]
+                loss_sum, packets = 0.0, 0.0
+                for inputs, targets, mask in batches(flows, mine, config, normalise, env.device):
+                    loss = masked_mse(ddp(inputs), targets, mask)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum, packets = loss_sum + loss.item() * float(mask.sum()), packets + float(mask.sum())
+                loss_sum, packets = all_reduce_sum([loss_sum, packets], env)
+                model.eval()
+                scores = evaluate(model, flows, val, config, normalise, env)
+                history.append({"epoch": epoch, "train_mse": loss_sum / max(packets, 1), "val_mse": scores["mse"],
+                                "val_cos_mean": scores["cos_mean"], "val_cos_median": scores["cos_median"]})
                 if env.is_main:
-                    save_checkpoint(Path(config.checkpoint), {
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "architecture": architecture, "stats": torch.from_numpy(stats.to_array()),
-                        "epoch": epoch, "history": history,
-                    })
-            if stopper.should_stop:
-                session.log(f"early stop: no improvement in {config.patience} epochs")
-                break
-        if best is None:
-            raise RuntimeError("no epoch ran (epochs=0 on a fresh model): nothing to report")
+                    session.log(" ".join(f"{k} {v:.4g}" for k, v in history[-1].items()))
+                if stopper.step(scores["mse"]):
+                    best = {**scores, "epoch": epoch}
+                    if env.is_main:
+                        save_checkpoint(Path(config.checkpoint), {
+                            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "architecture": architecture, "stats": torch.from_numpy(stats.to_array()),
+                            "epoch": epoch, "history": history,
+                        })
+                if stopper.should_stop:
+                    session.log(f"early stop: no improvement in {config.patience} epochs")
+                    break
+            if best is None:
+                raise RuntimeError("no epoch ran (epochs=0 on a fresh model): nothing to report")
 
         report = {"config": asdict(config), "n_features": n_features, "train_flows": len(train), "val_flows": len(val),
                   "world_size": env.world_size, "history": history, "model": best, "persistence": persistence,

@@ -1,9 +1,11 @@
 """traffic_flows into a real DuckDB file, its GX check, a real torchrun training run and a
-continued run from its checkpoint, the landing sensor and the schedules."""
+continued run from its checkpoint, a run that fails mid-training, the landing sensor and the schedules."""
 
 import argparse
 import datetime as dt
 import json
+import os
+import threading
 
 import dagster as dg
 import pytest
@@ -66,18 +68,24 @@ def test_missing_landing_folder_is_a_clear_error(netassets_home, warehouse, inst
         materialise_flows(warehouse, instance)
 
 
+SMALL = {"seq_len": 24, "hidden_size": 16, "epochs": 2, "batch_size": 32, "learning_rate": 0.02}
+
+
+def train(warehouse, instance, config):
+    return dg.materialize([traffic_lstm], instance=instance, resources={"warehouse": warehouse},
+                          run_config={"ops": {"traffic_lstm": {"config": {**SMALL, **config}}}})
+
+
 def test_train_then_continue_from_checkpoint(netassets_home, warehouse, instance):
     generate(flows=90)
     materialise_flows(warehouse, instance)
-    small = {"seq_len": 24, "hidden_size": 16, "epochs": 2, "batch_size": 32, "learning_rate": 0.02}
 
-    def train(config):
-        return dg.materialize([traffic_lstm], instance=instance, resources={"warehouse": warehouse},
-                              run_config={"ops": {"traffic_lstm": {"config": {**small, **config}}}})
-
-    first = train({"nproc": 1})
+    first = train(warehouse, instance, {"nproc": 1})
     checkpoint = artifacts_dir("traffic") / "checkpoint.pt"
     saved = load_checkpoint(checkpoint)
+    # the live model is the finished run's best epoch, trained in the run's own folder
+    run_dir = artifacts_dir("traffic") / "runs" / first.run_id
+    assert checkpoint.read_bytes() == (run_dir / "checkpoint.pt").read_bytes()
     metadata = first.asset_materializations_for_node("traffic_lstm")[0].metadata
     assert metadata["train_flows"].value + metadata["val_flows"].value == 90
     assert -1 <= metadata["persistence_cos_mean"].value <= 1
@@ -85,16 +93,76 @@ def test_train_then_continue_from_checkpoint(netassets_home, warehouse, instance
     (check,) = first.get_asset_check_evaluations()
     assert check.passed == (metadata["val_cos_mean"].value > metadata["persistence_cos_mean"].value)
 
-    second = train({"nproc": 2, "init_from": "resume"})  # DDP over 2 gloo ranks this time
+    live_before = checkpoint.read_bytes()
+    second = train(warehouse, instance, {"nproc": 2, "init_from": "resume"})  # DDP over 2 gloo ranks this time
     metadata = second.asset_materializations_for_node("traffic_lstm")[0].metadata
     assert metadata["world_size"].value == 2 and metadata["epochs_run"].value == 2
-    report = json.loads((artifacts_dir("traffic") / "runs" / second.run_id / "report.json").read_text())
+    run_dir = artifacts_dir("traffic") / "runs" / second.run_id
+    assert (run_dir / "init_from.pt").read_bytes() == live_before  # every rank started from this copy
+    report = json.loads((run_dir / "report.json").read_text())
     assert [h["epoch"] for h in report["history"]][-2:] == [saved["epoch"] + 1, saved["epoch"] + 2]
+    # replaced only when an epoch beat the checkpoint it continued from, on the same validation flows
+    assert metadata["live_model_replaced"].value == (report["model"]["epoch"] > saved["epoch"])
+    assert checkpoint.read_bytes() == ((run_dir / "checkpoint.pt").read_bytes() if metadata["live_model_replaced"].value
+                                       else live_before)
     # the continued run normalised with the checkpoint's statistics, not fresh ones
     assert torch.equal(load_checkpoint(checkpoint)["stats"], saved["stats"])
 
     with pytest.raises(ValueError, match="incompatible with the current config .hidden_size: checkpoint 16 vs config 8"):
-        train({"nproc": 1, "init_from": "resume", "hidden_size": 8})
+        train(warehouse, instance, {"nproc": 1, "init_from": "resume", "hidden_size": 8})
+
+
+def worker_errors(instance, run):
+    """What the torchrun worker raised, as dagster-pipes reported it."""
+    events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.is_dagster_event]
+    return [e.event_specific_data.error.message for e in events
+            if e.is_engine_event and getattr(e.event_specific_data, "error", None)]
+
+
+def corrupt_once_a_checkpoint_is_saved(models, flow_file, before, stop):
+    """Overwrite the flows in place, so that the next epoch reads invalid data, as soon as the
+    run saves its first best epoch (a new or replaced checkpoint.pt anywhere under ``models``)."""
+    while not stop.wait(0.005):
+        if {(p, p.stat().st_ino) for p in models.rglob("checkpoint.pt")} - before:
+            garbled = flow_file.read_bytes().translate(bytes.maketrans(b"0123456789", b"xxxxxxxxxx"))
+            with flow_file.open("r+b") as handle:  # same inode and size: the worker's mmap sees the new bytes
+                handle.write(garbled)
+            return
+
+
+def test_run_failing_mid_training_leaves_the_live_model_alone(netassets_home, warehouse, instance):
+    (flow_file,) = generate(flows=90)
+    materialise_flows(warehouse, instance)
+    train(warehouse, instance, {"nproc": 1, "epochs": 1})
+    models = artifacts_dir("traffic")
+    live = models / "checkpoint.pt"
+    live_before, original, stat = live.read_bytes(), flow_file.read_bytes(), flow_file.stat()
+
+    before = {(p, p.stat().st_ino) for p in models.rglob("checkpoint.pt")}
+    stop = threading.Event()
+    corrupter = threading.Thread(target=corrupt_once_a_checkpoint_is_saved, args=(models, flow_file, before, stop))
+    corrupter.start()
+    try:
+        # more epochs than can pass before the corruption lands: the run fails in a later epoch
+        with pytest.raises(Exception, match="External execution process failed with code 1"):  # torchrun's exit
+            train(warehouse, instance, {"nproc": 1, "init_from": "resume", "epochs": 500, "patience": 500})
+    finally:
+        stop.set()
+        corrupter.join()
+    (failed,) = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE]
+    assert any(f"{flow_file}:" in message and "malformed JSON" in message for message in worker_errors(instance, failed))
+    assert live.read_bytes() == live_before
+    failed_run_dir = models / "runs" / failed.run_id
+    saved = load_checkpoint(failed_run_dir / "checkpoint.pt")  # the failed run's best epoch, in its own folder
+    assert saved["epoch"] > load_checkpoint(live)["epoch"]
+
+    # with the flows repaired, a run continues from the failed run's own checkpoint
+    flow_file.write_bytes(original)
+    os.utime(flow_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    resumed = train(warehouse, instance, {"nproc": 1, "epochs": 1, "init_from": f"runs/{failed.run_id}/checkpoint.pt"})
+    resumed_dir = models / "runs" / resumed.run_id
+    assert (resumed_dir / "init_from.pt").read_bytes() == (failed_run_dir / "checkpoint.pt").read_bytes()
+    assert json.loads((resumed_dir / "report.json").read_text())["history"][-1]["epoch"] == saved["epoch"] + 1
 
 
 def test_landing_sensor_and_daily_schedule(netassets_home, instance):
@@ -112,3 +180,13 @@ def test_landing_sensor_and_daily_schedule(netassets_home, instance):
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2024, 1, 3, 2))
     requests = traffic_daily_ingestion(context)
     assert sorted(r.partition_key for r in requests) == ["2024-01-02|edge-a", "2024-01-02|edge-b"]
+
+
+def test_init_from_outside_the_models_folder_is_refused(tmp_path):
+    from netassets.traffic.assets import checkpoint_under
+
+    models = tmp_path / "models"
+    assert checkpoint_under(models, "runs/abc/checkpoint.pt") == (models / "runs/abc/checkpoint.pt").resolve()
+    for hostile in ("../secret.pt", "/etc/passwd", "runs/../../x.pt"):
+        with pytest.raises(ValueError, match="inside"):
+            checkpoint_under(models, hostile)

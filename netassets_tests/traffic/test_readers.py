@@ -148,3 +148,61 @@ def test_real_cicdoh_flows(shared_data):
         packets = flow_file.read(readers.FlowRecord(last["line_no"], last["byte_offset"], last["byte_length"]))
     np.testing.assert_allclose(packets[:, 1], np.abs(truth[-1]["direction_length"]))
     np.testing.assert_allclose(packets[1:, 2], np.diff(truth[-1]["timestamp"]), atol=1e-6)
+
+
+def _json_array_with_bad_flow(n_flows, bad_at, bad_text):
+    """A multi-line JSON array of flows, flow ``bad_at`` replaced by ``bad_text``; the line each flow starts on."""
+    rng = np.random.default_rng(7)
+    parts, starts, line = [], [], 2  # line 1 holds the opening "["
+    for i in range(n_flows):
+        n = int(rng.integers(1, 9))
+        flow = {"timestamp": np.cumsum(rng.random(n)).round(3).tolist(),
+                "direction_length": rng.integers(-1500, 1500, n).tolist(), "label": i % 2}
+        text = bad_text if i == bad_at else json.dumps(flow, indent=1)
+        parts.append(text)
+        starts.append(line)
+        line += text.count("\n") + 1  # the object's own lines, then the ",\n" separator
+    return "[\n" + ",\n".join(parts) + "\n]\n", starts
+
+
+BACKWARDS = json.dumps({"timestamp": [3, 2], "direction_length": [5, 5]}, indent=1)
+
+
+@pytest.mark.parametrize("chunk", [None, 512])  # None: the real window; 512: hundreds of window compactions
+def test_bad_flow_deep_in_json_array_names_its_line(tmp_path, monkeypatch, chunk):
+    if chunk:
+        monkeypatch.setattr(readers, "_JSON_CHUNK", chunk)
+    text, starts = _json_array_with_bad_flow(400, 357, BACKWARDS)
+    path = write(tmp_path, "f.json", text)
+    with pytest.raises(BadFlowError, match=rf"^{path}:{starts[357]}: timestamps go backwards at packet 2$"):
+        index_files([path], tmp_path)
+    skipped = index_files([path], tmp_path, skip_bad=True)
+    assert skipped.frame["line_no"].to_list() == starts[:357] + starts[358:]
+
+    text, starts = _json_array_with_bad_flow(400, 301, '{"timestamp": [1,\n "direction_length": }')
+    path = write(tmp_path, "g.json", text)
+    with pytest.raises(BadFlowError, match=rf"^{path}:{starts[301]}: malformed JSON"):
+        index_files([path], tmp_path)
+
+
+class _CountingText(str):
+    """A str that adds up how many characters ``count`` is asked to look at."""
+
+    examined = 0
+
+    def count(self, sub, start=0, end=None):
+        _CountingText.examined += (len(self) if end is None else end) - start
+        return super().count(sub, start, end)
+
+
+def test_line_counter_looks_at_each_character_once():
+    text = _CountingText("{\n}\n" * 1000)
+    counter = readers.LineCounter()
+    positions = range(0, len(text) + 1, 4)
+    assert [counter.at(text, pos) for pos in positions] == [1 + pos // 2 for pos in positions]
+    assert _CountingText.examined == len(text)
+
+    counter = readers.LineCounter()
+    assert counter.at(text, 2000) == 1 + 1000
+    counter.drop(2000)  # the window lost what was consumed: positions now count from there
+    assert counter.at(text[2000:], 6) == 1 + 1000 + 3

@@ -1,0 +1,84 @@
+"""The training worker run in this process: it unmaps the raw flow files when it ends, whether
+training finished or failed (a Dagster code server or a notebook outlives many runs)."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from netassets.traffic import sample, train
+from netassets.traffic.readers import index_files
+
+MAPS = Path("/proc/self/maps")
+pytestmark = pytest.mark.skipif(not MAPS.is_file(), reason="needs /proc/self/maps to see this process's mappings")
+
+
+def mapped(paths):
+    """The files among ``paths`` this process has memory-mapped."""
+    maps = MAPS.read_text()
+    return [p for p in paths if str(p.resolve()) in maps]
+
+
+@pytest.fixture
+def landing(tmp_path):
+    sample.generate(argparse.Namespace(out=tmp_path / "landing", sites="s1,s2", start="2024-01-01", days=1,
+                                       flows=30, features=4, max_packets=12, seed=0))
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def flow_files(landing):
+    return sorted(landing.rglob("*.csv"))
+
+
+@pytest.fixture
+def index(landing, flow_files):
+    return index_files(flow_files, landing).frame
+
+
+@pytest.fixture
+def torch_threads():
+    threads = torch.get_num_threads()  # the worker sets its own count; give the test process back its own
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_flows_unmaps_files_on_exit(index, landing, flow_files):
+    with train.Flows(index, landing) as flows:
+        assert flows[len(flows) - 1].shape[1] == 4
+        assert mapped(flow_files) == flow_files
+    assert mapped(flow_files) == []
+    with pytest.raises(ValueError, match="closed"):
+        flows[0]
+
+
+def test_flows_unmaps_files_opened_before_one_that_changed(index, landing, flow_files):
+    flow_files[-1].write_bytes(flow_files[-1].read_bytes() + b"[1,2,3,4]\n")  # the last file in index order
+    with pytest.raises(RuntimeError, match=f"{flow_files[-1]} changed since it was indexed") as error:
+        train.Flows(index, landing)
+    # the traceback keeps the half-built Flows alive: only closing unmaps the first file
+    assert error.traceback and mapped(flow_files) == []
+
+
+def worker_args(tmp_path, landing, index, **overrides):
+    index.write_parquet(tmp_path / "flows.parquet")
+    args = {"flows": tmp_path / "flows.parquet", "landing": landing, "checkpoint": tmp_path / "run" / "checkpoint.pt",
+            "report": tmp_path / "report.json", "seq_len": 12, "hidden_size": 8, "epochs": 1, "batch_size": 16,
+            **overrides}
+    return [f"--{k}={v}" for k, v in args.items()]
+
+
+def test_worker_unmaps_flow_files_after_training(tmp_path, landing, index, flow_files, torch_threads):
+    train.main(worker_args(tmp_path, landing, index))
+    assert json.loads((tmp_path / "report.json").read_text())["train_flows"] > 0
+    assert mapped(flow_files) == []
+
+
+def test_worker_unmaps_flow_files_when_training_fails(tmp_path, landing, index, flow_files, torch_threads):
+    missing = tmp_path / "no_such_checkpoint.pt"  # loaded after the flow files are opened
+    with pytest.raises(FileNotFoundError, match="no_such_checkpoint.pt") as error:
+        train.main(worker_args(tmp_path, landing, index, init_from=missing))
+    # the traceback keeps the worker's frame, and its Flows, alive: only closing unmaps the files
+    assert error.traceback and mapped(flow_files) == []
