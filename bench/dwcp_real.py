@@ -25,8 +25,8 @@ import numpy as np
 from netassets.core.settings import SHARED_DATA_DIR
 from netassets.core.torchrun import torchrun_command
 from netassets.dwcp import report
+from netassets.dwcp.artifacts import PREDICTIONS
 from netassets.dwcp.real_traces import hsdpa_windows
-from netassets.dwcp.train import PREDICTIONS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dwcp_real.json"
 SMALL = {"lstm_sizes": [64, 32, 16], "dense_sizes": [32, 16, 8]}

@@ -12,7 +12,6 @@ from netassets.core.settings import artifacts_dir
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse
-from netassets.device_load.detect import Detector, detect, router_figure
 from netassets.device_load.features import build_windows, fit_scalers, split_of, time_cutoffs
 from netassets.device_load.landing import DEFAULT_REGION_PATTERN, PIPELINE, landing_files, read_landing
 from netassets.device_load.partitions import REGION, device_load_partitions
@@ -128,6 +127,9 @@ class AnomaliesConfig(dg.Config):
 def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesConfig,
                           warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
     """Predictions, errors and DBSCAN labels (-1 = anomaly) per router for one day and region."""
+    # torch and sklearn are imported by this step only, not with the code location
+    from netassets.device_load.detect import Detector, detect, router_figure
+
     partition = context_partition(context, REGION)
     detector = Detector.load(model_path())
     context_days = -(-detector.scalers.window * detector.scalers.step_seconds // 86400)  # ceil: days of window context

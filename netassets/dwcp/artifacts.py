@@ -11,6 +11,8 @@
 
 A failed retrain writes only into its own run folder, so it never damages the files that
 downstream assets or the production copy point at.
+
+No torch here: the asset and check modules that the code location loads import this one.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import numpy as np
 
 from netassets.core.files import write_json
 from netassets.core.settings import artifacts_dir, safe_name
-from netassets.core.training import load_checkpoint
 from netassets.dwcp.schema import PIPELINE
-from netassets.dwcp.train import CHECKPOINT
 from netassets.dwcp.windows import Windows
 
+# Written by netassets.dwcp.train into the run folder.
+CHECKPOINT = "best_model.pt"
+HISTORY = "history.json"
+PREDICTIONS = "predictions.npz"
 REPORT = "bandwidth_predictor_report.json"
 RUN_WINDOWS = "windows.npz"
 PRODUCTION_ONNX = "bandwidth_lstm_production.onnx"
@@ -83,6 +87,8 @@ class Candidate:
 
 
 def load_candidate() -> Candidate:
+    from netassets.core.training import load_checkpoint
+
     pointer = candidate()
     checkpoint = load_checkpoint(Path(pointer["run_dir"]) / CHECKPOINT)
     windows = Windows.load(Path(pointer["run_dir"]) / RUN_WINDOWS)

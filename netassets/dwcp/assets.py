@@ -1,5 +1,8 @@
 """DWCP assets: landing CSV -> dwcp_raw (day x region) -> dwcp_windows -> dwcp_bandwidth_lstm
--> dwcp_report -> dwcp_onnx -> dwcp_onnx_production."""
+-> dwcp_report -> dwcp_onnx -> dwcp_onnx_production.
+
+The steps that need torch import it in their bodies: the code location loads this module.
+"""
 
 import datetime as dt
 import json
@@ -16,15 +19,14 @@ from netassets.core.plots import figure_metadata, table_markdown
 from netassets.core.settings import safe_name
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
-from netassets.core.training import config_dict, load_checkpoint
 from netassets.core.warehouse import POOL, DuckDBWarehouse
 from netassets.dwcp import artifacts, onnx_export, report
+from netassets.dwcp.artifacts import CHECKPOINT, HISTORY, PREDICTIONS
 from netassets.dwcp.gates import candidate_problems
 from netassets.dwcp.sample import expected_targets
 from netassets.dwcp.schema import (
     DIMENSION, DYNAMIC_PARTITIONS, FEATURES, LINK, PIPELINE, STEP_SECONDS, TARGETS, landing_file, read_raw_file,
 )
-from netassets.dwcp.train import CHECKPOINT, HISTORY, PREDICTIONS, TrainConfig
 from netassets.dwcp.windows import SPLITS, Windows, build_windows, chronological_split
 
 PARTITIONS = day_by(DIMENSION, DYNAMIC_PARTITIONS)
@@ -117,6 +119,9 @@ class BandwidthLSTMConfig(dg.Config):
 @dg.asset(deps=[dwcp_windows], group_name=GROUP, kinds={"pytorch"})
 def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTMConfig) -> dg.MaterializeResult:
     """BandwidthLSTM trained by torchrun on a frozen copy of the windows (best epoch by validation)."""
+    from netassets.core.training import config_dict
+    from netassets.dwcp.train import TrainConfig
+
     run = artifacts.run_dir(context.run_id)
     run.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifacts.windows_path(), run / artifacts.RUN_WINDOWS)
@@ -167,6 +172,8 @@ def dwcp_report() -> dg.MaterializeResult:
 @dg.asset(deps=[dwcp_report], group_name=GROUP, kinds={"onnx"})
 def dwcp_onnx() -> dg.MaterializeResult:
     """Versioned ONNX export of the best checkpoint and its model_metadata JSON (the candidate)."""
+    from netassets.core.training import load_checkpoint
+
     run = artifacts.latest_run()
     checkpoint = load_checkpoint(run / CHECKPOINT)
     version = dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%d_%H%M%S")

@@ -3,17 +3,21 @@
 Contract (what the Go side reads): input ``input`` float32 [batch, window, features], output
 ``output`` float32 [batch, targets], batch dimension dynamic. Both are in standardised units:
 the scaler parameters travel in model_metadata.json, as in the seed.
+
+torch, onnx and onnxruntime are imported by the functions that use them: the code location
+imports this module (through the gates and assets) for its names and constants.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from netassets.dwcp.model import BandwidthLSTM, build_model
+if TYPE_CHECKING:
+    from netassets.dwcp.model import BandwidthLSTM
 
 INPUT, OUTPUT = "input", "output"
 OPSET = 17
@@ -21,12 +25,16 @@ PARITY_TOLERANCE = 1e-4
 
 
 def load_model(checkpoint: dict) -> BandwidthLSTM:
+    from netassets.dwcp.model import build_model
+
     model = build_model(checkpoint["arch"])
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 
 
 def export(model: BandwidthLSTM, window: int, n_features: int, path: Path) -> Path:
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     # Traced at batch 1 (PyTorch's advice for LSTMs); the batch axis is then declared dynamic.
     example = torch.zeros(1, window, n_features)
@@ -100,6 +108,8 @@ def session(path: Path):
 
 def parity(path: Path, model: BandwidthLSTM, x: np.ndarray, batch_size: int = 256) -> float:
     """Max |onnxruntime - torch| over the given (standardised) windows."""
+    import torch
+
     ort_session = session(path)
     worst = 0.0
     with torch.no_grad():

@@ -29,12 +29,9 @@ from netassets.core.training import (
     EarlyStopping, all_reduce_sum, config_dict, dataclass_from_dict, init_distributed, load_checkpoint,
     save_checkpoint, seed_everything, shutdown_distributed,
 )
+from netassets.dwcp.artifacts import CHECKPOINT, HISTORY, PREDICTIONS
 from netassets.dwcp.model import build_model
 from netassets.dwcp.windows import Windows
-
-CHECKPOINT = "best_model.pt"
-HISTORY = "history.json"
-PREDICTIONS = "predictions.npz"
 
 
 @dataclass

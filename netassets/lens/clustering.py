@@ -4,6 +4,9 @@ A fitted sklearn object is never pickled: the model file holds the feature names
 scaler's mean/scale and the diagonal GMM's weights, means and variances, which is all
 ``predict_proba`` needs. Cluster ids are ordered by the mean RTT of their centre, so
 "cluster 0" is the lowest-latency regime in every retrain.
+
+sklearn is imported inside the fitting functions: the code location imports this module for
+``GmmModel``, and only the lens_gmm step fits.
 """
 
 from __future__ import annotations
@@ -12,16 +15,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import logsumexp
-from sklearn.metrics import silhouette_score
-from sklearn.mixture import GaussianMixture
-from sklearn.tree import DecisionTreeClassifier
 
 from netassets.core.files import write_json
 from netassets.lens.features import FEATURES
+
+if TYPE_CHECKING:
+    from sklearn.mixture import GaussianMixture
 
 FORMAT_VERSION = 1
 
@@ -70,13 +72,18 @@ class GmmModel:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         z = self.standardise(features)
-        log_density = -0.5 * (
-            z.shape[1] * np.log(2 * np.pi)
-            + np.log(self.variances).sum(axis=1)[None, :]
-            + (((z[:, None, :] - self.means[None, :, :]) ** 2) / self.variances[None, :, :]).sum(axis=2)
-        )
-        weighted = log_density + np.log(self.weights)[None, :]
-        return np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+        precision = 1.0 / self.variances
+        log_norm = np.log(self.weights) - 0.5 * (z.shape[1] * np.log(2 * np.pi) + np.log(self.variances).sum(axis=1))
+        # sum_d (z - mu)^2 / var expanded into matrix products, as sklearn scores diagonal GMMs:
+        # (groups, k) arrays only, where broadcasting z - mu made (groups, k, d), ~1 GB for 1 M groups.
+        weighted = -0.5 * (z**2 @ precision.T - 2 * z @ (self.means * precision).T
+                           + (self.means**2 * precision).sum(axis=1))
+        weighted += log_norm  # log weight + log density, per group and component
+        # Softmax over components in place; the row max is subtracted so that exp cannot overflow.
+        weighted -= weighted.max(axis=1, keepdims=True)
+        proba = np.exp(weighted, out=weighted)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cluster id, its posterior probability) per row."""
@@ -127,6 +134,8 @@ class GmmModel:
 
 
 def fit_gmm(z: np.ndarray, k: int, settings: SelectionSettings) -> GaussianMixture:
+    from sklearn.mixture import GaussianMixture
+
     return GaussianMixture(
         n_components=k,
         covariance_type="diag",
@@ -142,6 +151,8 @@ def select_gmm(features: np.ndarray, names: list[str], settings: SelectionSettin
 
     Returns the model (clusters ordered by mean RTT) and one score row per k.
     """
+    from sklearn.metrics import silhouette_score
+
     n = len(features)
     if n <= settings.k_max:
         raise ValueError(f"{n} groups are too few to fit up to k={settings.k_max} clusters")
@@ -184,6 +195,8 @@ def select_gmm(features: np.ndarray, names: list[str], settings: SelectionSettin
 
 def tree_importance_ranking(features: np.ndarray, names: list[str], labels: np.ndarray, seed: int = 0) -> list[dict]:
     """The seed's selection: features ranked by a decision tree's importance at predicting GMM labels."""
+    from sklearn.tree import DecisionTreeClassifier
+
     tree = DecisionTreeClassifier(random_state=seed, min_samples_leaf=5).fit(features, labels)
     ranked = sorted(zip(names, tree.feature_importances_), key=lambda item: -item[1])
     return [{"feature": name, "importance": float(value)} for name, value in ranked]

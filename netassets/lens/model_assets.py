@@ -15,7 +15,6 @@ import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field, field_validator, model_validator
-from sklearn.metrics import adjusted_rand_score
 
 from netassets.core.files import copy_file, write_json
 from netassets.core.partitions import context_partition
@@ -63,6 +62,8 @@ def regime_truth(day: dt.date, region: str) -> pl.DataFrame | None:
 
 def adjusted_rand_vs_generator(frame: pl.DataFrame, labels: np.ndarray) -> float | None:
     """ARI of cluster labels against the recorded regimes, over the frame's (day, region) partitions."""
+    from sklearn.metrics import adjusted_rand_score  # not at import: the code location would load sklearn
+
     truths = []
     for day, region in frame.select("day", "region").unique().iter_rows():
         truth = regime_truth(day, region)

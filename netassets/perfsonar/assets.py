@@ -8,7 +8,6 @@ import time
 import dagster as dg
 import pandas as pd
 import polars as pl
-import torch
 from pydantic import Field
 
 from netassets.core.partitions import DayPartition, context_partition
@@ -148,6 +147,8 @@ def _shaded_chart(matrix: pd.DataFrame, scores: list[HourScore], partition: DayP
 def perfsonar_anomaly_scores(
     context: dg.AssetExecutionContext, config: AnomalyConfig, warehouse: DuckDBWarehouse
 ) -> dg.MaterializeResult:
+    import torch  # here, not at module level: the code location imports this module
+
     partition = context_partition(context, SOURCE)
     long = warehouse.query(load_sql("perfsonar", "detector_input"), _where(partition)).to_pandas()
     matrix = loss_matrix(long)

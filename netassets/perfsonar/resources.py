@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_errors
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from netassets.perfsonar.documents import FieldMapping, ParsedHits, parse_hits, source_clause
 
@@ -92,8 +92,6 @@ class PerfsonarSearch(dg.ConfigurableResource):
     )
     fields: FieldMapping = Field(default_factory=FieldMapping)
 
-    _client: OpenSearch | None = PrivateAttr(default=None)
-
     @property
     def host_list(self) -> list[str]:
         # Checked here rather than in a pydantic validator: a validation error echoes the input value.
@@ -102,20 +100,29 @@ class PerfsonarSearch(dg.ConfigurableResource):
             raise ValueError("perfsonar_search.hosts is empty")
         return urls
 
-    def client(self) -> OpenSearch:
-        if self._client is None:
-            auth = (self.username, self.password or "") if self.username else None
-            self._client = OpenSearch(
-                hosts=self.host_list,
-                http_auth=auth,
-                verify_certs=self.verify_certs,
-                ca_certs=self.ca_certs,
-                ssl_show_warn=False,
-                timeout=self.timeout_seconds,
-                max_retries=self.max_retries,
-                retry_on_timeout=True,
-            )
-        return self._client
+    @contextmanager
+    def client(self) -> Iterator[OpenSearch]:
+        """A client for one operation, closed with its connection pool on exit.
+
+        Every method below opens its own: the resource holds no connection between calls, so
+        a sensor tick or a step cannot leave one open, and no teardown hook is needed (one
+        would make sensor contexts context-managed).
+        """
+        auth = (self.username, self.password or "") if self.username else None
+        client = OpenSearch(
+            hosts=self.host_list,
+            http_auth=auth,
+            verify_certs=self.verify_certs,
+            ca_certs=self.ca_certs,
+            ssl_show_warn=False,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            retry_on_timeout=True,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -135,8 +142,8 @@ class PerfsonarSearch(dg.ConfigurableResource):
         except os_errors.TransportError as exc:
             raise SearchError(f"{where}: HTTP {exc.status_code} {exc.error}: {exc.info}") from None
 
-    def _pages(self, query: dict, sort: list[dict], source_fields: Sequence[str], search_after: list | None,
-               limit: int | None) -> Iterator[list[dict]]:
+    def _pages(self, client: OpenSearch, query: dict, sort: list[dict], source_fields: Sequence[str],
+               search_after: list | None, limit: int | None) -> Iterator[list[dict]]:
         """search_after pages in sort order, up to ``limit`` hits (consistent under concurrent indexing
         because every page restarts from the last sort key rather than from an offset)."""
         seen = 0
@@ -146,7 +153,7 @@ class PerfsonarSearch(dg.ConfigurableResource):
                                     "track_total_hits": False}
             if search_after is not None:
                 body["search_after"] = search_after
-            hits = self.client().search(index=self.index_pattern, body=body)["hits"]["hits"]
+            hits = client.search(index=self.index_pattern, body=body)["hits"]["hits"]
             if not hits:
                 return
             yield hits
@@ -169,8 +176,8 @@ class PerfsonarSearch(dg.ConfigurableResource):
         ]}}
         sort = [{f.timestamp: "asc"}, {f.tiebreaker: "asc"}]
         parsed = ParsedHits()
-        with self._errors(f"fetching {source} on {day}"):
-            for hits in self._pages(query, sort, self._source_fields(), None, None):
+        with self._errors(f"fetching {source} on {day}"), self.client() as client:
+            for hits in self._pages(client, query, sort, self._source_fields(), None, None):
                 page = parse_hits(hits, f)
                 parsed.measurements.extend(page.measurements)
                 parsed.skipped.update(page.skipped)
@@ -185,8 +192,8 @@ class PerfsonarSearch(dg.ConfigurableResource):
         parsed = ParsedHits()
         last: list | None = None
         documents = 0
-        with self._errors("looking for new documents"):
-            for hits in self._pages(query, sort, self._source_fields(),
+        with self._errors("looking for new documents"), self.client() as client:
+            for hits in self._pages(client, query, sort, self._source_fields(),
                                     cursor.as_sort() if cursor else None, max_documents):
                 page = parse_hits(hits, f)
                 parsed.measurements.extend(page.measurements)
@@ -205,6 +212,6 @@ class PerfsonarSearch(dg.ConfigurableResource):
         actions = [
             {"_index": index, **({"_id": doc[id_field]} if id_field else {}), "_source": doc} for doc in documents
         ]
-        with self._errors(f"indexing into {index!r}"):
-            indexed, _ = helpers.bulk(self.client(), actions, chunk_size=self.page_size, refresh="wait_for")
+        with self._errors(f"indexing into {index!r}"), self.client() as client:
+            indexed, _ = helpers.bulk(client, actions, chunk_size=self.page_size, refresh="wait_for")
         return int(indexed)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 
@@ -42,3 +45,24 @@ def table_cells(warehouse, source: str, day: dt.date) -> dict:
     rows = warehouse.query("SELECT minute, destination, packet_loss FROM perfsonar_packet_loss WHERE day = $d AND"
                            " source = $s", {"d": day, "s": source}).rows()
     return {(m, dest): loss for m, dest, loss in rows}
+
+
+def connections_to(url: str) -> int:
+    """TCP sockets this process holds open to ``url`` (Linux /proc), in any state: an OpenSearch
+    client that was not closed keeps its pooled keep-alive connection after a request."""
+    port = urlsplit(url).port
+    sockets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor, closed since
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()  # local_address rem_address st ... inode (10th)
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in sockets:
+                count += 1
+    return count

@@ -11,7 +11,9 @@ import pytest
 from netassets.perfsonar.assets import perfsonar_packet_loss
 from netassets.perfsonar.resources import PASSWORD_ENV, USER_ENV, PerfsonarSearch
 from netassets_tests.perfsonar.conftest import DAY, OLD_SOURCE, REAL_SOURCE, SIM_SOURCE
-from netassets_tests.perfsonar.helpers import expected_cells, failure_message, materialize, metadata, table_cells
+from netassets_tests.perfsonar.helpers import (
+    connections_to, expected_cells, failure_message, materialize, metadata, table_cells,
+)
 
 KEY = f"{DAY}|{SIM_SOURCE}"
 
@@ -33,6 +35,11 @@ def test_real_esmond_measurements_round_trip(shared_data, search, warehouse, ins
     assert table == pytest.approx([x for x in ratios if x <= 1])
     meta = metadata(result, "perfsonar_packet_loss")
     assert meta["skipped_by_reason"]["packet_loss_out_of_range"] == sum(x > 1 for x in ratios) > 0
+
+
+def test_a_run_closes_its_connection_to_the_cluster(search, search_url, warehouse, instance):
+    assert materialize([perfsonar_packet_loss], KEY, instance, warehouse, search).success
+    assert connections_to(search_url) == 0
 
 
 def test_a_day_without_data_is_a_clear_error(search, warehouse, instance):

@@ -16,7 +16,7 @@ from netassets.perfsonar.assets import perfsonar_alarms, perfsonar_anomaly_score
 from netassets.perfsonar.checks import perfsonar_anomaly_scores_gx, perfsonar_packet_loss_gx
 from netassets.perfsonar.resources import PerfsonarSearch
 from netassets_tests.perfsonar.conftest import ANOMALY_HOUR, BROKEN, DAY, SIM_SOURCE, make_search
-from netassets_tests.perfsonar.helpers import expected_cells, materialize, metadata, table_cells
+from netassets_tests.perfsonar.helpers import connections_to, expected_cells, materialize, metadata, table_cells
 
 KEY = f"{DAY}|{SIM_SOURCE}"
 ANOMALY = pd.Timestamp(dt.datetime.combine(DAY, dt.time(ANOMALY_HOUR)))
@@ -93,10 +93,11 @@ def test_plot_is_saved_and_inlined(run):
 
 
 def test_alarms_are_written_back_to_an_index_only_when_asked(run):
-    client = run.search.client()
-    assert not client.indices.exists(index="ps_alarms")
-    result = materialize([perfsonar_alarms], KEY, run.instance, run.warehouse, run.search,
-                         run_config={"ops": {"perfsonar_alarms": {"config": {"write_back_index": "ps_alarms"}}}})
-    hits = client.search(index="ps_alarms", body={"query": {"match_all": {}}})["hits"]["hits"]
+    with run.search.client() as client:
+        assert not client.indices.exists(index="ps_alarms")
+        result = materialize([perfsonar_alarms], KEY, run.instance, run.warehouse, run.search,
+                             run_config={"ops": {"perfsonar_alarms": {"config": {"write_back_index": "ps_alarms"}}}})
+        hits = client.search(index="ps_alarms", body={"query": {"match_all": {}}})["hits"]["hits"]
+    assert connections_to(run.search.hosts) == 0  # the write-back's bulk client was closed too
     assert metadata(result, "perfsonar_alarms")["written_back"] == len(hits) == 1
     assert hits[0]["_source"]["hour"] == ANOMALY.isoformat()

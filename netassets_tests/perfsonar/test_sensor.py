@@ -14,6 +14,7 @@ from netassets.perfsonar.resources import PerfsonarSearch, SearchAuthError
 from netassets.perfsonar.sample import bulk_actions
 from netassets.perfsonar.sensors import perfsonar_new_data_sensor
 from netassets_tests.perfsonar.conftest import DAY, OLD_SOURCE, REAL_SOURCE, SIM_SOURCE, make_search
+from netassets_tests.perfsonar.helpers import connections_to
 
 
 def tick(instance, search, cursor=None):
@@ -30,7 +31,8 @@ def _index_now(search: PerfsonarSearch, index: str, documents: list[dict]) -> No
     stamp = int(time.time() * 1000) - 120_000
     from opensearchpy import helpers
 
-    helpers.bulk(search.client(), bulk_actions(index, [{**d, "indexed_at": stamp} for d in documents]), refresh=True)
+    with search.client() as client:
+        helpers.bulk(client, bulk_actions(index, [{**d, "indexed_at": stamp} for d in documents]), refresh=True)
 
 
 def _doc(doc_id: str, when: dt.datetime, source: str, loss: float = 0.01) -> dict:
@@ -50,6 +52,11 @@ def test_first_tick_requests_every_partition_in_the_index_and_registers_sources(
                                                           + seeded_cluster.old + seeded_cluster.real)
     # The same tick evaluated again (its cursor not stored) asks for the same run keys: no duplicate runs.
     assert [r.run_key for r in tick(instance, search).run_requests] == [r.run_key for r in result.run_requests]
+
+
+def test_a_tick_closes_its_connection_to_the_cluster(search, search_url, instance):
+    assert tick(instance, search).run_requests  # the tick did read the cluster
+    assert connections_to(search_url) == 0
 
 
 def test_nothing_new_then_new_then_late_then_unsettled_documents(search, search_url, instance):
@@ -76,7 +83,8 @@ def test_nothing_new_then_new_then_late_then_unsettled_documents(search, search_
     # A document indexed this instant waits for the settle time (it may still be in a refresh).
     [action] = bulk_actions("ps_packetloss-sim", [{**_doc("just-now", dt.datetime.combine(DAY, dt.time(9)), SIM_SOURCE),
                                                      "indexed_at": int(time.time() * 1000)}])
-    search.client().index(index=action["_index"], id=action["_id"], body=action["_source"], refresh=True)
+    with search.client() as client:
+        client.index(index=action["_index"], id=action["_id"], body=action["_source"], refresh=True)
     assert isinstance(tick(instance, make_search(search_url, settle_seconds=600), late.cursor), dg.SkipReason)
     assert [r.partition_key for r in tick(instance, search, late.cursor).run_requests] == [f"{DAY}|{SIM_SOURCE}"]
 
