@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 
 from netassets.dwcp import onnx_export, sample
