@@ -145,6 +145,25 @@ def test_a_few_rows_past_midnight_are_dropped_and_counted(root, warehouse, insta
     assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["rows_outside_day_dropped"].value == 3
 
 
+def test_stamps_exactly_half_a_tick_from_midnight_go_to_the_even_tick(root, warehouse, instance):
+    # A stamp belongs to the day of its 10 ms tick, rounded half to even; midnight is an even
+    # tick, so exactly 5 ms before each midnight rounds onto it: in at the start, out at the end.
+    day_end_ns = DAY_START_NS + 86_400 * 10**9
+    half = 5 * 10**6
+    add_hour(root, 22, "timestamp,rtt,uplink,downlink\n" + "".join(
+        f"{ns},30.0,10.0,20.0\n" for ns in (day_end_ns - half - 1, day_end_ns - half)))  # in, out
+    add_hour(root, 23, "timestamp,rtt,uplink,downlink\n" + "".join(
+        f"{ns},-1,-1,-1\n" for ns in (DAY_START_NS - half - 1, DAY_START_NS - half)))  # out (lost), in (lost)
+    result = materialize(warehouse, instance)
+    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    assert metadata["rows_outside_day_dropped"].value == 2
+    kept = set(warehouse.query("SELECT timestamp FROM lens_raw_irtt WHERE region = ?", [REGION])["timestamp"].to_list())
+    assert {day_end_ns - half - 1, DAY_START_NS - half} <= kept
+    assert not {day_end_ns - half, DAY_START_NS - half - 1} & kept
+    lost = warehouse.query("SELECT avg((rtt <= 0)::INT) FROM lens_raw_irtt WHERE region = ?", [REGION]).item()
+    assert metadata["lost_packet_share"].value == pytest.approx(lost)  # over the rows kept, not as read
+
+
 @pytest.mark.parametrize("region", ["../etc", "a'; DROP TABLE x; --", "a/b", "", "..", "x y"])
 def test_region_names_with_path_or_sql_characters_are_rejected(region):
     with pytest.raises(ValueError, match="invalid region"):
