@@ -45,3 +45,19 @@ def test_sensor_registers_regions_and_requests_each_partition_once(tmp_path, mon
     # the re-run of a changed partition gets a new run key, so Dagster does not dedupe it away
     old_keys = {r.run_key for r in first.run_requests}
     assert all(r.run_key not in old_keys for r in third.run_requests)
+
+
+def test_the_ingest_job_makes_every_per_partition_asset_that_needs_no_model(low_rate_root, warehouse, instance):
+    from netassets.definitions import defs
+    from netassets_tests.lens.conftest import LOW_RATE_CONFIG
+
+    instance.add_dynamic_partitions("lens_regions", ["chicago"])
+    job = defs.resolve_job_def("lens_ingest_job")  # the sensor's and the daily schedule's target
+    result = job.execute_in_process(partition_key=f"{DAY}|chicago", instance=instance, run_config=LOW_RATE_CONFIG)
+    assert result.success
+    made = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
+    assert made == {"lens_raw_irtt", "lens_clean_groups", "lens_group_features"}
+    checked = {event.asset_check_evaluation_data.asset_check_key.asset_key.to_user_string()
+               for event in result.all_events if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    assert {"lens_raw_irtt", "lens_clean_groups", "lens_group_features"} <= checked
+    assert warehouse.query("SELECT count(*) FROM lens_group_features").item() > 0
