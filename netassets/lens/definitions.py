@@ -13,10 +13,29 @@ from netassets.lens.model_assets import (
 from netassets.lens.model_checks import lens_clusters_gx, lens_group_features_gx, lens_patchtst_beats_majority
 from netassets.lens.sensors import lens_daily_schedule, lens_ingest_job, lens_landing_sensor
 
-# Per partition: features and cluster assignment (run after ingestion, or backfilled after a GMM retrain).
+# Per partition: features and cluster assignment (after ingestion; lens_clusters_after_retrain re-runs it
+# for every partition when lens_gmm changes).
 lens_clusters_job = dg.define_asset_job(
     "lens_clusters_job", selection=dg.AssetSelection.assets(lens_group_features, lens_clusters)
 )
+
+
+
+@dg.asset_sensor(asset_key=lens_gmm.key, job=lens_clusters_job, default_status=dg.DefaultSensorStatus.STOPPED,
+                 description="After each lens_gmm materialisation, re-assigns lens_clusters in every partition that "
+                             "has group features: cluster ids from an older GMM would be stale.")
+def lens_clusters_after_retrain(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    partitions = context.instance.get_materialized_partitions(lens_group_features.key)
+    if not partitions:
+        return dg.SkipReason("lens_gmm changed, but no partition has lens_group_features yet")
+    # Run keys name the GMM's content version: a repeated tick, or a retrain that refits the
+    # same model, never re-runs a partition.
+    version = asset_event.asset_materialization.metadata["gmm_version"].value
+    return [
+        dg.RunRequest(run_key=f"gmm-{version}|{key}", partition_key=key, asset_selection=[lens_clusters.key])
+        for key in sorted(partitions)
+    ]
+
 
 lens_models_retrain = monthly_retrain_schedule(
     name="lens_monthly_retrain",
@@ -30,6 +49,6 @@ defs = dg.Definitions(
     asset_checks=[lens_raw_irtt_gx, lens_clean_groups_gx, lens_group_features_gx, lens_clusters_gx,
                   lens_patchtst_beats_majority],
     jobs=[lens_ingest_job, lens_clusters_job],
-    sensors=[lens_landing_sensor],
+    sensors=[lens_landing_sensor, lens_clusters_after_retrain],
     schedules=[lens_daily_schedule, lens_models_retrain],
 )

@@ -61,3 +61,38 @@ def test_the_ingest_job_makes_every_per_partition_asset_that_needs_no_model(low_
                for event in result.all_events if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION}
     assert {"lens_raw_irtt", "lens_clean_groups", "lens_group_features"} <= checked
     assert warehouse.query("SELECT count(*) FROM lens_group_features").item() > 0
+
+
+def test_a_gmm_retrain_reassigns_clusters_in_every_partition_with_features(instance):
+    from netassets.definitions import defs
+    from netassets.lens.definitions import lens_clusters_after_retrain
+
+    def tick(cursor=None):
+        """(run requests, cursor after the tick); invoked as the landing sensor tests invoke theirs."""
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        result = list(lens_clusters_after_retrain(context))
+        return [r for r in result if isinstance(r, dg.RunRequest)], context.cursor
+
+    instance.add_dynamic_partitions("lens_regions", ["chicago", "ottawa"])
+    keys = [f"{DAY}|chicago", f"{DAY}|ottawa"]
+    # Materialisation events as the runs would record them (no training needed to test the routing).
+    for key in keys:
+        instance.report_runless_asset_event(dg.AssetMaterialization("lens_group_features", partition=key))
+    assert tick() == ([], None)  # no GMM yet: nothing to re-assign
+
+    def retrain(version: str) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization("lens_gmm", metadata={"gmm_version": version}))
+
+    retrain("v1")
+    first, cursor = tick()
+    assert sorted(r.partition_key for r in first) == keys
+    assert all(r.asset_selection == [dg.AssetKey("lens_clusters")] for r in first)
+    assert tick(cursor)[0] == []  # the same GMM materialisation: nothing new
+
+    retrain("v2")  # the monthly retrain
+    second, cursor = tick(cursor)
+    assert sorted(r.partition_key for r in second) == keys
+    assert {r.run_key for r in second}.isdisjoint({r.run_key for r in first})
+
+    retrain("v1")  # a refit that lands on an earlier model: the same run keys, which the daemon skips
+    assert {r.run_key for r in tick(cursor)[0]} == {r.run_key for r in first}
