@@ -3,7 +3,7 @@
 The cursor is the (indexed_at, tiebreaker) sort key of the last document seen, so a tick reads
 only documents indexed since, in a total order: nothing is read twice or skipped, and a late
 document (an old measurement indexed today) is after the cursor like any other and re-runs its
-old day. Dagster stores the cursor only when the tick returns it: an unreachable cluster gives a
+old day, and re-scores the day after, whose first hours use it as reference. Dagster stores the cursor only when the tick returns it: an unreachable cluster gives a
 SkipReason and the next tick starts from the same place; an authentication failure fails the
 tick with a clear error (a misconfiguration to fix, not a transient outage).
 """
@@ -57,13 +57,27 @@ def touched_partitions(measurements: Iterable[Measurement], today: dt.date) -> t
     return touched, ignored
 
 
+def next_days_to_rescore(touched: Iterable[str], loaded: set[str]) -> list[str]:
+    """Day-after partitions whose scores the touched days change, where their own losses are in.
+
+    An hour's reference is the 24 h before it, so new documents for day D move the scores of
+    D + 1's first hours; D + 1's losses are unchanged, so only its scores and alarms re-run.
+    """
+    touched = set(touched)
+    following = set()
+    for key in touched:
+        day, source = key.split("|", 1)
+        following.add(f"{dt.date.fromisoformat(day) + dt.timedelta(days=1)}|{source}")
+    return sorted((following & loaded) - touched)
+
+
 @dg.sensor(
     name="perfsonar_new_data_sensor",
     job=perfsonar_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="New packet-loss documents in the cluster -> new sources as partitions, runs for the touched"
-    " day x source partitions (late documents re-run their day).",
+    " day x source partitions (late documents re-run their day, and re-score the day after).",
 )
 def perfsonar_new_data_sensor(
     context: dg.SensorEvaluationContext, perfsonar_search: PerfsonarSearch
@@ -82,6 +96,7 @@ def perfsonar_new_data_sensor(
                             dict(batch.parsed.skipped), sum(ignored.values()), dict(ignored))
     if batch.truncated:
         context.log.info("more than %d new documents; the next tick continues from the cursor", MAX_DOCUMENTS_PER_TICK)
+    rescore = next_days_to_rescore(touched, context.instance.get_materialized_partitions(perfsonar_packet_loss.key))
     known = set(context.instance.get_dynamic_partitions(perfsonar_sources_name))
     new_sources = sorted({key.split("|")[1] for key in touched} - known)
     position = f"{batch.cursor.indexed_at}:{batch.cursor.tiebreaker}"
@@ -92,6 +107,11 @@ def perfsonar_new_data_sensor(
             dg.RunRequest(partition_key=key, run_key=f"{key}@{position}",
                           tags={"netassets/trigger": "perfsonar_new_data_sensor", "perfsonar/documents": str(n)})
             for key, n in sorted(touched.items())
+        ] + [
+            dg.RunRequest(partition_key=key, run_key=f"{key}@{position}/rescore",
+                          asset_selection=[perfsonar_anomaly_scores.key, perfsonar_alarms.key],
+                          tags={"netassets/trigger": "perfsonar_new_data_sensor", "perfsonar/rescore": "reference changed"})
+            for key in rescore
         ],
         dynamic_partitions_requests=(
             [dg.AddDynamicPartitionsRequest(perfsonar_sources_name, new_sources)] if new_sources else []
