@@ -64,7 +64,7 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         stats["rows_read"], first_ns, last_ns, stats["lost"], invalid = conn.execute(
             f"""
             SELECT count(*), min("timestamp"), max("timestamp"), count(*) FILTER (WHERE rtt <= 0),
-                   count(*) FILTER (WHERE NOT coalesce({VALID_VALUE_SQL}, false))
+                   count(*) FILTER (WHERE "timestamp" IS NULL OR NOT coalesce({VALID_VALUE_SQL}, false))
             FROM lens_raw_irtt WHERE day = $day AND region = $region
             """,
             partition_params,

@@ -31,6 +31,7 @@ TICK_US = 10_000  # one 10 ms tick in microseconds
 TICK_NS = 10_000_000
 HALF_TICK_NS = TICK_NS // 2
 MISSING = -1.0
+MAX_SPAN_TICKS = 86_400 * 100 + 2 * GROUP_POINTS  # a day of 10 ms ticks, plus a group either side
 
 
 def ticks_10ms(timestamp_ns: np.ndarray) -> np.ndarray:
@@ -70,6 +71,8 @@ def clean_groups(timestamp: np.ndarray, rtt_token: np.ndarray, min_samples: int)
     if begin == len(tick):
         return CleanGroups(np.empty(0, np.int64), start_tick, np.empty((0, GROUP_POINTS)), np.empty(0, np.int64), duplicates)
     offset = tick[begin:] - start_tick  # group * 1500 + slot
+    if offset[-1] >= MAX_SPAN_TICKS:  # the grid below is sized by the span: refuse before allocating it
+        raise ValueError(f"samples span {offset[-1] / 100:.0f} s from the first aligned group; one partition holds a day")
     grid = np.full((int(offset[-1]) // GROUP_POINTS + 1, GROUP_POINTS), MISSING)
     grid.ravel()[offset] = rtt_token[begin:]
     n_observed = np.count_nonzero(grid != MISSING, axis=1)

@@ -28,11 +28,11 @@ def lens_clusters_after_retrain(context: dg.SensorEvaluationContext, asset_event
     partitions = context.instance.get_materialized_partitions(lens_group_features.key)
     if not partitions:
         return dg.SkipReason("lens_gmm changed, but no partition has lens_group_features yet")
-    # Run keys name the GMM's content version: a repeated tick, or a retrain that refits the
-    # same model, never re-runs a partition.
-    version = asset_event.asset_materialization.metadata["gmm_version"].value
+    # Run keys name the materialisation (not the model's content hash: a later refit back to an
+    # earlier model must re-assign too), so a repeated tick never re-runs a partition.
+    materialised = f"{asset_event.run_id or 'runless'}@{asset_event.timestamp}"
     return [
-        dg.RunRequest(run_key=f"gmm-{version}|{key}", partition_key=key, asset_selection=[lens_clusters.key])
+        dg.RunRequest(run_key=f"gmm-{materialised}|{key}", partition_key=key, asset_selection=[lens_clusters.key])
         for key in sorted(partitions)
     ]
 

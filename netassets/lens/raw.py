@@ -122,7 +122,7 @@ def stamps_within_day(path: Path, day: dt.date) -> bool:
 
 
 def first_invalid_value(files: list[Path]) -> str:
-    """'file: line N: column ...' for the first latency value outside its valid set.
+    """'file: line N: column ...' for the first empty field or latency value outside its valid set.
 
     Runs only once SQL has found such a value, to name where it is.
     """
@@ -131,8 +131,12 @@ def first_invalid_value(files: list[Path]) -> str:
             header = handle.readline().strip().split(",")
             for line_number, line in enumerate(handle, start=2):
                 fields = dict(zip(header, line.rstrip("\n").split(",")))
-                for column in ("rtt", "uplink", "downlink"):
+                for column in EXPECTED_COLUMNS:
                     raw = fields.get(column, "")
+                    if not raw.strip():
+                        return f"{path}: line {line_number}: column {column!r} is empty"
+                    if column == "timestamp":
+                        continue
                     try:
                         value = float(raw)
                     except ValueError:

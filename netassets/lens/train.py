@@ -54,10 +54,16 @@ def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     return state
 
 
-def restore_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
+def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor, device: torch.device) -> None:
+    """Inverse of ``rng_state``; also takes the bare CPU state older checkpoints hold.
+
+    The checkpoint is loaded onto the training device, but the setters take CPU byte tensors.
+    """
+    state = state if isinstance(state, dict) else {"cpu": state}
+    torch.set_rng_state(state["cpu"].cpu())
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
 
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes"):

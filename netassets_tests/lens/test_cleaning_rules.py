@@ -144,3 +144,13 @@ def test_rounding_is_exact_near_half_ticks():
     expected = pd.Series(pd.to_datetime(stamps, unit="ns")).dt.round("10ms").astype("int64").to_numpy() // TICK_NS
     assert (ticks_10ms(stamps) == expected).all()
     assert (np.rint(stamps / TICK_NS).astype(np.int64) != expected).any()  # the float shortcut really is wrong here
+
+
+def test_samples_spanning_more_than_a_day_are_refused_before_the_grid_is_sized():
+    import numpy as np
+
+    from netassets.lens.cleaning import clean_groups
+
+    stamps = np.array([GROUP0_START_NS, GROUP0_START_NS + 3 * 86_400 * 10**9], dtype=np.int64)
+    with pytest.raises(ValueError, match="one partition holds a day"):
+        clean_groups(stamps, np.array([20.0, 21.0]), min_samples=0)

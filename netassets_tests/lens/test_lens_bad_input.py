@@ -86,6 +86,15 @@ def test_non_numeric_rtt_names_file_line_and_column(root, warehouse, instance):
     assert str(path) in message and "line 7" in message and "'rtt'" in message and "abc" in message
 
 
+@pytest.mark.parametrize("bad_line, column", [(",30.0,10.0,20.0", "timestamp"), ("{ns},,10.0,20.0", "rtt")])
+def test_an_empty_field_names_file_line_and_column(root, warehouse, instance, bad_line, column):
+    # DuckDB reads an empty field as NULL; a NULL stamp would otherwise reach the cleaning as 0.
+    body = "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(3))
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body + bad_line.format(ns=in_day_ns(1, 5)) + "\n")
+    message = failure_message(materialize(warehouse, instance))
+    assert f"{path}: line 5: column {column!r} is empty" in message
+
+
 def test_truncated_last_line_is_dropped_and_counted(root, warehouse, instance):
     body = "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(5))
     add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body + f"{in_day_ns(1, 6)},30.")  # cut mid-write
