@@ -3,7 +3,8 @@
 The cursor is the (indexed_at, tiebreaker) sort key of the last document seen, so a tick reads
 only documents indexed since, in a total order: nothing is read twice or skipped, and a late
 document (an old measurement indexed today) is after the cursor like any other and re-runs its
-old day, and re-scores the day after, whose first hours use it as reference. Dagster stores the cursor only when the tick returns it: an unreachable cluster gives a
+old day; perfsonar_rescore_sensor then re-scores the day after, whose first hours use it as
+reference. Dagster stores the cursor only when the tick returns it: an unreachable cluster gives a
 SkipReason and the next tick starts from the same place; an authentication failure fails the
 tick with a clear error (a misconfiguration to fix, not a transient outage).
 """
@@ -57,27 +58,13 @@ def touched_partitions(measurements: Iterable[Measurement], today: dt.date) -> t
     return touched, ignored
 
 
-def next_days_to_rescore(touched: Iterable[str], loaded: set[str]) -> list[str]:
-    """Day-after partitions whose scores the touched days change, where their own losses are in.
-
-    An hour's reference is the 24 h before it, so new documents for day D move the scores of
-    D + 1's first hours; D + 1's losses are unchanged, so only its scores and alarms re-run.
-    """
-    touched = set(touched)
-    following = set()
-    for key in touched:
-        day, source = key.split("|", 1)
-        following.add(f"{dt.date.fromisoformat(day) + dt.timedelta(days=1)}|{source}")
-    return sorted((following & loaded) - touched)
-
-
 @dg.sensor(
     name="perfsonar_new_data_sensor",
     job=perfsonar_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="New packet-loss documents in the cluster -> new sources as partitions, runs for the touched"
-    " day x source partitions (late documents re-run their day, and re-score the day after).",
+    " day x source partitions (late documents re-run their day).",
 )
 def perfsonar_new_data_sensor(
     context: dg.SensorEvaluationContext, perfsonar_search: PerfsonarSearch
@@ -96,7 +83,6 @@ def perfsonar_new_data_sensor(
                             dict(batch.parsed.skipped), sum(ignored.values()), dict(ignored))
     if batch.truncated:
         context.log.info("more than %d new documents; the next tick continues from the cursor", MAX_DOCUMENTS_PER_TICK)
-    rescore = next_days_to_rescore(touched, context.instance.get_materialized_partitions(perfsonar_packet_loss.key))
     known = set(context.instance.get_dynamic_partitions(perfsonar_sources_name))
     new_sources = sorted({key.split("|")[1] for key in touched} - known)
     position = f"{batch.cursor.indexed_at}:{batch.cursor.tiebreaker}"
@@ -107,17 +93,51 @@ def perfsonar_new_data_sensor(
             dg.RunRequest(partition_key=key, run_key=f"{key}@{position}",
                           tags={"netassets/trigger": "perfsonar_new_data_sensor", "perfsonar/documents": str(n)})
             for key, n in sorted(touched.items())
-        ] + [
-            dg.RunRequest(partition_key=key, run_key=f"{key}@{position}/rescore",
-                          asset_selection=[perfsonar_anomaly_scores.key, perfsonar_alarms.key],
-                          tags={"netassets/trigger": "perfsonar_new_data_sensor", "perfsonar/rescore": "reference changed"})
-            for key in rescore
         ],
         dynamic_partitions_requests=(
             [dg.AddDynamicPartitionsRequest(perfsonar_sources_name, new_sources)] if new_sources else []
         ),
         cursor=json.dumps({"indexed_at": batch.cursor.indexed_at, "tiebreaker": batch.cursor.tiebreaker}),
     )
+
+
+def next_day(partition_key: str) -> str:
+    day, source = partition_key.split("|", 1)
+    return f"{dt.date.fromisoformat(day) + dt.timedelta(days=1)}|{source}"
+
+
+@dg.sensor(
+    name="perfsonar_rescore_sensor",
+    job=perfsonar_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="A re-loaded day of packet loss -> re-score the day after, whose first hours use it as reference.",
+)
+def perfsonar_rescore_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    # Driven by packet-loss materialisations rather than requested beside the re-load: runs of
+    # the two days are not ordered, and a re-score that ran first would read the old losses.
+    # The cursor is the storage id of the last materialisation handled; a first tick starts
+    # from now instead of re-scoring all history.
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=perfsonar_packet_loss.key, after_storage_id=int(context.cursor or 0)),
+        limit=1000, ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("no packet-loss partition loaded since the last tick")
+    cursor = str(records[-1].storage_id)
+    if context.cursor is None:
+        return dg.SensorResult(cursor=cursor)
+    loaded = context.instance.get_materialized_partitions(perfsonar_packet_loss.key)
+    requests = {}
+    for record in records:
+        following = next_day(record.partition_key)
+        if following in loaded:  # where the next day has no losses yet, its own load will score it
+            requests[following] = dg.RunRequest(
+                partition_key=following, run_key=f"rescore {following} after #{record.storage_id}",
+                asset_selection=[perfsonar_anomaly_scores.key, perfsonar_alarms.key],
+                tags={"netassets/trigger": "perfsonar_rescore_sensor", "perfsonar/reloaded": record.partition_key},
+            )
+    return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor)
 
 
 perfsonar_daily_schedule = daily_ingestion_schedule(

@@ -107,20 +107,28 @@ def test_wrong_credentials_fail_the_tick_without_showing_them(auth_proxy, instan
     assert tick(instance, right).run_requests
 
 
-def test_a_late_document_also_rescores_the_day_after_when_its_losses_are_in(search, instance):
-    cursor = tick(instance, search).cursor
+def test_a_reloaded_day_rescores_the_day_after_once_its_losses_are_in(instance):
+    from netassets.perfsonar.sensors import perfsonar_rescore_sensor
+
+    def tick(cursor):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor)
+        result = perfsonar_rescore_sensor(context)
+        return (result.run_requests if isinstance(result, dg.SensorResult) else []), getattr(result, "cursor", cursor)
+
+    def load(day: dt.date) -> None:  # a materialisation event as a packet-loss run records it
+        instance.report_runless_asset_event(dg.AssetMaterialization("perfsonar_packet_loss", partition=f"{day}|{SIM_SOURCE}"))
+
     instance.add_dynamic_partitions(perfsonar_sources_name, [SIM_SOURCE])
-    late_day = DAY - dt.timedelta(days=3)
-    late_key, next_key = f"{late_day}|{SIM_SOURCE}", f"{late_day + dt.timedelta(days=1)}|{SIM_SOURCE}"
+    load(DAY - dt.timedelta(days=1))
+    requests, cursor = tick(None)
+    assert requests == [] and cursor is not None  # the first tick starts from now: history is not re-scored
 
-    _index_now(search, "ps_packetloss-sim", [_doc("late-a", dt.datetime.combine(late_day, dt.time(23, 30)), SIM_SOURCE)])
-    before = tick(instance, search, cursor)
-    assert [r.partition_key for r in before.run_requests] == [late_key]  # the day after holds no losses yet
+    load(DAY)  # today, the day after has no losses yet: nothing to re-score
+    requests, cursor = tick(cursor)
+    assert requests == []
 
-    # The day after has been loaded (a materialisation event as its run records it).
-    instance.report_runless_asset_event(dg.AssetMaterialization("perfsonar_packet_loss", partition=next_key))
-    _index_now(search, "ps_packetloss-sim", [_doc("late-b", dt.datetime.combine(late_day, dt.time(23, 45)), SIM_SOURCE)])
-    after = {r.partition_key: r for r in tick(instance, search, before.cursor).run_requests}
-    assert set(after) == {late_key, next_key}
-    assert after[late_key].asset_selection is None  # the whole job: losses, scores, alarms
-    assert after[next_key].asset_selection == [dg.AssetKey("perfsonar_anomaly_scores"), dg.AssetKey("perfsonar_alarms")]
+    load(DAY - dt.timedelta(days=1))  # late documents re-loaded yesterday: today's first hours change
+    requests, cursor = tick(cursor)
+    assert [r.partition_key for r in requests] == [f"{DAY}|{SIM_SOURCE}"]
+    assert requests[0].asset_selection == [dg.AssetKey("perfsonar_anomaly_scores"), dg.AssetKey("perfsonar_alarms")]
+    assert tick(cursor)[0] == []  # handled once
