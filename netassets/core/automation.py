@@ -5,6 +5,9 @@
   unseen regions to the dynamic partitions and requests runs for exactly the partitions whose
   fingerprint changed, with run key ``<partition>@<fingerprint>`` so a tick never duplicates
   work. Dagster stores the new cursor only when the tick succeeds.
+- ``materialization_sensor``: reacts to each new materialisation of one asset (a partition
+  re-loaded, a model refit) with the runs a callback asks for; its cursor is the storage id
+  of the last materialisation handled, and a first tick starts from now, not from history.
 - ``monthly_retrain_schedule``: model assets, 1st of the month 03:00 UTC (NETASSETS_RETRAIN_CRON).
 - ``daily_ingestion_schedule``: yesterday x every known region, 02:00 UTC (NETASSETS_INGEST_CRON).
 """
@@ -16,9 +19,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import dagster as dg
+
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from netassets.core.settings import safe_name
 
@@ -84,6 +90,41 @@ def landing_sensor(
             ),
             cursor=json.dumps({**seen, **current}, sort_keys=True),
         )
+
+    return _sensor
+
+
+MaterializationRequests = Callable[[dg.SensorEvaluationContext, Sequence[dg.EventLogRecord]], list[dg.RunRequest]]
+
+
+def materialization_sensor(
+    *,
+    name: str,
+    watched: dg.AssetKey,
+    job: UnresolvedAssetJobDefinition,
+    requests: MaterializationRequests,
+    description: str,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """Runs that must follow each materialisation of ``watched``, asked for once it is recorded.
+
+    Unlike requesting them beside the run that materialises ``watched``, this cannot race it: the
+    follow-up runs are requested only after the materialisation is in the event log.
+    """
+
+    @dg.sensor(name=name, job=job, minimum_interval_seconds=minimum_interval_seconds,
+               default_status=dg.DefaultSensorStatus.STOPPED, description=description)
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=watched, after_storage_id=int(context.cursor or 0)),
+            limit=1000, ascending=True,
+        ).records
+        if not records:
+            return dg.SkipReason(f"no {watched.to_user_string()} materialisation since the last tick")
+        cursor = str(records[-1].storage_id)
+        if context.cursor is None:
+            return dg.SensorResult(cursor=cursor)
+        return dg.SensorResult(run_requests=requests(context, records), cursor=cursor)
 
     return _sensor
 

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from netassets.core.automation import monthly_retrain_schedule
+from netassets.core.automation import materialization_sensor, monthly_retrain_schedule
 from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
 from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 from netassets.lens.model_assets import (
@@ -13,8 +13,8 @@ from netassets.lens.model_assets import (
 from netassets.lens.model_checks import lens_clusters_gx, lens_group_features_gx, lens_patchtst_beats_majority
 from netassets.lens.sensors import lens_daily_schedule, lens_ingest_job, lens_landing_sensor
 
-# Per partition: features and cluster assignment (after ingestion; lens_clusters_after_retrain re-runs it
-# for every partition when lens_gmm changes).
+# Per partition: features and cluster assignment. The two sensors below keep lens_clusters in step:
+# a partition's after its features are re-made, every partition's after lens_gmm changes.
 lens_clusters_job = dg.define_asset_job(
     "lens_clusters_job", selection=dg.AssetSelection.assets(lens_group_features, lens_clusters)
 )
@@ -37,6 +37,26 @@ def lens_clusters_after_retrain(context: dg.SensorEvaluationContext, asset_event
     ]
 
 
+def _clusters_for_new_features(context: dg.SensorEvaluationContext, records) -> list[dg.RunRequest]:
+    if context.instance.get_latest_materialization_event(lens_gmm.key) is None:
+        return []  # no GMM yet: lens_clusters_after_retrain assigns every partition once there is one
+    return [
+        dg.RunRequest(run_key=f"clusters {r.partition_key} after #{r.storage_id}", partition_key=r.partition_key,
+                      asset_selection=[lens_clusters.key])
+        for r in records
+    ]
+
+
+lens_clusters_after_features = materialization_sensor(
+    name="lens_clusters_after_features",
+    watched=lens_group_features.key,
+    job=lens_clusters_job,
+    requests=_clusters_for_new_features,
+    description="A partition's group features re-made (new or changed hour files) -> re-assign its lens_clusters "
+                "with the current GMM, so the two tables never disagree on groups.",
+)
+
+
 lens_models_retrain = monthly_retrain_schedule(
     name="lens_monthly_retrain",
     target=dg.AssetSelection.assets(lens_gmm, lens_patchtst, lens_patchtst_production),
@@ -49,6 +69,6 @@ defs = dg.Definitions(
     asset_checks=[lens_raw_irtt_gx, lens_clean_groups_gx, lens_group_features_gx, lens_clusters_gx,
                   lens_patchtst_beats_majority],
     jobs=[lens_ingest_job, lens_clusters_job],
-    sensors=[lens_landing_sensor, lens_clusters_after_retrain],
+    sensors=[lens_landing_sensor, lens_clusters_after_retrain, lens_clusters_after_features],
     schedules=[lens_daily_schedule, lens_models_retrain],
 )

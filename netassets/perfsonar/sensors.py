@@ -16,7 +16,7 @@ from typing import Iterable
 
 import dagster as dg
 
-from netassets.core.automation import daily_ingestion_schedule
+from netassets.core.automation import daily_ingestion_schedule, materialization_sensor
 from netassets.core.settings import safe_name, start_date
 from netassets.perfsonar.assets import perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
 from netassets.perfsonar.documents import Measurement
@@ -106,27 +106,7 @@ def next_day(partition_key: str) -> str:
     return f"{dt.date.fromisoformat(day) + dt.timedelta(days=1)}|{source}"
 
 
-@dg.sensor(
-    name="perfsonar_rescore_sensor",
-    job=perfsonar_job,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="A re-loaded day of packet loss -> re-score the day after, whose first hours use it as reference.",
-)
-def perfsonar_rescore_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    # Driven by packet-loss materialisations rather than requested beside the re-load: runs of
-    # the two days are not ordered, and a re-score that ran first would read the old losses.
-    # The cursor is the storage id of the last materialisation handled; a first tick starts
-    # from now instead of re-scoring all history.
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=perfsonar_packet_loss.key, after_storage_id=int(context.cursor or 0)),
-        limit=1000, ascending=True,
-    ).records
-    if not records:
-        return dg.SkipReason("no packet-loss partition loaded since the last tick")
-    cursor = str(records[-1].storage_id)
-    if context.cursor is None:
-        return dg.SensorResult(cursor=cursor)
+def _rescore_requests(context: dg.SensorEvaluationContext, records) -> list[dg.RunRequest]:
     loaded = context.instance.get_materialized_partitions(perfsonar_packet_loss.key)
     requests = {}
     for record in records:
@@ -137,7 +117,16 @@ def perfsonar_rescore_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRe
                 asset_selection=[perfsonar_anomaly_scores.key, perfsonar_alarms.key],
                 tags={"netassets/trigger": "perfsonar_rescore_sensor", "perfsonar/reloaded": record.partition_key},
             )
-    return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor)
+    return list(requests.values())
+
+
+perfsonar_rescore_sensor = materialization_sensor(
+    name="perfsonar_rescore_sensor",
+    watched=perfsonar_packet_loss.key,
+    job=perfsonar_job,
+    requests=_rescore_requests,
+    description="A re-loaded day of packet loss -> re-score the day after, whose first hours use it as reference.",
+)
 
 
 perfsonar_daily_schedule = daily_ingestion_schedule(

@@ -98,3 +98,29 @@ def test_a_gmm_retrain_reassigns_clusters_in_every_partition_with_features(insta
     third, _ = tick(cursor)
     assert sorted(r.partition_key for r in third) == keys
     assert {r.run_key for r in third}.isdisjoint({r.run_key for r in first} | {r.run_key for r in second})
+
+
+def test_re_made_features_re_assign_that_partitions_clusters_once_a_gmm_exists(instance):
+    from netassets.lens.definitions import lens_clusters_after_features
+
+    def tick(cursor):
+        result = lens_clusters_after_features(dg.build_sensor_context(instance=instance, cursor=cursor))
+        return (result.run_requests if isinstance(result, dg.SensorResult) else []), getattr(result, "cursor", cursor)
+
+    def features(region: str) -> None:  # a materialisation event as the ingest run records it
+        instance.report_runless_asset_event(dg.AssetMaterialization("lens_group_features", partition=f"{DAY}|{region}"))
+
+    instance.add_dynamic_partitions("lens_regions", ["chicago", "ottawa"])
+    features("chicago")
+    requests, cursor = tick(None)
+    assert requests == [] and cursor is not None  # the first tick starts from now
+
+    features("ottawa")
+    requests, cursor = tick(cursor)
+    assert requests == []  # no GMM yet: the retrain sensor will assign every partition
+
+    instance.report_runless_asset_event(dg.AssetMaterialization("lens_gmm", metadata={"gmm_version": "v1"}))
+    features("chicago")  # a changed hour file re-ran chicago's ingestion
+    requests, cursor = tick(cursor)
+    assert [(r.partition_key, r.asset_selection) for r in requests] == [(f"{DAY}|chicago", [dg.AssetKey("lens_clusters")])]
+    assert tick(cursor)[0] == []
