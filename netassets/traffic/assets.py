@@ -145,6 +145,9 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
     live = models / CHECKPOINT
     run_dir = models / "runs" / safe_name(context.run_id, "run id")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # A retried step reuses its run's folder: a checkpoint an earlier attempt left must not be
+    # promoted as this attempt's.
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
     init_from = config.init_from
     if init_from != "scratch":
         init_from = resume_from(live if init_from == "resume" else checkpoint_under(models, init_from), run_dir,
