@@ -1,4 +1,4 @@
-"""Writing files that other processes read: all at once or not at all.
+"""Files: writing those other processes read all at once or not at all; checking input headers.
 
 A reader (a running asset, a sensor scanning the landing folder, a resumed training run)
 sees the old file or the new one, never half of one: the bytes go to a hidden sibling
@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Sequence
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -33,3 +33,14 @@ def copy_file(source: Path, target: Path) -> Path:
             shutil.copyfileobj(original, handle)
 
     return atomic_write(target, copy)
+
+
+def header_mismatch(path: Path, found: Sequence[str], expected: Sequence[str], ordered: bool = True) -> str | None:
+    """'<path>: line 1: header [...] does not match [...]; missing [...]; unexpected [...]', or None if it matches."""
+    if (list(found) == list(expected)) if ordered else (sorted(found) == sorted(expected)):
+        return None
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
+    return (f"{path}: line 1: header {list(found)} does not match {list(expected)}"
+            + (f"; missing {missing}" if missing else "") + (f"; unexpected {unexpected}" if unexpected else ""))
+

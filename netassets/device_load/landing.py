@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from netassets.core.files import header_mismatch
 from netassets.core.settings import landing_dir, safe_name
 
 PIPELINE = "device_load"
@@ -55,14 +56,9 @@ def _read_text(path: Path) -> pl.DataFrame:
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise DeviceLoadInputError(f"{path}: {_ragged_line(path) or 'cannot be read as CSV'}: {exc}") from None
     columns = [c for c in frame.columns if c != "line"]
-    if sorted(columns) != sorted(COLUMNS):
-        missing = [c for c in COLUMNS if c not in columns]
-        unexpected = [c for c in columns if c not in COLUMNS]
-        raise DeviceLoadInputError(
-            f"{path}: line 1: columns {columns} do not match {list(COLUMNS)}"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {unexpected}" if unexpected else "")
-        )
+    mismatch = header_mismatch(path, columns, COLUMNS, ordered=False)
+    if mismatch:
+        raise DeviceLoadInputError(mismatch)
     return frame
 
 

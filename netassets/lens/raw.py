@@ -9,6 +9,8 @@ from pathlib import Path
 
 import duckdb
 
+from netassets.core.files import header_mismatch
+
 EXPECTED_COLUMNS = ("timestamp", "rtt", "uplink", "downlink")
 RTT_MAX_MS = 10_000
 LOST = -1.0
@@ -59,14 +61,9 @@ def day_files(root: Path, region: str, day: dt.date) -> DayFiles:
             found.empty.append(path)
             continue
         columns = tuple(c.strip().strip('"') for c in header.decode("utf-8", "replace").strip().split(","))
-        if columns != EXPECTED_COLUMNS:
-            missing = [c for c in EXPECTED_COLUMNS if c not in columns]
-            unexpected = [c for c in columns if c not in EXPECTED_COLUMNS]
-            raise LensInputError(
-                f"{path}: line 1: header {list(columns)} does not match {list(EXPECTED_COLUMNS)}"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; unexpected {unexpected}" if unexpected else "")
-            )
+        mismatch = header_mismatch(path, columns, EXPECTED_COLUMNS)
+        if mismatch:
+            raise LensInputError(mismatch)
         (found.present if has_data else found.empty).append(path)
     return found
 
