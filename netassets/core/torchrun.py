@@ -12,12 +12,21 @@ Worker side (the module's ``main``)::
 
 Only rank 0 opens pipes: if every rank did, Dagster would receive one materialisation per
 rank and fail the run. Other ranks' output reaches the compute logs only.
+
+No trainer outlives its run. torchrun starts each worker in a new session, so killing the
+run's process group, the step process or the torchrun agent used to leave workers training
+on as orphans. Both the agent and every worker therefore start through this module
+(``python -m netassets.core.torchrun launch|worker ...``), which asks Linux to SIGKILL the
+process when its parent dies (``PR_SET_PDEATHSIG``) before anything else is imported:
+killing any level takes every level below it down.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import shlex
+import signal
 import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -42,8 +51,36 @@ def torchrun_command(module: str, args: Sequence[str], nproc: int | None = None)
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     rendezvous = shlex.split(os.environ.get(TORCHRUN_ARGS_ENV, "")) or ["--standalone"]
-    return [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc_per_node={nproc}",
-            "-m", module, *map(str, args)]
+    return [sys.executable, "-m", __name__, "launch", *rendezvous, f"--nproc_per_node={nproc}",
+            "-m", __name__, "worker", module, *map(str, args)]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process as soon as its parent dies (Linux; a no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _guarded_main(argv: list[str]) -> None:
+    """``launch <torchrun args>`` runs the torchrun agent, ``worker <module> <args>`` one rank."""
+    if len(argv) < 2 or argv[0] not in ("launch", "worker"):
+        raise SystemExit(f"usage: python -m {__name__} launch <torchrun args> | worker <module> <args>")
+    die_with_parent()
+    role, rest = argv[0], argv[1:]
+    target = "torch.distributed.run" if role == "launch" else rest.pop(0)
+    sys.argv = [target, *rest]
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
 
 
 def launch_torchrun(
@@ -101,3 +138,7 @@ def worker_session() -> Iterator[_Session]:
             yield _Session(pipes, rank)
     else:
         yield _Session(None, rank)
+
+
+if __name__ == "__main__":
+    _guarded_main(sys.argv[1:])
