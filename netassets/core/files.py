@@ -1,8 +1,10 @@
 """Files: writing those other processes read all at once or not at all; checking input headers.
 
 A reader (a running asset, a sensor scanning the landing folder, a resumed training run)
-sees the old file or the new one, never half of one: the bytes go to a hidden sibling
-(``.name.tmp``, which no landing glob matches) and are renamed over the target.
+sees the old file or the new one, never half of one: the bytes go to a hidden sibling with a
+name of its own (``.name.<random>.tmp``, which no landing glob matches), are flushed to disk,
+and renamed over the target; then the folder is synced so the rename survives a crash. Two
+processes writing the same target never share a temporary file: the last rename wins whole.
 """
 
 from __future__ import annotations
@@ -10,17 +12,35 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
+    descriptor, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file is as readable as any other output
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_json(path: Path, value: Any) -> Path:
