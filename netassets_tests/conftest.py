@@ -11,6 +11,8 @@ import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests write landing files and tick a sensor at once; the settle interval has its own tests.
+os.environ.setdefault("NETASSETS_LANDING_SETTLE_SECONDS", "0")
 
 from netassets.core.settings import SHARED_DATA_DIR  # noqa: E402
 from netassets.core.warehouse import DuckDBWarehouse  # noqa: E402

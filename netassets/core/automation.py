@@ -4,7 +4,12 @@
   ``<day>|<region>`` partition to a fingerprint of its files (name, size, mtime); a tick adds
   unseen regions to the dynamic partitions and requests runs for exactly the partitions whose
   fingerprint changed, with run key ``<partition>@<fingerprint>`` so a tick never duplicates
-  work. Dagster stores the new cursor only when the tick succeeds.
+  work. Dagster stores the new cursor only when the tick succeeds. A file is taken only once
+  it is complete: a partition with a file modified within the settle interval
+  (NETASSETS_LANDING_SETTLE_SECONDS, default 30 s) waits for a later tick, so a copy in
+  progress is never ingested half-written. An entry that cannot be read (a broken symlink, no
+  permission) or a link that leads outside the landing root is skipped and named in the tick's
+  log; the rest of the landing folder proceeds.
 - ``materialization_sensor``: reacts to each new materialisation of one asset (a partition
   re-loaded, a model refit) with the runs a callback asks for; its cursor is the storage id
   of the last materialisation handled, and a first tick starts from now, not from history.
@@ -18,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -26,7 +32,7 @@ import dagster as dg
 if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from netassets.core.settings import safe_name
+from netassets.core.settings import landing_settle_seconds, safe_name
 
 RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
 INGEST_CRON_ENV = "NETASSETS_INGEST_CRON"
@@ -42,6 +48,23 @@ def fingerprint(files: Sequence[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _usable_files(files: Sequence[Path], root: Path | None, unusable: list[str]) -> tuple[list[Path], float]:
+    """The files that can be read and lie inside ``root``, and the newest modification time among them."""
+    usable, newest = [], 0.0
+    for path in files:
+        try:
+            if root is not None and not path.resolve().is_relative_to(root.resolve()):
+                unusable.append(f"{path}: leads outside the landing root {root}; not read")
+                continue
+            modified = path.stat().st_mtime
+        except OSError as exc:
+            unusable.append(f"{path}: {exc.strerror or exc}")
+            continue
+        usable.append(path)
+        newest = max(newest, modified)
+    return usable, newest
+
+
 def landing_sensor(
     *,
     name: str,
@@ -50,8 +73,14 @@ def landing_sensor(
     scan: Scan,
     description: str,
     minimum_interval_seconds: int = 60,
+    root: Callable[[], Path] | None = None,
+    settle_seconds: float | None = None,
 ) -> dg.SensorDefinition:
-    """``scan()`` returns {(day 'YYYY-MM-DD', region): [files]} for what is on disk now."""
+    """``scan()`` returns {(day 'YYYY-MM-DD', region): [files]} for what is on disk now.
+
+    ``root()`` is the landing root: files resolving outside it are refused. ``settle_seconds``
+    overrides NETASSETS_LANDING_SETTLE_SECONDS.
+    """
 
     @dg.sensor(
         name=name,
@@ -62,8 +91,12 @@ def landing_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        settle = landing_settle_seconds() if settle_seconds is None else settle_seconds
+        landing_root = root() if root is not None else None
         current: dict[str, str] = {}
         rejected: list[str] = []
+        settling: list[str] = []
+        settled_before = time.time() - settle
         for (day, region), files in scan().items():
             try:
                 dt.date.fromisoformat(day)
@@ -71,13 +104,25 @@ def landing_sensor(
             except ValueError as exc:
                 rejected.append(f"{day}|{region}: {exc}")
                 continue
-            if files:
-                current[f"{day}|{region}"] = fingerprint(files)
+            usable, newest = _usable_files(files, landing_root, rejected)
+            if not usable:
+                continue
+            key = f"{day}|{region}"
+            if newest > settled_before:
+                settling.append(key)
+                if key in seen:  # keep the last complete version's fingerprint until this one settles
+                    current[key] = seen[key]
+                continue
+            current[key] = fingerprint(usable)
         for reason in rejected:
             context.log.warning("ignoring landing entry %s", reason)
+        if settling:
+            context.log.info("waiting for files still being written (modified within %.0f s): %s",
+                             settle, ", ".join(settling))
         changed = sorted(key for key, fp in current.items() if seen.get(key) != fp)
         if not changed:
-            return dg.SkipReason(f"no new or changed files ({len(current)} partitions on disk)")
+            waiting = f"; {len(settling)} still being written" if settling else ""
+            return dg.SkipReason(f"no new or changed files ({len(current)} partitions on disk{waiting})")
         known = set(context.instance.get_dynamic_partitions(dynamic_partitions_name))
         new_regions = sorted({key.split("|")[1] for key in changed} - known)
         return dg.SensorResult(

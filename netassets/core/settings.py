@@ -18,6 +18,9 @@ HOME_ENV = "NETASSETS_HOME"
 LENS_ROOT_ENV = "NETASSETS_LENS_ROOT"
 START_DATE_ENV = "NETASSETS_START_DATE"
 DEFAULT_START_DATE = "2023-01-01"
+# A landing file modified less than this many seconds ago may still be being copied in.
+LANDING_SETTLE_ENV = "NETASSETS_LANDING_SETTLE_SECONDS"
+DEFAULT_LANDING_SETTLE_SECONDS = 30.0
 
 # Repository root (editable install); SQL models live beside the package.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +50,17 @@ def artifacts_dir(pipeline: str) -> Path:
 
 def start_date() -> str:
     return os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
+
+
+def landing_settle_seconds() -> float:
+    raw = os.environ.get(LANDING_SETTLE_ENV, str(DEFAULT_LANDING_SETTLE_SECONDS))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"{LANDING_SETTLE_ENV}={raw!r}: expected a number of seconds >= 0")
+    return value
 
 
 def safe_name(value: str, what: str = "name") -> str:

@@ -1,0 +1,87 @@
+"""The landing sensor under bad entries and copies in progress: a broken link, a link out of the
+landing root and a file still being written never stop the tick, and are never ingested."""
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from netassets.core.automation import landing_sensor
+
+DYNAMIC = "regions_under_test"
+
+
+@dg.asset(partitions_def=dg.MultiPartitionsDefinition({
+    "day": dg.DailyPartitionsDefinition(start_date="2024-01-01"),
+    "region": dg.DynamicPartitionsDefinition(name=DYNAMIC)}))
+def raw_rows() -> None:
+    ...
+
+
+def _scan_of(root: Path):
+    def scan():
+        found = {}
+        for path in sorted(root.glob("*/*/*.csv")):  # region/day/file.csv; lists broken links too
+            found.setdefault((path.parent.name, path.parent.parent.name), []).append(path)
+        return found
+    return scan
+
+
+def _tick(sensor, instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    return sensor(context), context
+
+
+def _land(root: Path, region: str, day: str, name: str = "a.csv", text: str = "x\n1\n", age: float = 120.0) -> Path:
+    path = root / region / day / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def _sensor(root: Path, settle: float = 30.0):
+    return landing_sensor(name="landing_under_test", target=[raw_rows], dynamic_partitions_name=DYNAMIC,
+                          scan=_scan_of(root), description="test", root=lambda: root, settle_seconds=settle)
+
+
+def test_bad_entries_are_skipped_and_the_rest_proceeds(tmp_path: Path, instance):
+    root = tmp_path / "landing"
+    _land(root, "chicago", "2024-01-02")
+    broken = root / "ottawa" / "2024-01-02" / "gone.csv"
+    broken.parent.mkdir(parents=True)
+    broken.symlink_to(tmp_path / "does-not-exist.csv")
+    secret = tmp_path / "outside.csv"
+    secret.write_text("secret first line\n")
+    (root / "chicago" / "2024-01-03").mkdir(parents=True)
+    (root / "chicago" / "2024-01-03" / "link.csv").symlink_to(secret)
+    result, _ = _tick(_sensor(root), instance)
+    assert [r.partition_key for r in result.run_requests] == ["2024-01-02|chicago"]
+    assert "2024-01-03|chicago" not in (result.cursor or "")
+
+
+def test_a_file_still_being_written_waits_for_a_later_tick(tmp_path: Path, instance):
+    root = tmp_path / "landing"
+    _land(root, "chicago", "2024-01-02")
+    growing = _land(root, "frankfurt", "2024-01-02", age=0.0)
+    sensor = _sensor(root, settle=30.0)
+    first, _ = _tick(sensor, instance)
+    assert [r.partition_key for r in first.run_requests] == ["2024-01-02|chicago"]
+    # the copy goes on, then stops; once it has been quiet for the settle interval it is taken
+    growing.write_text("x\n1\n2\n3\n")
+    then = time.time() - 60
+    os.utime(growing, (then, then))
+    second, _ = _tick(sensor, instance, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["2024-01-02|frankfurt"]
+
+
+def test_a_changed_file_still_settling_keeps_the_last_complete_version(tmp_path: Path, instance):
+    root = tmp_path / "landing"
+    path = _land(root, "chicago", "2024-01-02")
+    sensor = _sensor(root, settle=30.0)
+    first, _ = _tick(sensor, instance)
+    path.write_text("x\n1\n2\n")  # being replaced right now
+    second, _ = _tick(sensor, instance, cursor=first.cursor)
+    assert isinstance(second, dg.SkipReason) and "1 still being written" in second.skip_message
