@@ -109,12 +109,9 @@ def method_pandas(root: Path) -> dict:
     df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     rows = len(df)
     df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ns").dt.round("10ms")
-    df.loc[df["rtt"] <= 0, "rtt"] = np.nan
+    df = df[df["rtt"] > 0]  # the seed drops lost rows before anything else
     df = df.drop_duplicates(subset="timestamp", keep="first").sort_values("timestamp")
-    first = df["timestamp"].iloc[0]
-    start_ts = first.ceil("1s")
-    while start_ts.second % 15 != 12:
-        start_ts += pd.Timedelta(seconds=1)
+    start_ts = df.loc[df["timestamp"].dt.second.isin([12, 27, 42, 57]), "timestamp"].min()
     df = df[df["timestamp"] >= start_ts]
     df["group"] = ((df["timestamp"] - start_ts) // pd.Timedelta(seconds=15)).astype(int)
     df = df[df["group"] < df["group"].max()]

@@ -32,6 +32,7 @@ import dagster as dg
 if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from netassets.core.files import inside_root
 from netassets.core.settings import landing_settle_seconds, safe_name
 
 RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
@@ -53,7 +54,7 @@ def _usable_files(files: Sequence[Path], root: Path | None, unusable: list[str])
     usable, newest = [], 0.0
     for path in files:
         try:
-            if root is not None and not path.resolve().is_relative_to(root.resolve()):
+            if root is not None and not inside_root(path, root):
                 unusable.append(f"{path}: leads outside the landing root {root}; not read")
                 continue
             modified = path.stat().st_mtime

@@ -55,12 +55,32 @@ def copy_file(source: Path, target: Path) -> Path:
     return atomic_write(target, copy)
 
 
+EXCERPT_CHARS = 80
+
+
+def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+    """A short, escaped quote of input for an error message: never more than ``limit`` characters
+    of the input, control and binary bytes escaped, so junk cannot flood a log."""
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    quoted = repr(text[:limit])
+    return quoted + (f" ... ({len(text) - limit} more characters)" if len(text) > limit else "")
+
+
 def header_mismatch(path: Path, found: Sequence[str], expected: Sequence[str], ordered: bool = True) -> str | None:
     """'<path>: line 1: header [...] does not match [...]; missing [...]; unexpected [...]', or None if it matches."""
     if (list(found) == list(expected)) if ordered else (sorted(found) == sorted(expected)):
         return None
     missing = [c for c in expected if c not in found]
     unexpected = [c for c in found if c not in expected]
-    return (f"{path}: line 1: header {list(found)} does not match {list(expected)}"
-            + (f"; missing {missing}" if missing else "") + (f"; unexpected {unexpected}" if unexpected else ""))
+    def shown(names: Sequence[str]) -> str:  # a binary "header" is quoted short and escaped, never whole
+        return excerpt(",".join(names)) if sum(map(len, names)) > EXCERPT_CHARS else str(list(names))
+
+    return (f"{path}: line 1: header {shown(found)} does not match {list(expected)}"
+            + (f"; missing {missing}" if missing else "") + (f"; unexpected {shown(unexpected)}" if unexpected else ""))
+
+
+def inside_root(path: Path, root: Path) -> bool:
+    """Whether ``path``, with every link followed, lies under ``root``: landing files that lead
+    elsewhere are refused by name, without being read."""
+    return path.resolve().is_relative_to(root.resolve())
 

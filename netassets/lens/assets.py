@@ -27,6 +27,10 @@ from netassets.lens.raw import (
 # More than this share of a day's rows rounding outside the day means the files are filed
 # under the wrong date, not that a few packets straddle midnight.
 MAX_OUTSIDE_DAY_SHARE = 0.01
+# Packets straddling midnight land a few ms outside the day; rows further away, or more than
+# this share, are worth a warning in the run log even when they are few enough to drop.
+WARN_OUTSIDE_DAY_SHARE = 0.001
+NEAR_MIDNIGHT_NS = 60 * 10**9
 
 
 @dg.asset(
@@ -77,6 +81,13 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         # stray stamps only pays when the extremes say there are some.
         low_ns, high_ns = day_start_ns - HALF_TICK_NS, day_end_ns - HALF_TICK_NS
         if stats["rows_read"] and not (low_ns <= first_ns and last_ns < high_ns):
+            (far_outside,) = conn.execute(
+                """
+                SELECT count(*) FROM lens_raw_irtt
+                WHERE day = $day AND region = $region AND ("timestamp" < $far_low OR "timestamp" >= $far_high)
+                """,
+                {**partition_params, "far_low": low_ns - NEAR_MIDNIGHT_NS, "far_high": high_ns + NEAR_MIDNIGHT_NS},
+            ).fetchone()
             stats["rows_outside_day"] = conn.execute(
                 """
                 DELETE FROM lens_raw_irtt
@@ -88,6 +99,12 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
                 "SELECT count(*) FILTER (WHERE rtt <= 0) FROM lens_raw_irtt WHERE day = $day AND region = $region",
                 partition_params,
             ).fetchone()
+            share = stats["rows_outside_day"] / stats["rows_read"]
+            if far_outside or share > WARN_OUTSIDE_DAY_SHARE:
+                context.log.warning(
+                    "%s: dropped %d of %d rows stamped outside %s (%.3f %%), %d of them more than a minute away "
+                    "(a clock reset, or a stamp of 1970?)", partition.key, stats["rows_outside_day"], stats["rows_read"],
+                    partition.day, 100 * share, far_outside)
         if stats["rows_read"] and stats["rows_outside_day"] > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
             misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
             raise LensInputError(
@@ -133,7 +150,7 @@ def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, mi
     """Clean one partition of lens_raw_irtt into lens_clean_groups; returns (groups, duplicate ticks)."""
     with warehouse.connect() as conn:
         rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
-        groups = clean_groups(np.asarray(rows["timestamp"]), np.asarray(rows["rtt_token"], dtype=float), min_samples)
+        groups = clean_groups(np.asarray(rows["timestamp"]), np.asarray(rows["rtt"], dtype=float), min_samples)
         if len(groups) == 0:
             raise EmptyPartitionError(
                 f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"

@@ -1,17 +1,20 @@
 """The seed's cleaning of one day x region, vectorised: samples -> kept 15 s groups on a 10 ms grid.
 
-Input: original timestamps (ns) and rtt, -1 where missing (rtt <= 0), as
-dbt_like_sql/lens/lens_clean_input.sql selects them.
+Input: the received samples only (rtt > 0; rtt <= 0, a lost packet, is dropped before any
+rule, as the seed drops it), original timestamps (ns) in file order, as
+dbt_like_sql/lens/lens_clean_input.sql selects them. The rules, each as the seed's code has it:
 
 0. timestamps round to 10 ms ticks, half to even, in integers (as pandas' Series.dt.round('10ms');
    going through float64 would misround stamps within 256 ns of a half tick);
-1. duplicates of a tick keep the row with the first original timestamp (file order on ties);
-2. groups start at the first second ending in 12/27/42/57 at or after the first sample
-   (tick % 1500 == 1200: Starlink reconfigures every 15 s); group = (tick - start) // 1500;
-3. the last group is dropped (the end of the data cuts it off); groups need MORE than
-   ``min_samples`` observed points of 1500;
+1. duplicates of a tick keep the row that comes first in file order (the seed's
+   ``drop_duplicates`` before its sort), whatever their original stamps;
+2. the grid starts at the first received sample whose second of the minute is 12, 27, 42 or
+   57 (Starlink reconfigures every 15 s): that sample's own tick, so a capture starting at
+   :12.5, or whose packet at :12.000 was lost, starts its grid there. group = (tick - start) // 1500;
+3. the last group that holds a received sample is dropped (the end of the data cuts it off);
+   groups need MORE than ``min_samples`` received points of 1500;
 4. each kept group is laid on its 1500-point grid: ``rtt_token`` fills gaps with -1,
-   ``rtt_nearest`` with the nearest observed point, a tie going to the previous one.
+   ``rtt_nearest`` with the nearest received point, a tie going to the previous one.
 
 Every sample lands in one grid of all the day's groups by a single scatter (a day is at most
 5,761 groups, 69 MB), so grouping, counting and the token fill need no sort or group-by.
@@ -27,6 +30,7 @@ import pyarrow as pa
 
 GROUP_POINTS = 1500
 SLOT_PHASE = 1200  # ticks past a multiple of 15 s: second :12 (and :27, :42, :57)
+TICKS_PER_SECOND = 100
 TICK_US = 10_000  # one 10 ms tick in microseconds
 TICK_NS = 10_000_000
 HALF_TICK_NS = TICK_NS // 2
@@ -47,37 +51,37 @@ class CleanGroups:
     start_tick: int  # tick of group 0's first point
     token: np.ndarray  # (groups, 1500), -1 where missing
     n_observed: np.ndarray
-    duplicate_ticks: int  # rows dropped because an earlier stamp had the same tick
+    duplicate_ticks: int  # rows dropped because an earlier row of the file had the same tick
 
     def __len__(self) -> int:
         return len(self.group_id)
 
 
-def clean_groups(timestamp: np.ndarray, rtt_token: np.ndarray, min_samples: int) -> CleanGroups:
-    """Steps 0-3 and the token grid of step 4 (see the module docstring)."""
-    if len(timestamp) and np.any(timestamp[1:] < timestamp[:-1]):  # rows are usually in time order already
-        order = np.argsort(timestamp, kind="stable")
-        timestamp, rtt_token = timestamp[order], rtt_token[order]
+def clean_groups(timestamp: np.ndarray, rtt: np.ndarray, min_samples: int) -> CleanGroups:
+    """Steps 0-3 and the token grid of step 4 (see the module docstring) on received samples."""
     tick = ticks_10ms(timestamp)
-    # Rounding is monotone, so in time order a tick's first row is its first stamp.
+    if len(tick) and np.any(tick[1:] < tick[:-1]):  # rows are usually in time order already
+        order = np.argsort(tick, kind="stable")  # stable: a tick's rows stay in file order
+        tick, rtt = tick[order], rtt[order]
     first = np.ones(len(tick), dtype=bool)
     first[1:] = tick[1:] != tick[:-1]
     duplicates = len(tick) - int(np.count_nonzero(first))
     if duplicates:
-        tick, rtt_token = tick[first], rtt_token[first]
+        tick, rtt = tick[first], rtt[first]
 
-    start_tick = int(tick[0] + (SLOT_PHASE - tick[0]) % GROUP_POINTS) if len(tick) else 0
-    begin = int(np.searchsorted(tick, start_tick))
-    if begin == len(tick):
-        return CleanGroups(np.empty(0, np.int64), start_tick, np.empty((0, GROUP_POINTS)), np.empty(0, np.int64), duplicates)
+    in_start_second = (tick % GROUP_POINTS >= SLOT_PHASE) & (tick % GROUP_POINTS < SLOT_PHASE + TICKS_PER_SECOND)
+    begin = int(np.argmax(in_start_second)) if len(tick) else 0
+    if not len(tick) or not in_start_second[begin]:
+        return CleanGroups(np.empty(0, np.int64), 0, np.empty((0, GROUP_POINTS)), np.empty(0, np.int64), duplicates)
+    start_tick = int(tick[begin])
     offset = tick[begin:] - start_tick  # group * 1500 + slot
     if offset[-1] >= MAX_SPAN_TICKS:  # the grid below is sized by the span: refuse before allocating it
         raise ValueError(f"samples span {offset[-1] / 100:.0f} s from the first aligned group; one partition holds a day")
     grid = np.full((int(offset[-1]) // GROUP_POINTS + 1, GROUP_POINTS), MISSING)
-    grid.ravel()[offset] = rtt_token[begin:]
+    grid.ravel()[offset] = rtt[begin:]
     n_observed = np.count_nonzero(grid != MISSING, axis=1)
     kept = n_observed > min_samples
-    kept[-1] = False  # the last group is cut off by the end of the data
+    kept[-1] = False  # the last group with a received sample is cut off by the end of the data
     return CleanGroups(np.flatnonzero(kept), start_tick, grid[kept], n_observed[kept], duplicates)
 
 

@@ -9,25 +9,26 @@ from pathlib import Path
 
 import duckdb
 
-from netassets.core.files import header_mismatch
+from netassets.core.files import excerpt, header_mismatch, inside_root
 
 EXPECTED_COLUMNS = ("timestamp", "rtt", "uplink", "downlink")
 RTT_MAX_MS = 10_000
 LOST = -1.0
 
 # A value each latency column must hold, as SQL over the loaded rows and as Python for
-# naming the first offending line. rtt: the lost marker or a plausible latency; one-way
-# delays: the lost marker or a finite non-negative number. NaN and inf fail both.
-VALID_VALUE_SQL = (
-    f"(rtt = {LOST} OR (rtt > 0 AND rtt < {RTT_MAX_MS})) "
-    f"AND (uplink = {LOST} OR (uplink >= 0 AND uplink < {RTT_MAX_MS})) "
-    f"AND (downlink = {LOST} OR (downlink >= 0 AND downlink < {RTT_MAX_MS}))"
-)
+# naming the first offending line: the lost marker -1, or a finite latency in [0, 10000) ms.
+# An rtt of 0 is a lost packet too (some captures write it so; the seed counts rtt <= 0 as
+# missing). Any other negative value, NaN or inf means a corrupt file and is refused (the
+# seed would silently drop it as lost).
+VALID_VALUE_SQL = " AND ".join(f"({c} = {LOST} OR ({c} >= 0 AND {c} < {RTT_MAX_MS}))" for c in ("rtt", "uplink", "downlink"))
+# Longest header line accepted: the real one is 31 bytes. Reading stops there, so a file
+# without newlines (binary, compressed, a headerless dump) costs no memory to refuse.
+MAX_HEADER_BYTES = 1024
+FLOAT_STAMP = re.compile(rb"^\s*[-+]?\d*\.?\d*[eE.]")  # 1.6988e+18, 1698796800123456789.0
 
 
-def _valid(column: str, value: float) -> bool:
-    low_ok = value > 0 if column == "rtt" else value >= 0
-    return value == LOST or (low_ok and value < RTT_MAX_MS)
+def _valid(value: float) -> bool:
+    return value == LOST or 0 <= value < RTT_MAX_MS
 HOUR_FILE = re.compile(r"^irtt-10ms-1h-(\d{4}-\d{2}-\d{2})-(\d{2})-00-00\.csv$")
 
 
@@ -47,24 +48,38 @@ def hour_path(root: Path, region: str, day: dt.date, hour: int) -> Path:
 
 
 def day_files(root: Path, region: str, day: dt.date) -> DayFiles:
-    """The 24 expected hour files of a day, sorted into present / empty / missing."""
+    """The 24 expected hour files of a day, sorted into present / empty / missing.
+
+    Reads at most the header and the first data line of each file: a file that is no LENS
+    CSV is refused from those, with a short excerpt, whatever its size.
+    """
     found = DayFiles()
     for hour in range(24):
         path = hour_path(root, region, day, hour)
         if not path.is_file():
             found.missing_hours.append(hour)
             continue
+        if not inside_root(path, root):
+            raise LensInputError(f"{path}: leads outside the landing root {root} (a link?); refused without reading it")
         with path.open("rb") as handle:
-            header = handle.readline()
-            has_data = bool(handle.read(1).strip())
+            header = handle.readline(MAX_HEADER_BYTES)
+            first_line = handle.readline(MAX_HEADER_BYTES)
         if not header.strip():
             found.empty.append(path)
             continue
+        if not header.endswith(b"\n") and len(header) == MAX_HEADER_BYTES:
+            raise LensInputError(f"{path}: line 1: no header line within {MAX_HEADER_BYTES} bytes, starts {excerpt(header)}; "
+                                 f"expected {','.join(EXPECTED_COLUMNS)} (not a LENS irtt CSV?)")
         columns = tuple(c.strip().strip('"') for c in header.decode("utf-8", "replace").strip().split(","))
         mismatch = header_mismatch(path, columns, EXPECTED_COLUMNS)
         if mismatch:
             raise LensInputError(mismatch)
-        (found.present if has_data else found.empty).append(path)
+        stamp = first_line.split(b",", 1)[0]
+        if FLOAT_STAMP.match(stamp):
+            # DuckDB would read 1.6988e+18 as a BIGINT through a double, losing the nanoseconds silently.
+            raise LensInputError(f"{path}: line 2: column 'timestamp': {excerpt(stamp)} is not integer nanoseconds "
+                                 f"(scientific or decimal notation loses precision); write the stamps as integers")
+        (found.present if first_line.strip() else found.empty).append(path)
     return found
 
 
@@ -86,7 +101,8 @@ def rejected_lines(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str
     truncated, errors = [], []
     for path, line, column, error_type, csv_line, message in rows:
         unterminated_last_line = _ends_without_newline_with(Path(path), csv_line.encode())
-        where = f"{path}: line {line}: column {column!r}: {error_type.lower()}: {message} (line reads {csv_line!r})"
+        where = (f"{path}: line {line}: column {column!r}: {error_type.lower()}: {excerpt(message, 200)} "
+                 f"(line reads {excerpt(csv_line)})")
         (truncated if unterminated_last_line else errors).append(where)
     return truncated, errors
 
@@ -138,7 +154,7 @@ def first_invalid_value(files: list[Path]) -> str:
                         value = float(raw)
                     except ValueError:
                         continue  # unparsable values are the CSV reader's to report
-                    if not _valid(column, value):
-                        return (f"{path}: line {line_number}: column {column!r}: value {raw.strip()!r} is neither the "
-                                f"lost marker -1 nor a finite latency in {'(0' if column == 'rtt' else '[0'}, {RTT_MAX_MS}) ms")
+                    if not _valid(value):
+                        return (f"{path}: line {line_number}: column {column!r}: value {excerpt(raw.strip())} is neither "
+                                f"the lost marker -1 nor a finite latency in [0, {RTT_MAX_MS}) ms (0 counts as lost)")
     return "the offending line could not be located again"

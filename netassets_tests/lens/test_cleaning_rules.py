@@ -1,4 +1,5 @@
-"""The seed's cleaning rules on hand-made raw rows with known answers."""
+"""The seed's cleaning rules on hand-made raw rows with known answers, and on one-edit days
+compared with the seed's rules written out in pandas (``seed_rules`` below)."""
 
 from __future__ import annotations
 
@@ -65,15 +66,16 @@ def clean(warehouse, raw: pl.DataFrame, min_samples: int = 1300) -> pl.DataFrame
     return warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
 
 
-# group 0: 10 single gap; 20-21 gap of two; 30-32 gap of three (31 is a tie); ends missing.
-GROUP0_GAPS = {0, 10, 20, 21, 30, 31, 32, 1499}
+# group 0: 10 single gap; 20-21 gap of two; 30-32 gap of three (31 is a tie); last point missing.
+# (A lost first point would move the grid's start: see test_first_packet_of_the_start_second_lost.)
+GROUP0_GAPS = {10, 20, 21, 30, 31, 32, 1499}
 # group 1: exactly 1301 observed points.
 GROUP1_GAPS = set(range(100, 299))
 
 
 @pytest.fixture
 def cleaned(warehouse) -> pl.DataFrame:
-    duplicate_of_slot5 = (slot_ts(0, 5, 3 * 10**6), 999.0)  # same 10 ms tick as slot 5, later stamp: dropped
+    duplicate_of_slot5 = (slot_ts(0, 5, 3 * 10**6), 999.0)  # same 10 ms tick as slot 5, later in the file: dropped
     raw = build_raw({0: GROUP0_GAPS, 1: GROUP1_GAPS}, [duplicate_of_slot5], values={(0, 40): 0.0})
     return clean(warehouse, raw)
 
@@ -95,14 +97,13 @@ def test_token_fill_marks_missing_with_minus_one(cleaned):
     for slot in GROUP0_GAPS | {40}:
         assert token[slot] == -1.0, slot
     assert token[1] == pytest.approx(rtt_of(0, 1))
-    # de-duplication keeps the first stamp of a tick, not the later 999
+    # de-duplication keeps the tick's first row in file order, not the later 999
     assert token[5] == pytest.approx(rtt_of(0, 5))
     assert cleaned["n_observed"][0] == 1500 - len(GROUP0_GAPS | {40})
 
 
 def test_nearest_fill_and_its_tie_rule(cleaned):
     nearest = cleaned["rtt_nearest"][0].to_list()
-    assert nearest[0] == pytest.approx(rtt_of(0, 1))  # nothing before: the next one
     assert nearest[10] == pytest.approx(rtt_of(0, 9))  # equidistant: the previous one
     assert nearest[20] == pytest.approx(rtt_of(0, 19))
     assert nearest[21] == pytest.approx(rtt_of(0, 22))
@@ -154,3 +155,104 @@ def test_samples_spanning_more_than_a_day_are_refused_before_the_grid_is_sized()
     stamps = np.array([GROUP0_START_NS, GROUP0_START_NS + 3 * 86_400 * 10**9], dtype=np.int64)
     with pytest.raises(ValueError, match="one partition holds a day"):
         clean_groups(stamps, np.array([20.0, 21.0]), min_samples=0)
+
+
+def test_nearest_fill_at_the_ends_of_a_row():
+    import numpy as np
+
+    from netassets.lens.cleaning import MISSING, nearest_fill
+
+    token = np.array([[MISSING, MISSING, 5.0, 6.0, MISSING]])
+    assert nearest_fill(token).tolist() == [[5.0, 5.0, 5.0, 6.0, 6.0]]  # nothing before: the next; after: the previous
+
+
+# ---- one edit each against the seed's rules ---------------------------------------------------
+# The seed's cleaning, step by step as its code does it (own transcription, pandas): drop rtt <= 0;
+# round stamps to 10 ms; drop duplicate ticks keeping the first in file order; sort; start at the
+# first remaining stamp whose second is 12/27/42/57; 15 s groups from there; drop the last group;
+# keep groups with more than 1300 rows; reindex each group onto its 1500-point grid.
+
+
+def seed_rules(timestamps_ns, rtt, min_samples: int = 1300):
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"timestamp": pd.Series(pd.to_datetime(np.asarray(timestamps_ns), unit="ns")).dt.round("10ms"),
+                       "rtt": np.asarray(rtt, dtype=float)})
+    df = df[df["rtt"] > 0]
+    df = df.drop_duplicates(subset=["timestamp"]).sort_values("timestamp")
+    start = df.loc[df["timestamp"].dt.second.isin([12, 27, 42, 57]), "timestamp"].min()
+    df = df[df["timestamp"] >= start].copy()
+    df["id"] = ((df["timestamp"] - start).dt.total_seconds() // 15).astype(int)
+    df = df[df["id"] != df["id"].max()]
+    df = df.groupby("id").filter(lambda g: len(g) > min_samples)
+    groups = {}
+    for gid, group in df.groupby("id"):
+        grid = pd.date_range(start + pd.Timedelta(seconds=15 * gid), periods=1500, freq="10ms")
+        groups[int(gid)] = group.set_index("timestamp")["rtt"].reindex(grid).fillna(-1.0).to_numpy()
+    return start, groups
+
+
+def day_rows(first_ns: int, seconds: float, lost=frozenset(), rtt_zero=frozenset()):
+    """A 100 Hz capture from ``first_ns`` with a +-4 ms receive wobble; ``lost`` row indices rtt -1."""
+    n = int(seconds * 100)
+    rows = []
+    for i in range(n):
+        value = -1.0 if i in lost else (0.0 if i in rtt_zero else 20.0 + (i % 700) * 0.01)
+        rows.append((first_ns + i * TICK_NS + wobble(i), value))
+    return rows
+
+
+def compare_with_seed(warehouse, rows):
+    import numpy as np
+
+    ts, rtt = zip(*rows)
+    n = len(ts)
+    raw = pl.DataFrame({"day": [DAY] * n, "region": ["handmade"] * n, "hour": [0] * n, "timestamp": list(ts),
+                        "rtt": list(rtt), "uplink": [1.0] * n, "downlink": [1.0] * n})
+    ours = clean(warehouse, raw)
+    start, theirs = seed_rules(ts, rtt)
+    assert ours["group_id"].to_list() == sorted(theirs)
+    for gid, token, group_start in zip(ours["group_id"], ours["rtt_token"], ours["group_start"]):
+        np.testing.assert_array_equal(np.array(token.to_list()), theirs[gid])
+        assert group_start == (start + dt.timedelta(seconds=15 * gid)).to_pydatetime()
+    return ours, start
+
+
+def test_first_packet_of_the_start_second_lost(warehouse):
+    # capture from 00:00:05; the packet at 00:00:12.000 (row 700) is lost: the seed starts at 12.010
+    ours, start = compare_with_seed(warehouse, day_rows(DAY_START_NS + 5 * 10**9, 75, lost={700}))
+    assert (start.second, start.microsecond) == (12, 10_000)
+
+
+def test_capture_starting_inside_a_start_second(warehouse):
+    ours, start = compare_with_seed(warehouse, day_rows(DAY_START_NS + 12_500_000_000, 70))
+    assert (start.second, start.microsecond) == (12, 500_000)
+
+
+def test_a_lost_row_never_hides_a_received_one_in_its_tick(warehouse):
+    rows = day_rows(DAY_START_NS + 5 * 10**9, 75)
+    stamp, value = rows[1000]
+    rows.insert(1000, (stamp - 4 * 10**6 if wobble(1000) >= 0 else stamp, -1.0))  # same tick, lost, earlier in file
+    ours, _ = compare_with_seed(warehouse, rows)
+    assert ours["rtt_token"][0].to_list()[1000 - 700] == value
+
+
+def test_duplicate_ticks_keep_the_first_row_in_file_order(warehouse):
+    rows = day_rows(DAY_START_NS + 5 * 10**9, 75)
+    stamp, _ = rows[1000]
+    rows.insert(1000, (stamp + 2 * 10**6 if wobble(1000) <= 0 else stamp + 10**6, 555.0))  # later stamp, first in file
+    ours, _ = compare_with_seed(warehouse, rows)
+    assert ours["rtt_token"][0].to_list()[1000 - 700] == 555.0
+
+
+def test_a_capture_ending_in_lost_packets_drops_its_last_group_with_packets(warehouse):
+    # 00:00:05-00:01:35, every packet from 00:01:11 on lost. Group 3 (00:00:57-00:01:12) has 1400
+    # received points, enough to keep, but it is the last group with a received packet: dropped.
+    ours, _ = compare_with_seed(warehouse, day_rows(DAY_START_NS + 5 * 10**9, 90, lost=set(range(6600, 9000))))
+    assert ours["group_id"].to_list() == [0, 1, 2]
+
+
+def test_rtt_zero_counts_as_lost(warehouse):
+    ours, _ = compare_with_seed(warehouse, day_rows(DAY_START_NS + 5 * 10**9, 75, rtt_zero={800, 801, 2500}))
+    assert ours["rtt_token"][0].to_list()[100] == -1.0

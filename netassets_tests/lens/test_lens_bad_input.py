@@ -194,3 +194,65 @@ def test_raw_files_are_never_modified_and_failures_keep_the_previous_partition(r
     assert digests(root) == files_before
     assert warehouse.query("SELECT count(*) FROM lens_raw_irtt").item() == before_rows
     assert warehouse.query("SELECT count(*) FROM lens_clean_groups").item() == before_groups
+
+
+def test_lost_packets_written_as_rtt_zero_are_lost_not_an_error(root, warehouse, instance):
+    # The seed counts rtt <= 0 as missing; some captures write a lost packet as 0.
+    body = "".join(f"{in_day_ns(1, i)},0,0,0\n" for i in range(5)) + f"{in_day_ns(1, 6)},30.0,10.0,20.0\n"
+    add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body)
+    result = materialize(warehouse, instance)
+    assert result.success
+    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    lost = warehouse.query("SELECT count(*) FROM lens_raw_irtt WHERE rtt <= 0").item()
+    assert lost >= 5 and metadata["lost_packet_share"].value == pytest.approx(lost / metadata["dagster/row_count"].value)
+
+
+def test_scientific_notation_stamps_name_the_file_and_line(root, warehouse, instance):
+    body = "".join(f"{in_day_ns(1, i):.6e},30.0,10.0,20.0\n" for i in range(5))
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body)
+    message = failure_message(materialize(warehouse, instance))
+    assert f"{path}: line 2: column 'timestamp'" in message and "not integer nanoseconds" in message
+    assert "outside" not in message  # not blamed on a wrong date
+
+
+@pytest.mark.parametrize("content", [
+    bytes(range(256)) * 40,                                    # binary junk, 10 KB, no newline among the first bytes
+    b"\x1f\x8b\x08\x00" + bytes(range(7, 250)) * 30 + b"\n" * 3,  # a gzip stream named .csv
+    b"\x00\xff" * 4096 + b"\n" + b"\x01" * 4096,               # junk with a newline past the header limit
+])
+def test_binary_files_get_a_short_escaped_error(root, warehouse, instance, content):
+    path = hour_path(root, REGION, DAY, 1)
+    path.write_bytes(content)
+    message = failure_message(materialize(warehouse, instance))
+    assert str(path) in message and "line 1" in message
+    assert len(message) < 700, f"error quotes too much input ({len(message)} characters)"
+    assert "\x00" not in message and "\x1f" not in message
+
+
+def test_a_huge_headerless_file_is_refused_from_its_first_kilobyte(root, warehouse, instance):
+    path = hour_path(root, REGION, DAY, 1)
+    with path.open("wb") as handle:  # 16 MB of digits and commas, no newline at all
+        handle.write((b"1698796800123456789,30.0,10.0,20.0," * 480_000))
+    message = failure_message(materialize(warehouse, instance))
+    assert str(path) in message and "no header line within 1024 bytes" in message and len(message) < 700
+
+
+def test_a_link_out_of_the_landing_root_is_refused_unread(root, tmp_path, warehouse, instance):
+    outside = tmp_path / "secret.csv"
+    outside.write_text("top secret first line,a,b,c\n1,2,3,4\n")
+    hour_path(root, REGION, DAY, 1).symlink_to(outside)
+    result = materialize(warehouse, instance)
+    message = failure_message(result)
+    assert str(hour_path(root, REGION, DAY, 1)) in message and "outside the landing root" in message
+    logged = " ".join(str(e.message) for e in instance.all_logs(result.run_id))
+    assert "top secret" not in message and "top secret" not in logged
+
+
+def test_far_outside_the_day_warns_in_the_run_log(root, warehouse, instance):
+    add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + f"{in_day_ns(1, 0)},30.0,10.0,20.0\n"
+             + "86400000000000,30.0,10.0,20.0\n")  # 1970-01-02: a clock reset
+    result = materialize(warehouse, instance)
+    assert result.success
+    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["rows_outside_day_dropped"].value == 1
+    warnings = [e.message for e in instance.all_logs(result.run_id) if e.level == 30 and "outside 2023-11-01" in str(e.message)]
+    assert warnings and "more than a minute away" in warnings[0]
