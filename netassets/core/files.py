@@ -79,6 +79,16 @@ def header_mismatch(path: Path, found: Sequence[str], expected: Sequence[str], o
             + (f"; missing {missing}" if missing else "") + (f"; unexpected {shown(unexpected)}" if unexpected else ""))
 
 
+def file_states(files: Sequence[Path]) -> dict[Path, tuple[int, int]]:
+    """(size, mtime in ns) of each file: taken before and after reading, a difference means the
+    file was still being written while it was read."""
+    return {path: (stat.st_size, stat.st_mtime_ns) for path in files for stat in [path.stat()]}
+
+
+def changed_since(states: dict[Path, tuple[int, int]]) -> list[Path]:
+    return [path for path, state in states.items() if not path.exists() or file_states([path])[path] != state]
+
+
 def inside_root(path: Path, root: Path) -> bool:
     """Whether ``path``, with every link followed, lies under ``root``: landing files that lead
     elsewhere are refused by name, without being read."""

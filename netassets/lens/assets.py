@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from netassets.core.files import changed_since, file_states
 from netassets.core.partitions import context_partition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
@@ -51,12 +52,17 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         )
     if files.missing_hours:
         context.log.warning("%s: missing hour files %s", partition.key, files.missing_hours)
+    states_before_reading = file_states(files.present)
 
     day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
     day_end_ns = day_start_ns + 86_400 * 10**9
     stats: dict[str, int] = {}
 
     def inspect(conn: duckdb.DuckDBPyConnection) -> None:
+        growing = changed_since(states_before_reading)
+        if growing:  # a copy still in progress: what was read may be a prefix of the file
+            raise LensInputError(f"lens_raw_irtt {partition.key}: {[str(p) for p in growing]} changed while it was read "
+                                 "(still being written?); nothing was stored, retry once the files are complete")
         truncated, errors = rejected_lines(conn)
         if errors:
             more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""

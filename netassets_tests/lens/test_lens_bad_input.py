@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,32 @@ def test_far_outside_the_day_warns_in_the_run_log(root, warehouse, instance):
     assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["rows_outside_day_dropped"].value == 1
     warnings = [e.message for e in instance.all_logs(result.run_id) if e.level == 30 and "outside 2023-11-01" in str(e.message)]
     assert warnings and "more than a minute away" in warnings[0]
+
+
+def test_a_file_still_being_written_is_not_materialised(root, warehouse, instance):
+    import threading
+
+    assert materialize(warehouse, instance).success
+    before = warehouse.query("SELECT count(*) FROM lens_raw_irtt").item()
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n")
+    done = threading.Event()
+
+    def copy_in_progress():  # a real writer appending while the run reads
+        with path.open("a") as handle:
+            i = 0
+            while not done.is_set():
+                handle.write(f"{in_day_ns(1, 0) + i * 10**7},30.0,10.0,20.0\n")
+                handle.flush()
+                i += 1
+                time.sleep(0.002)
+
+    writer = threading.Thread(target=copy_in_progress)
+    writer.start()
+    try:
+        time.sleep(0.1)
+        message = failure_message(materialize(warehouse, instance))
+    finally:
+        done.set()
+        writer.join()
+    assert str(path) in message and "changed while it was read" in message
+    assert warehouse.query("SELECT count(*) FROM lens_raw_irtt").item() == before
