@@ -43,3 +43,40 @@ def shared_data() -> Path:
     if not SHARED_DATA_DIR.is_dir():
         pytest.skip(f"shared real datasets not found at {SHARED_DATA_DIR}")
     return SHARED_DATA_DIR
+
+
+# ---- the fault tally ---------------------------------------------------------------------------
+# Tests marked ``@pytest.mark.fault("what is injected")`` inject a real fault (SIGKILL, a second
+# writer, a file growing mid-read, a cluster going down); a passing one survived it. Those that
+# write rows record how many were lost with ``record_property("rows_lost", n)``. The summary at the
+# end of the run prints the tally.
+
+_FAULTS: list[tuple[str, str, bool, int | None]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fault(description): the test injects a real fault and must survive it")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("fault")
+    if marker is None or report.when != "call":
+        return
+    lost = dict(report.user_properties).get("rows_lost")
+    _FAULTS.append((marker.args[0], item.nodeid.split("::", 1)[-1], report.passed, lost))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _FAULTS:
+        return
+    write = terminalreporter.write_line
+    survived = sum(ok for _, _, ok, _ in _FAULTS)
+    lost = sum(n or 0 for *_, n in _FAULTS)
+    terminalreporter.section("fault tally")
+    for fault, test, ok, rows_lost in _FAULTS:
+        rows = "" if rows_lost is None else f", rows lost {rows_lost}"
+        write(f"{'survived' if ok else 'FAILED  '}  {fault}{rows}  ({test})")
+    write(f"faults injected: {len(_FAULTS)}, survived: {survived}, rows lost: {lost}")

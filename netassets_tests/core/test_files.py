@@ -17,6 +17,7 @@ def _promote_many(source: str, target: str, tries: int) -> None:
         copy_file(Path(source), Path(target))
 
 
+@pytest.mark.fault("two processes promoting to one production file")
 def test_two_processes_promoting_to_one_target_leave_one_whole_file(tmp_path: Path):
     sources = []
     for letter in (b"a", b"b"):

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from netassets.core.automation import landing_sensor
 
@@ -47,6 +48,7 @@ def _sensor(root: Path, settle: float = 30.0):
                           scan=_scan_of(root), description="test", root=lambda: root, settle_seconds=settle)
 
 
+@pytest.mark.fault("a broken link and a link out of the root in a landing folder")
 def test_bad_entries_are_skipped_and_the_rest_proceeds(tmp_path: Path, instance):
     root = tmp_path / "landing"
     _land(root, "chicago", "2024-01-02")
@@ -62,6 +64,7 @@ def test_bad_entries_are_skipped_and_the_rest_proceeds(tmp_path: Path, instance)
     assert "2024-01-03|chicago" not in (result.cursor or "")
 
 
+@pytest.mark.fault("a landing file growing during a sensor tick")
 def test_a_file_still_being_written_waits_for_a_later_tick(tmp_path: Path, instance):
     root = tmp_path / "landing"
     _land(root, "chicago", "2024-01-02")

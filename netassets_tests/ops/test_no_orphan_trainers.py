@@ -53,6 +53,7 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.mark.fault("SIGKILL of a training run: its torchrun agent, its step, or its whole process group")
 @pytest.mark.parametrize("level", ["torchrun_agent", "step_process", "process_group"])
 def test_every_worker_dies_with_its_launcher(tmp_path: Path, level: str):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dh"), "PYTHONPATH": str(Path.cwd())}
