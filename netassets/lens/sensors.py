@@ -36,7 +36,9 @@ lens_landing_sensor = landing_sensor(
     target=lens_ingest_job,
     dynamic_partitions_name=lens_regions_name,
     scan=scan_lens_root,
-    description="Watches the LENS root; registers new regions and runs each day x region whose hour files changed.",
+    root=lambda: landing_dir("lens"),
+    description="Watches the LENS root; registers new regions and runs each day x region whose hour files changed "
+                "and have been quiet for the settle interval.",
 )
 
 lens_daily_schedule = daily_ingestion_schedule(
