@@ -122,6 +122,8 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         try:
             if not self.table_exists(conn, table):
                 conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ({source}) LIMIT 0", source_params)
+            else:
+                self._add_new_columns(conn, table, source, source_params)
             conn.execute(f"DELETE FROM {table} WHERE {where}", where_params)
             conn.execute(f"INSERT INTO {table} BY NAME {source}", source_params)
             if before_commit is not None:
@@ -139,6 +141,14 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             if data is not None:
                 conn.unregister("_netassets_new_rows")
         return int(written)
+
+    def _add_new_columns(self, conn: duckdb.DuckDBPyConnection, table: str, source: str, params: Mapping[str, Any]) -> None:
+        """A newer version of an asset may write more columns than the table has: add them (older
+        partitions read NULL there) instead of failing every write into an existing warehouse."""
+        existing = {row[0] for row in conn.execute(f"DESCRIBE {table}").fetchall()}
+        for name, column_type, *_ in conn.execute(f"DESCRIBE SELECT * FROM ({source})", params).fetchall():
+            if name not in existing:
+                conn.execute(f'ALTER TABLE {table} ADD COLUMN {ident(name)} {column_type}')
 
     def read_partition(
         self, table: str, partition: Mapping[str, Any], columns: str = "*", order_by: str | None = None
