@@ -1,18 +1,30 @@
-"""Device-load detector on real labelled data: 5 NAB network series, scored against combined_windows.json.
+"""Device-load detectors on real labelled data, scored causally: 5 NAB network series, combined_windows.json.
 
-    python -m bench.device_load_nab [--epochs 15] [--slot 3]
+    python -m bench.device_load_nab [--epochs 15] [--seeds 0 1 2]
 
-Each 5-minute NAB series is cut into slots of ``--slot`` points; a slot's max and mean are
-the device_data metrics, so the series goes through the pipeline's own SQL features, per-router
-winsorising/robust scaling, windows, torchrun training (1 process) and DBSCAN labelling, with
-the five series as five routers of one Embed-LSTM. Split 80/10/10 by time within each series;
-labels are never used for training or thresholds. The LSTM row is scored twice: with the
-fixed DBSCAN eps (the pipeline default) and with eps per series from the held-out k-distance
-quantile (``--eps-quantile``, chosen before looking at scores). A flagged slot counts as a detection at its
-last 5-minute timestamp. Baselines in the same run, on the same slots: a trailing rolling
-z-score threshold and IsolationForest (fitted on the training slots). Also: the same model
-trained on the real device_data.csv, held-out MSE next to persistence.
-Prints a table and writes bench/results/device_load_nab.json. Skips where ../shared/data is absent.
+Causal protocol. Each series is resampled to its inferred step (5 minutes here) by
+``features.regular_grid`` and goes through the pipeline's own SQL features, per-router robust
+scaling, windows and torchrun training (one process), the five series being five routers of
+one Embed-LSTM. Per series, the first 10 % of its points train, the next 5 % validate (early
+stopping), and the remaining 85 % are scored: that first 15 % is exactly NAB's probationary
+period, which NAB never scores, so every scored point comes after everything any detector was
+fitted on. No detector flags a point before the cut; every score at a point uses only that
+point and earlier ones (running error distribution, trailing windows). Thresholds are fixed a
+priori (Numenta's likelihood threshold 1 - 1e-5 for the likelihood and the windowed Gaussian,
+|z| > 3, contamination 1 %), never read from labels; every detector gets the same
+suppression of repeated alarms (``--refractory`` points), so no baseline is handicapped.
+
+Detectors, all in the same run on the same points:
+
+- ``embed_lstm_likelihood`` (the default detector): Embed-LSTM forecast errors -> anomaly likelihood;
+- ``embed_lstm_seed_dbscan``: the same errors -> the seed's DBSCAN (eps 1, min_samples 150);
+- ``persistence_likelihood`` (ablation): the same likelihood on persistence errors, no model;
+- ``windowed_gaussian`` (NAB's simple baseline), ``rolling_zscore`` (one day trailing),
+  ``isolation_forest`` (fitted on the first 15 %).
+
+Also the pipeline's forecaster on the real device_data.csv: the test-split Evaluation against
+persistence and the window mean. Prints tables and writes bench/results/device_load_nab.json.
+Skips where ../shared/data is absent.
 """
 
 from __future__ import annotations
@@ -32,18 +44,29 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import IsolationForest
 
+from netassets.core.evaluation import Evaluation, split_of, time_cutoffs
 from netassets.core.settings import SHARED_DATA_DIR
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import torchrun_command
-from netassets.core.training import load_checkpoint
-from netassets.device_load.detect import Detector, detect
-from netassets.device_load.features import FEATURES, Scalers, build_windows, fit_scalers, split_of, time_cutoffs
+from netassets.device_load.assets import SPLIT_RULE
+from netassets.device_load.baselines import rolling_zscore, windowed_gaussian
+from netassets.device_load.detect import Detector, SeedDbscan, detect
+from netassets.device_load.features import (
+    FEATURES, Scalers, build_windows, fit_scalers, infer_step_seconds, regular_grid,
+)
 from netassets.device_load.landing import read_device_file
-from netassets.device_load.scoring import load_windows_file, nab_raw_score, nab_score, window_counts, window_scores
+from netassets.device_load.likelihood import LikelihoodConfig, anomaly_likelihood, flags, suppress_repeats
+from netassets.device_load.scoring import (
+    load_windows_file, nab_raw_score, nab_score, probationary_length, window_counts, window_scores,
+)
 
 RESULTS = Path(__file__).parent / "results" / "device_load_nab.json"
-Z_THRESHOLD, Z_WINDOW = 3.0, 96  # slots: one day of 15-minute slots
+TRAIN_SHARE, VAL_SHARE = 0.10, 0.05  # together NAB's 15 % probationary period
+Z_THRESHOLD, Z_WINDOW = 3.0, 288  # one day of 5-minute points
 FOREST_CONTAMINATION = 0.01
+DEFAULT = "embed_lstm_likelihood"
+NAB_SPLIT_RULE = "per series by time: first 10 % train, next 5 % validate, last 85 % test (NAB's scored part)"
+BASELINES = ("windowed_gaussian", "rolling_zscore", "isolation_forest")
 
 
 def features_by_sql(raw: pl.DataFrame) -> pl.DataFrame:
@@ -56,165 +79,224 @@ def features_by_sql(raw: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([conn.execute(sql, {"day": d, "region": r}).pl() for d, r in days]).sort("router", "timeslot")
 
 
-def nab_slots(root: Path, name: str, slot: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(slot rows shaped like device_load_raw, raw 5-minute series with its slot start)."""
-    series = pl.read_csv(root / name, try_parse_dates=True).sort("timestamp")
-    series = series.with_columns(pl.col("timestamp").dt.truncate(f"{5 * slot}m").alias("slot"))
-    slots = series.group_by("slot", maintain_order=True).agg(
-        pl.col("value").max().alias("max_metric_value"), pl.col("value").mean().alias("mean_metric_value"))
-    router = name.split("/")[1].removesuffix(".csv")
-    raw = slots.select(
-        pl.col("slot").dt.date().alias("day"), pl.lit("nab").alias("region"), pl.lit(router).alias("router"),
-        pl.lit("nab").alias("hostname"), pl.lit(router).alias("ifname"), pl.col("slot").alias("timeslot"),
-        "max_metric_value", "mean_metric_value")
-    return raw, series
+def router_of(name: str) -> str:
+    return name.split("/")[1].removesuffix(".csv")
 
 
-def per_router_split(frame: pl.DataFrame, window: int, step_seconds: int) -> tuple[Scalers, np.ndarray, object]:
-    """Scalers fitted per series on its own first 80 % (the series cover different periods)."""
+def load_series(root: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(device_data rows on the regular grid, the raw NAB series with its grid time, step seconds)."""
+    series = pl.read_csv(root / name, try_parse_dates=True).sort("timestamp").with_columns(pl.col("value").cast(pl.Float64))
+    router = router_of(name)
+    raw = series.select(pl.lit("nab").alias("region"), pl.lit(router).alias("router"), pl.lit("nab").alias("hostname"),
+                        pl.lit(router).alias("ifname"), pl.col("timestamp").alias("timeslot"),
+                        pl.col("value").alias("max_metric_value"), pl.col("value").alias("mean_metric_value"))
+    step = infer_step_seconds(raw)
+    return regular_grid(raw, step), series.with_columns(pl.col("timestamp").dt.truncate(f"{step}s").alias("grid")), step
+
+
+def split_series(frame: pl.DataFrame, window: int, step_seconds: int):
+    """Scalers fitted per series on its own training part; window split and test start per series."""
     per_router, cuts = {}, {}
     for (router,), rows in frame.group_by("router", maintain_order=True):
-        cuts[router] = time_cutoffs(rows["timeslot"].to_numpy().astype("datetime64[us]"))
+        cuts[router] = time_cutoffs(rows["timeslot"].to_numpy().astype("datetime64[us]"), TRAIN_SHARE, VAL_SHARE)
         per_router.update(fit_scalers(rows, window, step_seconds, *cuts[router]).per_router)
     scalers = Scalers(sorted(per_router), window, step_seconds, "per series", "per series", per_router)
-    windows, _ = build_windows(frame, scalers)
+    windows, skipped = build_windows(frame, scalers)
+    if skipped:
+        raise ValueError(f"series without windows: {skipped}")
     split = np.zeros(len(windows), dtype=np.int8)
     for router, (train_end, val_end) in cuts.items():
         mine = windows.router_id == scalers.router_id(router)
         split[mine] = split_of(windows.target_time[mine], train_end, val_end)
-    return scalers, split, windows
+    return scalers, windows, split, {r: c[1] for r, c in cuts.items()}
 
 
-def train(work: Path, windows, split, scalers: Scalers, epochs: int) -> Path:
+def train(work: Path, windows, split, scalers: Scalers, epochs: int, seed: int, split_rule: str) -> tuple[Path, dict]:
+    work.mkdir(parents=True, exist_ok=True)
     windows.save(work / "windows.npz", split)
     scalers.save(work / "scalers.json")
-    out = work / "model.pt"
+    out, evaluation = work / "model.pt", work / "evaluation.json"
     command = torchrun_command("netassets.device_load.train", [
         f"--windows={work / 'windows.npz'}", f"--scalers={work / 'scalers.json'}", f"--out={out}",
-        f"--epochs={epochs}", "--patience=4"], nproc=1)
-    log = subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
-    print("\n".join(line for line in log.stdout.splitlines() if " epoch " in line))
+        f"--evaluation={evaluation}", f"--split_rule={split_rule}", f"--epochs={epochs}", "--patience=4", f"--seed={seed}"], nproc=1)
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    return out, json.loads(evaluation.read_text())
+
+
+def forest_scores(frame: pl.DataFrame, scalers: Scalers, test_start: dict) -> dict[str, np.ndarray]:
+    """IsolationForest on the scaled features, fitted on every series' first 15 %; True = outlier."""
+    scaled, before = np.zeros((frame.height, len(FEATURES))), np.zeros(frame.height, dtype=bool)
+    for (router,), rows in frame.with_row_index("_i").group_by("router"):
+        index = rows["_i"].to_numpy()
+        scaled[index] = scalers.per_router[router].scale(rows.select(FEATURES).to_numpy())
+        before[index] = rows["timeslot"].to_numpy().astype("datetime64[us]") < test_start[router]
+    forest = IsolationForest(contamination=FOREST_CONTAMINATION, random_state=0).fit(scaled[before])
+    outlier = forest.predict(scaled) == -1
+    return {router: outlier[rows["_i"].to_numpy()] for (router,), rows in frame.with_row_index("_i").group_by("router")}
+
+
+def grid_flags_to_series(grid_times: np.ndarray, grid_flags: np.ndarray, raw: pl.DataFrame, test_start) -> np.ndarray:
+    """Flags on the raw NAB timestamps: a flagged grid step marks the last raw point in it; none before the cut."""
+    flagged_steps = set(grid_times[grid_flags].tolist())
+    last = raw.with_row_index("_i").group_by("grid").agg(pl.col("_i").max())
+    hits = last.filter(pl.col("grid").is_in(list(flagged_steps)))["_i"].to_numpy()
+    out = np.zeros(raw.height, dtype=bool)
+    out[hits] = True
+    out &= raw["timestamp"].to_numpy().astype("datetime64[us]") >= test_start
     return out
 
 
-def rolling_z_flags(frame: pl.DataFrame) -> np.ndarray:
-    """|x - mean| / std over the previous Z_WINDOW slots > Z_THRESHOLD, on max or mean."""
-    flags = []
-    for metric in ("max_metric_value", "mean_metric_value"):
-        previous = pl.col(metric).shift(1).over("router")
-        mean = previous.rolling_mean(Z_WINDOW, min_samples=Z_WINDOW // 4).over("router")
-        std = previous.rolling_std(Z_WINDOW, min_samples=Z_WINDOW // 4, ddof=0).over("router")
-        flags.append(frame.select(((pl.col(metric) - mean).abs() / std > Z_THRESHOLD).fill_null(False)).to_series().to_numpy())
-    return flags[0] | flags[1]
-
-
-def forest_flags(frame: pl.DataFrame, scalers: Scalers, train_rows: np.ndarray) -> np.ndarray:
-    scaled = np.zeros((frame.height, len(FEATURES)))
-    for (router,), rows in frame.with_row_index("_i").group_by("router"):
-        scaled[rows["_i"].to_numpy()] = scalers.per_router[router].scale(rows.select(FEATURES).to_numpy())
-    forest = IsolationForest(contamination=FOREST_CONTAMINATION, random_state=0).fit(scaled[train_rows])
-    return forest.predict(scaled) == -1
-
-
-def score(detections: dict[str, pl.DataFrame], series: dict[str, pl.DataFrame], labels) -> dict:
-    """detections[name]: slot starts flagged; each counts at its slot's last 5-minute timestamp."""
-    counts, nab = [], []
+def score(flags_by_file: dict[str, np.ndarray], series: dict[str, pl.DataFrame], labels) -> dict:
+    per_file, counts, nab = {}, [], []
     for name, raw in series.items():
-        flagged_slots = set(detections[name]["timeslot"].to_list())
-        last = raw.group_by("slot").agg(pl.col("timestamp").max())
-        marks = set(last.filter(pl.col("slot").is_in(list(flagged_slots)))["timestamp"].to_list())
         timestamps = raw["timestamp"].to_numpy().astype("datetime64[us]")
-        flagged = raw["timestamp"].is_in(list(marks)).to_numpy()
-        counts.append(window_counts(timestamps, flagged, labels[name]))
-        nab.append(nab_raw_score(timestamps, flagged, labels[name]))
-    return {**window_scores(counts), "nab_standard": nab_score(nab)}
+        c = window_counts(timestamps, flags_by_file[name], labels[name])
+        n = nab_raw_score(timestamps, flags_by_file[name], labels[name])
+        counts.append(c)
+        nab.append(n)
+        per_file[router_of(name)] = {"nab_standard": nab_score([n]), "f1": window_scores([c])["f1"],
+                                     "flags": int(flags_by_file[name].sum())}
+    return {**window_scores(counts), "nab_standard": nab_score(nab), "per_series": per_file}
+
+
+def detection_evaluation(run: dict, baselines: dict, rows: int) -> Evaluation:
+    """The default detector against NAB's and the project's simple baselines, NAB standard score on the scored points."""
+    scores = {name: {"nab_standard": s["nab_standard"], "window_f1": s["f1"]}
+              for name, s in {DEFAULT: run[DEFAULT], **{b: baselines[b] for b in BASELINES}}.items()}
+    return Evaluation(model=DEFAULT, metric="nab_standard", higher_is_better=True, scores=scores, rows=rows,
+                      split_rule=NAB_SPLIT_RULE, notes=("persistence_likelihood and embed_lstm_seed_dbscan are "
+                                                        "reported beside it as ablation and seed option, not baselines",))
 
 
 def run_nab(root: Path, args, work: Path) -> dict:
     labels = load_windows_file(root / "combined_windows.json")
-    raws, series = [], {}
+    grids, series, steps = [], {}, set()
     for name in labels:
-        raw, series[name] = nab_slots(root, name, args.slot)
-        raws.append(raw)
-    frame = features_by_sql(pl.concat(raws))
-    scalers, split, windows = per_router_split(frame, args.window, 5 * args.slot * 60)
-    started = time.perf_counter()
-    checkpoint = train(work / "nab", windows, split, scalers, args.epochs)
-    train_seconds = time.perf_counter() - started
-    detector = Detector.load(checkpoint)
-    table, _ = detect(frame, None, detector, args.eps, args.min_samples, "validation")
-    auto, _ = detect(frame, None, detector, args.eps, args.min_samples, "validation", eps_quantile=args.eps_quantile)
-    router_of = {name: name.split("/")[1].removesuffix(".csv") for name in labels}
+        grid, series[name], step = load_series(root, name)
+        grids.append(grid)
+        steps.add(step)
+    if len(steps) != 1:
+        raise ValueError(f"the NAB series have different steps {sorted(steps)}; one model needs one step")
+    step = steps.pop()
+    frame = features_by_sql(pl.concat(grids))
+    scalers, windows, split, test_start = split_series(frame, args.window, step)
+    likelihood = LikelihoodConfig(refractory=args.refractory)
+    seed_dbscan = SeedDbscan()
+    rows_of = {router: rows for (router,), rows in frame.group_by("router", maintain_order=True)}
+    scored = {}
+    for name, raw in series.items():
+        router = router_of(name)
+        times = raw["timestamp"].to_numpy().astype("datetime64[us]")
+        first = int(np.searchsorted(times, test_start[router]))
+        scored[router] = {"points": len(times), "first_scored_index": first,
+                          "nab_probationary_length": probationary_length(len(times)),
+                          "first_scored_time": str(test_start[router])}
 
-    def by_file(flags_frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
-        return {name: flags_frame.filter(pl.col("router") == router_of[name]) for name in labels}
+    def on_series(name: str, grid_times: np.ndarray, grid_flags: np.ndarray) -> np.ndarray:
+        return grid_flags_to_series(grid_times, grid_flags, series[name], test_start[router_of(name)])
 
-    train_rows = np.zeros(frame.height, dtype=bool)
-    for (router,), rows in frame.with_row_index("_i").group_by("router"):
-        cut = time_cutoffs(rows["timeslot"].to_numpy().astype("datetime64[us]"))[0]
-        train_rows[rows.filter(pl.col("timeslot") < cut.astype("datetime64[us]").item())["_i"].to_numpy()] = True
-    results = {
-        "embed_lstm_dbscan": score(by_file(table.filter(pl.col("is_anomaly")).rename({"time": "timeslot"})), series, labels),
-        f"embed_lstm_dbscan_kdist{args.eps_quantile}": score(by_file(auto.filter(pl.col("is_anomaly")).rename({"time": "timeslot"})), series, labels),
-        "rolling_zscore": score(by_file(frame.filter(pl.Series(rolling_z_flags(frame)))), series, labels),
-        "isolation_forest": score(by_file(frame.filter(pl.Series(forest_flags(frame, scalers, train_rows)))), series, labels),
-    }
-    state = load_checkpoint(checkpoint)
-    return {"detectors": results, "lstm_flagged_share": float(table["is_anomaly"].mean()),
-            "lstm_kdist_flagged_share": float(auto["is_anomaly"].mean()),
-            "forecast_mse": state["scores"], "best_epoch": state["best_epoch"], "train_seconds": train_seconds,
-            "slots": frame.height, "windows": int(len(windows))}
+    # Baselines: causal scores on each series' grid values, thresholds fixed a priori.
+    forest = forest_scores(frame, scalers, test_start)
+    baseline_flags = {b: {} for b in (*BASELINES, "persistence_likelihood")}
+    for name in labels:
+        rows = rows_of[router_of(name)]
+        values, grid_times = rows["max_metric_value"].to_numpy(), rows["timeslot"].to_numpy().astype("datetime64[us]")
+        alarms = {
+            "windowed_gaussian": windowed_gaussian(values) > likelihood.threshold,
+            "rolling_zscore": rolling_zscore(values, Z_WINDOW, Z_WINDOW // 4) > Z_THRESHOLD,
+            "isolation_forest": forest[router_of(name)],
+        }
+        for b, alarm in alarms.items():
+            baseline_flags[b][name] = on_series(name, grid_times, suppress_repeats(alarm & (grid_times >= test_start[router_of(name)]), args.refractory))
+        persistence_error = np.abs(np.diff(values, prepend=values[0]))
+        lik_flags = flags(anomaly_likelihood(persistence_error, likelihood), likelihood) & (grid_times >= test_start[router_of(name)])
+        baseline_flags["persistence_likelihood"][name] = on_series(name, grid_times, lik_flags)
+    results = {b: score(f, series, labels) for b, f in baseline_flags.items()}
+
+    runs = []
+    for seed in args.seeds:
+        started = time.perf_counter()
+        checkpoint, evaluation = train(work / f"nab_seed{seed}", windows, split, scalers, args.epochs, seed, NAB_SPLIT_RULE)
+        detector = Detector.load(checkpoint)
+        run = {"seed": seed, "train_seconds": time.perf_counter() - started, "forecast_evaluation": evaluation}
+        for method, label in (("likelihood", DEFAULT), ("seed_dbscan", "embed_lstm_seed_dbscan")):
+            flagged = {}
+            for name in labels:
+                router = router_of(name)
+                rows = rows_of[router]
+                end = rows["timeslot"].max() + dt.timedelta(seconds=step)
+                found = detect(rows, detector, (test_start[router].astype("datetime64[us]").item(), end),
+                               method, likelihood, seed_dbscan).table
+                alarms = found["is_anomaly"].to_numpy()
+                if method == "seed_dbscan":  # the likelihood suppresses its repeats itself; give DBSCAN the same
+                    alarms = suppress_repeats(alarms, args.refractory)
+                flagged[name] = on_series(name, found["time"].to_numpy().astype("datetime64[us]"), alarms)
+            run[label] = score(flagged, series, labels)
+        run["detection_evaluation"] = detection_evaluation(run, results, sum(
+            v["points"] - v["first_scored_index"] for v in scored.values())).to_dict()
+        runs.append(run)
+    return {"detectors": results, "lstm_runs": runs, "scored_points": scored, "step_seconds": step,
+            "grid_points": frame.height, "windows": int(len(windows)),
+            "split_windows": {s: int((split == i).sum()) for i, s in enumerate(("train", "val", "test"))},
+            "likelihood": likelihood.to_dict()}
 
 
 def run_device_data(path: Path, args, work: Path) -> dict:
-    """The pipeline's own path on the real sample: one global time split, hourly windows of 24."""
+    """The pipeline's own path on the real sample: inferred step, one global 80/10/10 time split, windows of 24."""
     raw = read_device_file(path).drop("source_file", "source_line")
     frame = features_by_sql(raw)
-    times = frame["timeslot"].to_numpy().astype("datetime64[us]")
-    train_end, val_end = time_cutoffs(times)
-    scalers = fit_scalers(frame, 24, 3600, train_end, val_end)
+    step = infer_step_seconds(frame)
+    train_end, val_end = time_cutoffs(frame["timeslot"].to_numpy().astype("datetime64[us]"), 0.8, 0.1)
+    scalers = fit_scalers(frame, args.window, step, train_end, val_end)
     windows, _ = build_windows(frame, scalers)
     split = split_of(windows.target_time, train_end, val_end)
-    checkpoint = train(work / "device_data", windows, split, scalers, args.epochs)
-    detector = Detector.load(checkpoint)
-    test_day = dt.date.fromisoformat(str(val_end)[:10]) + dt.timedelta(days=1)
-    table, _ = detect(frame, test_day, detector, args.eps, args.min_samples, "validation")
-    state = load_checkpoint(checkpoint)
-    return {"forecast_mse": state["scores"], "best_epoch": state["best_epoch"], "windows": int(len(windows)),
-            "test_day": test_day.isoformat(), "test_day_anomaly_rate": float(table["is_anomaly"].mean())}
+    evaluations = [train(work / f"device_seed{seed}", windows, split, scalers, args.epochs, seed, SPLIT_RULE)[1] for seed in args.seeds]
+    return {"step_seconds": step, "windows": int(len(windows)), "evaluations": evaluations}
+
+
+def print_tables(nab: dict, device: dict | None) -> None:
+    rows = {name: [s] for name, s in nab["detectors"].items()}
+    for run in nab["lstm_runs"]:
+        for label in (DEFAULT, "embed_lstm_seed_dbscan"):
+            rows.setdefault(label, []).append(run[label])
+    print(f"\nNAB, 5 series, causal: {sum(v['points'] - v['first_scored_index'] for v in nab['scored_points'].values())} "
+          f"scored points (each series after its first 15 %); LSTM rows: one per seed")
+    routers = list(nab["detectors"]["windowed_gaussian"]["per_series"])
+    print(f"{'detector':<26}{'NAB std':>8}{'F1':>6}{'prec':>6}{'recall':>7}{'events':>7}  " + " ".join(f"{r[:14]:>14}" for r in routers))
+    for name, results in rows.items():
+        for s in results:
+            print(f"{name:<26}{s['nab_standard']:>8.1f}{s['f1']:>6.2f}{s['precision']:>6.2f}{s['recall']:>7.2f}{s['events']:>7}  "
+                  + " ".join(f"{s['per_series'][r]['nab_standard']:>14.1f}" for r in routers))
+    print("\ndetection verdict (core.evaluation), one line per seed:")
+    for run in nab["lstm_runs"]:
+        print(f"  seed {run['seed']}: {Evaluation.from_dict(run['detection_evaluation']).verdict}")
+    print("\nforecast test MSE (scaled), verdict from core.evaluation:")
+    for data, evaluations in (("NAB", [r["forecast_evaluation"] for r in nab["lstm_runs"]]),
+                              ("device_data.csv", device["evaluations"] if device else [])):
+        for e in evaluations:
+            print(f"  {data}: {Evaluation.from_dict(e).verdict}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--slot", type=int, default=3, help="5-minute points per slot")
     parser.add_argument("--window", type=int, default=24)
-    parser.add_argument("--eps", type=float, default=1.0)
-    parser.add_argument("--min-samples", type=int, default=5)
-    parser.add_argument("--eps-quantile", type=float, default=0.99, help="second LSTM row: eps from held-out k-distances")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--refractory", type=int, default=LikelihoodConfig().refractory,
+                        help="points after an alarm in which no detector alarms again")
     args = parser.parse_args(argv)
     root = SHARED_DATA_DIR / "nab"
     if not root.is_dir():
         print(f"skipping device_load_nab: {root} not found (the shared real datasets are absent)")
         return 0
+    device_csv = SHARED_DATA_DIR / "device_load" / "device_data.csv"
     with tempfile.TemporaryDirectory() as tmp:
         nab = run_nab(root, args, Path(tmp))
-        device = run_device_data(SHARED_DATA_DIR / "device_load" / "device_data.csv", args, Path(tmp))
-    print(f"\nNAB: 5 series, {nab['slots']} slots of {5 * args.slot} min, window {args.window}, "
-          f"DBSCAN eps {args.eps} min_samples {args.min_samples}, training {nab['train_seconds']:.0f} s")
-    print(f"{'detector':<30}{'precision':>10}{'recall':>8}{'F1':>7}{'events':>8}{'windows hit':>13}{'NAB std':>9}")
-    for name, s in nab["detectors"].items():
-        print(f"{name:<30}{s['precision']:>10.3f}{s['recall']:>8.3f}{s['f1']:>7.3f}{s['events']:>8}"
-              f"{s['windows_detected']:>8}/{s['windows']:<4}{s['nab_standard']:>9.1f}")
-    print(f"Embed-LSTM+DBSCAN flags {nab['lstm_flagged_share']:.1%} of slots (fixed eps), "
-          f"{nab['lstm_kdist_flagged_share']:.1%} (eps from k-distance quantile {args.eps_quantile})")
-    print(f"\n{'forecast MSE (scaled)':<22}{'best epoch':>11}{'split':>6}{'Embed-LSTM':>12}{'persistence':>13}")
-    for data, result in (("NAB slots", nab), ("device_data.csv", device)):
-        for split, s in result["forecast_mse"].items():
-            print(f"{data:<22}{result['best_epoch']:>11}{split:>6}{s['model_mse']:>12.4f}{s['persistence_mse']:>13.4f}")
-    print(f"device_data.csv anomaly rate on {device['test_day']}: {device['test_day_anomaly_rate']:.3f}")
+        device = run_device_data(device_csv, args, Path(tmp)) if device_csv.is_file() else None
+    print_tables(nab, device)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "nab": nab, "device_data": device}, indent=1, default=str))
+    RESULTS.write_text(json.dumps({"causal": True, "args": vars(args), "nab": nab, "device_data": device},
+                                  indent=1, default=str))
     print(f"wrote {RESULTS}")
     return 0
 

@@ -1,19 +1,30 @@
-"""Device-load assets: landing CSVs -> raw -> features -> scaled windows -> Embed-LSTM -> DBSCAN anomalies."""
+"""Device-load assets: landing CSVs -> raw -> features -> scaled windows -> Embed-LSTM -> anomalies.
+
+The model asset trains a candidate into its own run folder (``runs/<run id>/``) and copies it
+over the live model (``model.pt``, the file detection loads) only when it beats its strongest
+simple baseline on the test split; otherwise the run fails with the reason and the live model
+stays as it was.
+"""
 
 
 import datetime as dt
+import json
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from netassets.core.evaluation import Evaluation, refuse_unless_promotable, split_of, time_cutoffs
+from netassets.core.files import copy_file
 from netassets.core.partitions import context_partition
 from netassets.core.plots import figure_metadata, table_markdown
 from netassets.core.settings import artifacts_dir
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse
-from netassets.device_load.features import build_windows, fit_scalers, split_of, time_cutoffs
+from netassets.device_load.features import build_windows, fit_scalers, infer_step_seconds
 from netassets.device_load.landing import DEFAULT_REGION_PATTERN, PIPELINE, landing_files, read_landing
+from netassets.device_load.likelihood import LikelihoodConfig
 from netassets.device_load.partitions import REGION, device_load_partitions
 
 GROUP = "device_load"
@@ -55,9 +66,12 @@ def device_load_features(context: dg.AssetExecutionContext, warehouse: DuckDBWar
     return dg.MaterializeResult(metadata={"rows": count})
 
 
+SPLIT_RULE = "by target time: first 80 % of distinct times train, next 10 % validate (early stopping), last 10 % test"
+
+
 class WindowsConfig(dg.Config):
     window: int = 24  # steps per input window: 24 for the daily seasonality the seed's notebook shows (its code used 6)
-    step_minutes: int = 60  # sampling step of the series; windows never span a gap
+    step_minutes: int | None = None  # sampling step; None = inferred (median gap within a router); windows never span a gap
     first_day: str | None = None  # training history, ISO days, None = open end
     last_day: str | None = None
 
@@ -65,28 +79,35 @@ class WindowsConfig(dg.Config):
 @dg.asset(group_name=GROUP, deps=[device_load_features], kinds={"numpy"})
 def device_load_windows(context: dg.AssetExecutionContext, config: WindowsConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
     """Per-router winsorised, robust-scaled windows -> next (max, mean), split 80/10/10 by time."""
-    if config.window < 2 or config.step_minutes < 1:
+    if config.window < 2 or (config.step_minutes is not None and config.step_minutes < 1):
         raise ValueError(f"window must be >= 2 and step_minutes >= 1, got {config.window} and {config.step_minutes}")
     bounds = [dt.date.fromisoformat(d) if d else None for d in (config.first_day, config.last_day)]
     history = warehouse.query(load_sql(PIPELINE, "device_load_history"),
                               {"region": None, "first_day": bounds[0], "last_day": bounds[1]})
     if history.is_empty():
         raise ValueError("device_load_features is empty for the chosen days: materialise some partitions first")
+    step_seconds = config.step_minutes * 60 if config.step_minutes is not None else infer_step_seconds(history)
+    step_rule = "configured" if config.step_minutes is not None else "inferred from the data"
     times = history["timeslot"].to_numpy().astype("datetime64[us]")
     # The cut-offs come from the row times; targets follow their rows, so the split is by target time.
-    train_end, val_end = time_cutoffs(times)
-    scalers = fit_scalers(history, config.window, config.step_minutes * 60, train_end, val_end)
+    train_end, val_end = time_cutoffs(times, train=0.8, val=0.1)
+    scalers = fit_scalers(history, config.window, step_seconds, train_end, val_end)
     windows, skipped = build_windows(history, scalers)
     split = split_of(windows.target_time, train_end, val_end)
     counts = {name: int((split == i).sum()) for i, name in enumerate(("train", "val", "test"))}
     if not counts["train"] or not counts["val"]:
-        raise ValueError(f"too little history for a train/validation split of {config.window}-step windows: {counts}")
+        raise ValueError(
+            f"too little history for a train/validation split of {config.window}-step windows at a step of "
+            f"{step_seconds} s ({step_rule}): {history.height} feature rows of {history['router'].n_unique()} routers "
+            f"gave windows {counts}; a window needs {config.window + 1} consecutive rows {step_seconds} s apart"
+            + ("" if config.step_minutes is None else "; is step_minutes right for this data?"))
     out = artifacts_dir(PIPELINE)
     windows.save(out / "windows.npz", split)
     scalers.save(out / "scalers.json")
     return dg.MaterializeResult(metadata={
         **{f"{name}_windows": n for name, n in counts.items()},
         "routers": len(scalers.routers),
+        "step_seconds": step_seconds, "step_rule": step_rule,
         "train_end": str(train_end), "val_end": str(val_end),
         "skipped_routers": dg.MetadataValue.json(skipped),
         "windows_path": dg.MetadataValue.path(str(out / "windows.npz")),
@@ -103,19 +124,41 @@ class TrainingRunConfig(dg.Config):
     seed: int = 0
 
 
+def promote(candidate: Path, evaluation: Evaluation, live: Path) -> Path:
+    """Copy the candidate over the live model if it beats its strongest baseline on test; else dg.Failure."""
+    refuse_unless_promotable(evaluation, candidate=dg.MetadataValue.path(str(candidate)),
+                             live_model=dg.MetadataValue.path(str(live)))
+    return copy_file(candidate, live)
+
+
 @dg.asset(group_name=GROUP, deps=[device_load_windows], kinds={"pytorch"})
 def device_load_model(context: dg.AssetExecutionContext, config: TrainingRunConfig) -> dg.MaterializeResult:
-    """Embed-LSTM trained through torchrun; held-out MSE next to the persistence baseline."""
+    """Embed-LSTM trained through torchrun; promoted to the live model only if it beats its baselines on test."""
     out = artifacts_dir(PIPELINE)
-    args = [f"--windows={out / 'windows.npz'}", f"--scalers={out / 'scalers.json'}", f"--out={model_path()}",
+    candidate = out / "runs" / context.run_id / "model.pt"
+    evaluation_path = candidate.with_name("evaluation.json")
+    args = [f"--windows={out / 'windows.npz'}", f"--scalers={out / 'scalers.json'}", f"--out={candidate}",
+            f"--evaluation={evaluation_path}", f"--split_rule={SPLIT_RULE}",
             f"--epochs={config.epochs}", f"--batch_size={config.batch_size}", f"--lr={config.lr}",
             f"--patience={config.patience}", f"--seed={config.seed}"]
-    return launch_torchrun(context, "netassets.device_load.train", args, nproc=config.nproc).get_materialize_result()
+    trained = launch_torchrun(context, "netassets.device_load.train", args, nproc=config.nproc).get_materialize_result()
+    evaluation = Evaluation.from_dict(json.loads(evaluation_path.read_text()))
+    live = promote(candidate, evaluation, model_path())
+    return dg.MaterializeResult(metadata={**(trained.metadata or {}), **evaluation.metadata(),
+                                          "model_path": dg.MetadataValue.path(str(live))})
 
 
 class AnomaliesConfig(dg.Config):
+    method: str = "likelihood"  # "likelihood" (Numenta's anomaly likelihood on forecast errors) or "seed_dbscan"
+    # likelihood (see likelihood.py; Numenta's defaults, fixed a priori)
+    short_window: int = 10
+    long_window: int = 500
+    min_history: int = 100
+    threshold: float = 1 - 1e-5
+    refractory: int = 100
+    # seed_dbscan, with the seed's parameters
     eps: float = 1.0  # DBSCAN radius on |prediction - actual| in robust-scaled units
-    min_samples: int = 5
+    min_samples: int = 150
     reference: str = "validation"  # cluster with the router's held-out errors, or "partition" alone (seed)
     fallback_mean_error: float | None = None  # the seed's fallback rule (it used 4.0); None = off
     eps_quantile: float | None = None  # e.g. 0.99: eps per router from its held-out k-distances instead of `eps`
@@ -126,17 +169,26 @@ class AnomaliesConfig(dg.Config):
           deps=[device_load_features, device_load_model], kinds={"duckdb", "sklearn"})
 def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesConfig,
                           warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
-    """Predictions, errors and DBSCAN labels (-1 = anomaly) per router for one day and region."""
+    """Predictions, errors, anomaly likelihood and labels (-1 = anomaly) per router for one day and region."""
     # torch and sklearn are imported by this step only, not with the code location
-    from netassets.device_load.detect import Detector, detect, router_figure
+    from netassets.device_load.detect import Detector, SeedDbscan, detect, router_figure
 
     partition = context_partition(context, REGION)
     detector = Detector.load(model_path())
-    context_days = -(-detector.scalers.window * detector.scalers.step_seconds // 86400)  # ceil: days of window context
+    likelihood = LikelihoodConfig(config.short_window, config.long_window, config.min_history,
+                                  config.threshold, config.refractory)
+    # Context before the day: one window of inputs, plus the running error history of the likelihood.
+    context_steps = detector.scalers.window + (likelihood.long_window if config.method == "likelihood" else 0)
+    context_days = -(-context_steps * detector.scalers.step_seconds // 86400)  # ceil
     history = warehouse.query(load_sql(PIPELINE, "device_load_history"), {
         "region": partition.other, "first_day": partition.day - dt.timedelta(days=context_days), "last_day": partition.day})
-    table, skipped = detect(history, partition.day, detector, config.eps, config.min_samples,
-                            config.reference, config.fallback_mean_error, config.eps_quantile)
+    day_start = dt.datetime.combine(partition.day, dt.time())
+    detection = detect(history, detector, (day_start, day_start + dt.timedelta(days=1)), config.method, likelihood,
+                       SeedDbscan(config.eps, config.min_samples, config.reference, config.fallback_mean_error,
+                                  config.eps_quantile))
+    table, skipped = detection.table, detection.skipped
+    for router, note in detection.notes.items():
+        context.log.info("router %s: %s", router, note)
     for router, reason in skipped.items():
         context.log.warning("router %s not scored: %s", router, reason)
     count = warehouse.replace_partition("device_load_anomalies", {"day": partition.day, "region": partition.other},
@@ -153,7 +205,9 @@ def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesCo
         "rows": count,
         "anomalies": int(table["is_anomaly"].sum()) if count else 0,
         "anomaly_rate": float(table["is_anomaly"].mean()) if count else 0.0,
+        "method": config.method,
         "skipped_routers": dg.MetadataValue.json(skipped),
+        "router_notes": dg.MetadataValue.json(detection.notes),
         "per_router": table_markdown(per_router.to_dicts()),
         **plots,
     })

@@ -1,25 +1,29 @@
-"""Anomalies from forecast errors: Embed-LSTM predictions, |prediction - actual|, DBSCAN per router.
+"""Anomalies from forecast errors: Embed-LSTM predictions, |prediction - actual|, then a labelling rule.
 
-DBSCAN labels a point -1 (anomaly) when fewer than ``min_samples`` error vectors lie within
-``eps`` of it. One day holds only 24 hourly points per router, too few for a density, so by
-default each router's points are clustered together with that router's held-out validation
-errors saved in the checkpoint (``reference="validation"``): normal days then sit in the dense
-cluster and only the partition's own points are labelled. ``reference="partition"`` clusters
-the partition's points alone, as the seed did on its whole test set.
+Two rules (``method``):
 
-``eps_quantile`` (optional) replaces the fixed ``eps`` per router by a quantile of the
-k-distance (k = ``min_samples``) among that router's held-out errors: the classic k-distance
-rule for choosing DBSCAN's radius, so a noisy router gets a wider radius than a quiet one.
-It needs ``reference="validation"``.
-
-The seed's fallback (optional, ``fallback_mean_error``): when DBSCAN finds no anomaly but the
-mean error is above the threshold (the seed used 4.0), every point is an anomaly: the whole
-series has drifted away from what the model knows.
+- ``"likelihood"`` (default): each router's error (sum of |error| over max and mean, in
+  robust-scaled units) goes through Numenta's anomaly likelihood (``likelihood.py``): the
+  short mean of recent errors against the running distribution of that router's earlier
+  errors. The history is the router's held-out validation errors saved in the checkpoint
+  (those before the first scored point), then its errors in the context rows before the
+  scored period, then the scored points themselves, in time order: every point is judged
+  only against errors before it. Points with fewer than ``min_history`` earlier errors are
+  not flagged; ``notes`` says how many, per router.
+- ``"seed_dbscan"``: the seed's DBSCAN labelling with the seed's parameters (eps 1,
+  min_samples 150): label -1 when fewer than ``min_samples`` error vectors lie within ``eps``.
+  By default each router's points are clustered together with its validation errors
+  (``reference="validation"``; one day of hourly points is too few for a density);
+  ``"partition"`` clusters the scored points alone, as the seed did on its whole test set.
+  ``eps_quantile`` replaces the fixed ``eps`` per router by a quantile of the k-distance
+  (k = ``min_samples``) among its validation errors. A router with fewer than ``min_samples``
+  validation errors cannot have a k-distance: it falls back to the fixed ``eps`` and
+  ``notes`` says so (the run goes on). The seed's fallback ``fallback_mean_error`` (it used
+  4.0): when DBSCAN finds no anomaly but the mean error exceeds it, every point is an anomaly.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +33,29 @@ from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
 from netassets.core.training import load_checkpoint
-from netassets.device_load.features import Scalers, build_windows
+from netassets.device_load.features import Scalers, Windows, build_windows
+from netassets.device_load.likelihood import LikelihoodConfig, anomaly_likelihood, flags
 from netassets.device_load.model import EmbedLSTM, ModelConfig, predict
 
 ANOMALY = -1
+METHODS = ("likelihood", "seed_dbscan")
+
+
+@dataclass(frozen=True)
+class SeedDbscan:
+    """The seed's DBSCAN labelling and its parameters (eps=1, min_samples=150)."""
+
+    eps: float = 1.0
+    min_samples: int = 150
+    reference: str = "validation"
+    fallback_mean_error: float | None = None
+    eps_quantile: float | None = None
+
+    def __post_init__(self):
+        if self.reference not in ("validation", "partition"):
+            raise ValueError(f"reference must be 'validation' or 'partition', got {self.reference!r}")
+        if self.eps_quantile is not None and self.reference != "validation":
+            raise ValueError("eps_quantile needs reference='validation' (held-out errors to measure)")
 
 
 def dbscan_labels(errors: np.ndarray, eps: float, min_samples: int, reference: np.ndarray | None = None,
@@ -57,52 +80,106 @@ def kdistance_eps(reference: np.ndarray, min_samples: int, quantile: float) -> f
     return float(np.quantile(distances[:, -1], quantile))
 
 
+def router_eps(reference: np.ndarray, config: SeedDbscan) -> tuple[float, str | None]:
+    """DBSCAN radius for one router and, when it fell back to the fixed eps, why."""
+    if config.eps_quantile is None:
+        return config.eps, None
+    if len(reference) < config.min_samples:
+        return config.eps, (f"{len(reference)} validation errors are too few for a k-distance with "
+                            f"min_samples={config.min_samples}: fixed eps {config.eps} used")
+    return kdistance_eps(reference, config.min_samples, config.eps_quantile), None
+
+
 @dataclass
 class Detector:
     model: EmbedLSTM
     scalers: Scalers
-    val_errors: np.ndarray
+    val_errors: np.ndarray  # (n, 2) |prediction - actual| on validation windows
     val_router_id: np.ndarray
+    val_target_time: np.ndarray  # datetime64[us]
 
     @classmethod
     def load(cls, path: Path) -> "Detector":
         if not path.is_file():
             raise FileNotFoundError(f"no trained model at {path}: materialise device_load_model first")
         state = load_checkpoint(path)
+        if "val_target_time" not in state:
+            raise ValueError(f"{path}: checkpoint predates the anomaly-likelihood detector: re-materialise device_load_model")
         model = EmbedLSTM(ModelConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
-        return cls(model, Scalers.from_dict(state["scalers"]), state["val_errors"].numpy(), state["val_router_id"].numpy())
+        return cls(model, Scalers.from_dict(state["scalers"]), state["val_errors"].numpy(), state["val_router_id"].numpy(),
+                   state["val_target_time"].numpy().astype("datetime64[us]"))
 
 
-def detect(frame: pl.DataFrame, day: dt.date | None, detector: Detector, eps: float, min_samples: int,
-           reference: str = "validation", fallback_mean_error: float | None = None,
-           eps_quantile: float | None = None) -> tuple[pl.DataFrame, dict[str, str]]:
-    """Score the rows of ``day`` in ``frame`` (features, previous days as window context; None = all).
+@dataclass
+class Detection:
+    table: pl.DataFrame  # one row per scored point
+    skipped: dict[str, str]  # router -> why it has no scored point
+    notes: dict[str, str]  # router -> fallback or unscored points, for metadata
 
-    Returns the seed's output columns (time, metric values, actual, predictions, label) per
-    router plus errors, and {router: reason} for routers that could not be scored.
+
+def _likelihood_labels(detector: Detector, router_id: int, windows: Windows, errors: np.ndarray,
+                       config: LikelihoodConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(likelihood, labels) of one router's windows, each judged against the errors before it."""
+    mine = detector.val_router_id == router_id
+    earlier = mine & (detector.val_target_time < windows.target_time.min())
+    history = detector.val_errors[earlier][np.argsort(detector.val_target_time[earlier], kind="stable")]
+    sequence = np.concatenate([history.sum(axis=1), errors.sum(axis=1)])
+    likelihood = anomaly_likelihood(sequence, config)
+    flagged = flags(likelihood, config)[len(history):]
+    return likelihood[len(history):], np.where(flagged, ANOMALY, 0).astype(np.int64)
+
+
+def detect(frame: pl.DataFrame, detector: Detector, period: tuple | None = None, method: str = "likelihood",
+           likelihood: LikelihoodConfig = LikelihoodConfig(), dbscan: SeedDbscan = SeedDbscan()) -> Detection:
+    """Score the rows of ``frame`` whose time falls in ``period`` = [start, end) (None = all).
+
+    ``frame`` holds feature rows sorted by router and time; rows before ``period`` are
+    context (window inputs and, for the likelihood, the running error history). Returns the
+    seed's output columns (time, metric values, actual, predictions, label) per router plus
+    errors and the likelihood.
     """
-    if reference not in ("validation", "partition"):
-        raise ValueError(f"reference must be 'validation' or 'partition', got {reference!r}")
-    if eps_quantile is not None and reference != "validation":
-        raise ValueError("eps_quantile needs reference='validation' (held-out errors to measure)")
-    windows, skipped = build_windows(frame, detector.scalers)
-    if day is not None:
-        windows = windows.take(windows.target_time.astype("datetime64[D]") == np.datetime64(day, "D"))
-    predicted = predict(detector.model, windows.x, windows.router_id)
-    errors = np.abs(predicted - windows.actual)
-    labels, in_units = np.zeros(len(windows), dtype=np.int64), np.zeros_like(predicted)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    all_windows, skipped = build_windows(frame, detector.scalers)
+    in_period = np.ones(len(all_windows), dtype=bool)
+    if period is not None:
+        start, end = (np.datetime64(p, "us") for p in period)
+        in_period = (all_windows.target_time >= start) & (all_windows.target_time < end)
+    predicted_all = predict(detector.model, all_windows.x, all_windows.router_id)
+    errors_all = np.abs(predicted_all - all_windows.actual)
+    labels_all = np.zeros(len(all_windows), dtype=np.int64)
+    likelihood_all = np.full(len(all_windows), np.nan)
+    notes: dict[str, str] = {}
+    for router_id in np.unique(all_windows.router_id[in_period]):
+        router = detector.scalers.routers[router_id]
+        mine = all_windows.router_id == router_id
+        if method == "likelihood":
+            likelihood_all[mine], labels_all[mine] = _likelihood_labels(
+                detector, router_id, all_windows.take(mine), errors_all[mine], likelihood)
+            unscored = int(np.isnan(likelihood_all[mine & in_period]).sum())
+            if unscored:
+                notes[router] = (f"{unscored} of {int((mine & in_period).sum())} points not scored: fewer than "
+                                 f"{likelihood.min_history} earlier errors (validation + context)")
+            continue
+        mine &= in_period
+        ref = detector.val_errors[detector.val_router_id == router_id] if dbscan.reference == "validation" else None
+        radius, fallback = router_eps(ref, dbscan) if ref is not None else (dbscan.eps, None)
+        if fallback:
+            notes[router] = fallback
+        labels_all[mine] = dbscan_labels(errors_all[mine], radius, dbscan.min_samples, ref, dbscan.fallback_mean_error)
+    windows = all_windows.take(in_period)
+    predicted, errors, labels = predicted_all[in_period], errors_all[in_period], labels_all[in_period]
+    in_units = np.zeros_like(predicted)
     for router_id in np.unique(windows.router_id):
         mine = windows.router_id == router_id
-        ref = detector.val_errors[detector.val_router_id == router_id] if reference == "validation" else None
-        radius = eps if eps_quantile is None else kdistance_eps(ref, min_samples, eps_quantile)
-        labels[mine] = dbscan_labels(errors[mine], radius, min_samples, ref, fallback_mean_error)
         in_units[mine] = detector.scalers.per_router[detector.scalers.routers[router_id]].unscale_targets(predicted[mine])
     rows = frame[windows.row.tolist()] if len(windows) else frame.clear()
-    seen_today = set((frame if day is None else frame.filter(pl.col("timeslot").dt.date() == day))["router"].to_list())
-    skipped = {r: why for r, why in skipped.items() if r in seen_today}
-    scored = set(rows["router"].to_list())
-    for router in sorted(seen_today - scored - set(skipped)):
+    scored_rows = frame if period is None else frame.filter(
+        (pl.col("timeslot") >= pl.lit(period[0])) & (pl.col("timeslot") < pl.lit(period[1])))
+    seen = set(scored_rows["router"].to_list())
+    skipped = {r: why for r, why in skipped.items() if r in seen}
+    for router in sorted(seen - set(rows["router"].to_list()) - set(skipped)):
         skipped[router] = f"fewer than {detector.scalers.window} consecutive steps before its points"
     table = rows.select("day", "region", "router", pl.col("timeslot").alias("time"), "max_metric_value", "mean_metric_value").with_columns(
         pl.Series("actual_max", windows.actual[:, 0], dtype=pl.Float64),
@@ -113,9 +190,10 @@ def detect(frame: pl.DataFrame, day: dt.date | None, detector: Detector, eps: fl
         pl.Series("predicted_mean_value", in_units[:, 1], dtype=pl.Float64),
         pl.Series("error_max", errors[:, 0], dtype=pl.Float64),
         pl.Series("error_mean", errors[:, 1], dtype=pl.Float64),
+        pl.Series("likelihood", likelihood_all[in_period], dtype=pl.Float64, nan_to_null=True),
         pl.Series("label", labels, dtype=pl.Int64),
     ).with_columns((pl.col("label") == ANOMALY).alias("is_anomaly")).sort("router", "time")
-    return table, skipped
+    return Detection(table, skipped, notes)
 
 
 def router_figure(rows: pl.DataFrame, router: str):

@@ -1,4 +1,4 @@
-"""Per-router winsorisation and robust scaling, sliding windows and the time-ordered split.
+"""Per-router winsorisation and robust scaling, the sampling step and grid, sliding windows.
 
 The seed's order, minus its leak: winsorisation bounds and scaler statistics are fitted on the
 training period only (the seed winsorised the whole file before splitting). Per router and
@@ -27,6 +27,7 @@ FEATURES = (
     "delta_max", "delta_mean", "zscore_max", "zscore_mean",
 )
 TARGETS = (0, 1)  # next max_metric_value, next mean_metric_value
+TARGET_COLUMNS = ("max_metric_value", "mean_metric_value")
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,46 @@ class Windows:
             target_time=self.target_time.astype("int64"), row=self.row, split=split))
 
 
-def time_cutoffs(times: np.ndarray, train: float = 0.8, val: float = 0.1) -> tuple[np.datetime64, np.datetime64]:
-    """Timestamps splitting the distinct target times 80/10/10, the same cut for every router."""
-    distinct = np.unique(times)
-    if len(distinct) < 3:
-        raise ValueError(f"need at least 3 distinct target times to split train/val/test, got {len(distinct)}")
-    return distinct[max(int(len(distinct) * train), 1)], distinct[min(max(int(len(distinct) * (train + val)), 2), len(distinct) - 1)]
+def infer_step_seconds(frame: pl.DataFrame) -> int:
+    """The sampling step: the median gap between consecutive rows of the same router, in whole seconds.
+
+    The median, not the smallest gap, so a few early or duplicated samples do not halve the
+    step; gaps (missing samples) are rarer than regular steps, so they do not move it either.
+    """
+    gaps = (frame.sort("router", "timeslot")
+            .select(pl.col("timeslot").diff().over("router").dt.total_seconds().alias("gap"))
+            .filter(pl.col("gap") > 0)["gap"])
+    if gaps.is_empty():
+        raise ValueError(f"cannot infer the sampling step from {frame.height} rows: no router has two distinct timeslots")
+    return max(int(round(gaps.median())), 1)
 
 
-def split_of(times: np.ndarray, train_end: np.datetime64, val_end: np.datetime64) -> np.ndarray:
-    """0 = train, 1 = validation, 2 = test, by target time."""
-    return np.where(times < train_end, 0, np.where(times < val_end, 1, 2)).astype(np.int8)
+def regular_grid(raw: pl.DataFrame, step_seconds: int, max_fill_steps: int = 2) -> pl.DataFrame:
+    """Resample device_data rows to a regular ``step_seconds`` grid per router (the documented rule).
+
+    - each timeslot is floored to the grid (``timeslot - timeslot mod step``, UTC epoch origin);
+    - rows falling in the same grid step merge: max of ``max_metric_value``, mean of ``mean_metric_value``;
+    - a hole of up to ``max_fill_steps`` missing steps is filled with the last value before it
+      (causal: never a later value), so irregular sampling does not break every window;
+      longer holes stay holes (windows never span them).
+
+    Integer metric values are accepted and become floats. Columns other than router, region,
+    hostname, ifname, timeslot and the two metrics are dropped; ``day`` is recomputed.
+    """
+    step = f"{int(step_seconds)}s"
+    merged = (raw.with_columns(pl.col("timeslot").dt.truncate(step), *(pl.col(m).cast(pl.Float64) for m in TARGET_COLUMNS))
+              .group_by("router", "region", "hostname", "ifname", "timeslot")
+              .agg(pl.col("max_metric_value").max(), pl.col("mean_metric_value").mean())
+              .sort("router", "timeslot"))
+    grid = (merged.group_by("router", "region", "hostname", "ifname", maintain_order=True)
+            .agg(pl.datetime_ranges(pl.col("timeslot").min(), pl.col("timeslot").max(), step).alias("timeslot"))
+            .explode("timeslot"))
+    filled = (grid.join(merged, on=["router", "region", "hostname", "ifname", "timeslot"], how="left")
+              .sort("router", "timeslot")
+              .with_columns(*(pl.col(m).forward_fill(limit=max_fill_steps).over("router") for m in TARGET_COLUMNS))
+              .drop_nulls(TARGET_COLUMNS))
+    return filled.with_columns(pl.col("timeslot").dt.date().alias("day")).select(
+        "day", "region", "router", "hostname", "ifname", "timeslot", *TARGET_COLUMNS)
 
 
 def fit_scalers(frame: pl.DataFrame, window: int, step_seconds: int, train_end: np.datetime64,

@@ -5,7 +5,10 @@ DDP over torchrun's ranks (gloo on CPU); each rank takes an equal shard of the s
 training windows, so every rank runs the same number of steps. Validation runs on every rank
 (the set is small and the weights are identical), so early stopping and the LR schedule agree
 without a broadcast. Rank 0 saves the best checkpoint and reports, through dagster-pipes,
-held-out MSE next to the persistence baseline (next value = last value).
+its validation MSE (the split early stopping read) and its test MSE next to the simple
+baselines on the same test windows (``--evaluation``, a JSON
+``netassets.core.evaluation.Evaluation``): the asset promotes the checkpoint only when it wins
+on test.
 """
 
 from __future__ import annotations
@@ -20,21 +23,26 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from netassets.core.plots import markdown_table
+from netassets.core.evaluation import Evaluation
+from netassets.core.files import write_json
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
     EarlyStopping, all_reduce_sum, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
     shutdown_distributed,
 )
 from netassets.device_load.features import Windows, load_windows
-from netassets.device_load.model import EmbedLSTM, ModelConfig, persistence, predict
+from netassets.device_load.model import EmbedLSTM, ModelConfig, persistence, predict, window_mean
+
+MODEL_NAME = "embed_lstm"
 
 
 @dataclass
 class TrainConfig:
     windows: str = ""  # windows.npz written by device_load_windows
     scalers: str = ""  # scalers.json beside it; embedded in the checkpoint
-    out: str = ""  # checkpoint path
+    out: str = ""  # candidate checkpoint path (the asset promotes it)
+    evaluation: str = ""  # where to write the test-split Evaluation as JSON
+    split_rule: str = "by target time, as saved in the windows file"  # how the windows were split, for the verdict
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -50,7 +58,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     for field in dataclasses.fields(TrainConfig):
         parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
     config = TrainConfig(**vars(parser.parse_args(argv)))
-    for name in ("windows", "scalers", "out"):
+    for name in ("windows", "scalers", "out", "evaluation"):
         if not getattr(config, name):
             parser.error(f"--{name} is required")
     return config
@@ -82,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     if shard == 0 or config.epochs < 1:
         raise SystemExit(f"{config.windows}: {len(train)} training windows for {env.world_size} process(es) and "
                          f"{config.epochs} epoch(s): need at least one window per process and one epoch")
-    # Detection loads config.out while this trains: the best epoch so far waits beside it, and
-    # config.out is replaced only by the finished checkpoint.
+    # The best epoch so far waits beside config.out, which is written only once, finished
+    # (the asset then decides whether it replaces the live model).
     best_path = Path(config.out).with_name(f".{Path(config.out).name}.best")
     if env.is_main:
         best_path.unlink(missing_ok=True)
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"{config.windows}: validation error was never finite; no model to keep")
             best = load_checkpoint(best_path)
             model.load_state_dict(best["model"])
-            report = evaluate(model, {"val": val, "test": test})
+            evaluation = evaluate(model, val, test, scalers["routers"], config.split_rule)
             val_errors = np.abs(predict(model, val.x, val.router_id) - val.actual)
             save_checkpoint(Path(config.out), {
                 "model": model.state_dict(),
@@ -124,46 +132,46 @@ def main(argv: list[str] | None = None) -> None:
                 "train_config": dataclasses.asdict(config),
                 "scalers": scalers,
                 "best_epoch": best["epoch"],
-                # DBSCAN's reference density at inference: held-out errors per router.
+                # The detector's reference at inference: held-out errors per router, in time order.
                 "val_errors": torch.as_tensor(val_errors),
                 "val_router_id": torch.as_tensor(val.router_id),
-                "scores": report["scores"],
+                "val_target_time": torch.as_tensor(val.target_time.astype("int64")),
+                "evaluation": evaluation.to_dict(),
             })
+            write_json(Path(config.evaluation), evaluation.to_dict())
             best_path.unlink()
             session.report(metadata={
-                **report["metadata"],
+                "val_mse": stopper.best,  # validation: the split early stopping chose the epoch on
+                "test_mse": evaluation.scores[MODEL_NAME]["mse"],
+                "test_beats_strongest_baseline": evaluation.beats_strongest_baseline,
                 "best_epoch": best["epoch"],
                 "epochs_run": epoch + 1,
                 "nproc": env.world_size,
                 "train_windows": len(train),
                 "val_windows": len(val),
                 "test_windows": len(test),
-                "checkpoint": str(best_path),
+                "candidate": str(config.out),
             })
     shutdown_distributed()
 
 
-def evaluate(model: EmbedLSTM, sets: dict[str, Windows]) -> dict:
-    """Held-out MSE of the model and of persistence, in scaled units, on the winsorised targets."""
-    rows, scores = [], {}
-    for name, part in sets.items():
-        if not len(part):
-            continue
-        model_mse = mse(predict(model, part.x, part.router_id), part.y)
-        baseline_mse = mse(persistence(torch.as_tensor(part.x)).numpy(), part.y)
-        scores[name] = {"model_mse": model_mse, "persistence_mse": baseline_mse}
-        rows.append({"split": name, "windows": len(part), "embed_lstm_mse": model_mse,
-                     "persistence_mse": baseline_mse, "beats_baseline": model_mse < baseline_mse})
-    val = scores["val"]
-    return {
-        "scores": scores,
-        "metadata": {
-            "val_mse": val["model_mse"],
-            "val_persistence_mse": val["persistence_mse"],
-            "beats_persistence": bool(val["model_mse"] < val["persistence_mse"]),
-            "scores": {"type": "md", "raw_value": markdown_table(rows)},
-        },
-    }
+def evaluate(model: EmbedLSTM, val: Windows, test: Windows, routers: list[str], split_rule: str) -> Evaluation:
+    """Test MSE (scaled, winsorised targets) of the model and of each simple baseline, on the same windows.
+
+    Baselines: persistence (next = last value) and the window mean. Validation MSE rides
+    along as a separate column, named as such: it chose the epoch, so it is not the verdict.
+    """
+    predictions = {MODEL_NAME: lambda part: predict(model, part.x, part.router_id),
+                   "persistence": lambda part: persistence(torch.as_tensor(part.x)).numpy(),
+                   "window_mean": lambda part: window_mean(torch.as_tensor(part.x)).numpy()}
+    scores = {name: {"mse": mse(forecast(test), test.y), "val_mse": mse(forecast(val), val.y)}
+              for name, forecast in predictions.items()}
+    missing = sorted(set(routers) - {routers[i] for i in np.unique(test.router_id)})
+    notes = (f"routers with no test windows (not in the verdict): {', '.join(missing)}",) if missing else ()
+    if not len(test):
+        notes += ("no test windows at all: the verdict cannot be read; load more days",)
+    return Evaluation(model=MODEL_NAME, metric="mse", higher_is_better=False, scores=scores, rows=len(test),
+                      split_rule=split_rule, notes=notes)
 
 
 if __name__ == "__main__":

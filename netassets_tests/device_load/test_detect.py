@@ -1,11 +1,80 @@
-"""DBSCAN labelling on constructed error series with known outliers, and the seed's fallback rule."""
+"""Detection: causal scoring of a hand-made series, DBSCAN labelling with known outliers, fallbacks."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import datetime as dt
 
-from netassets.device_load.detect import ANOMALY, dbscan_labels, kdistance_eps
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from netassets.device_load.detect import ANOMALY, Detector, SeedDbscan, dbscan_labels, detect, kdistance_eps, router_eps
+from netassets.device_load.features import FEATURES, RouterScaler, Scalers
+from netassets.device_load.likelihood import LikelihoodConfig
+from netassets.device_load.model import EmbedLSTM, ModelConfig
+
+START = dt.datetime(2025, 6, 20)
+WINDOW = 4
+
+
+def _frame(values) -> pl.DataFrame:
+    n = len(values)
+    columns = {f: np.asarray(values, dtype=float) * (i + 1) for i, f in enumerate(FEATURES)}
+    return pl.DataFrame({"day": [START.date()] * n, "region": "nl", "router": "a",
+                         "timeslot": [START + dt.timedelta(hours=h) for h in range(n)], **columns})
+
+
+def _detector(val_errors: int = 30) -> Detector:
+    torch.manual_seed(0)
+    flat = RouterScaler([-1e9] * 8, [1e9] * 8, [0.0] * 8, [1.0] * 8)
+    scalers = Scalers(["a"], WINDOW, 3600, "", "", {"a": flat})
+    val_times = np.array([np.datetime64(START - dt.timedelta(hours=val_errors - h), "us") for h in range(val_errors)])
+    errors = np.abs(np.random.default_rng(0).normal(0, 0.1, (val_errors, 2))).astype(np.float32)
+    return Detector(EmbedLSTM(ModelConfig(n_routers=1)), scalers, errors, np.zeros(val_errors, dtype=np.int64), val_times)
+
+
+def test_detection_is_causal_no_score_uses_a_later_point():
+    values = np.sin(np.arange(120) / 4.0)
+    values[90] = 25.0  # a spike the (untrained) forecaster cannot predict
+    config = LikelihoodConfig(short_window=3, long_window=60, min_history=20, refractory=10)
+    period = (START + dt.timedelta(hours=40), START + dt.timedelta(hours=120))
+    first = detect(_frame(values), _detector(), period, "likelihood", config).table
+    assert first["time"].min() == period[0] and first.height == 80
+    later = values.copy()
+    later[70:] = -50.0  # rewrite everything from hour 70 on
+    second = detect(_frame(later), _detector(), period, "likelihood", config).table
+    before = pl.col("time") < START + dt.timedelta(hours=70)
+    columns = ["predicted_max", "error_max", "likelihood", "label"]
+    assert first.filter(before).select(columns).equals(second.filter(before).select(columns))
+    assert not first.filter(~before).select(columns).equals(second.filter(~before).select(columns))
+    assert first.filter(pl.col("is_anomaly"))["time"].to_list() == [START + dt.timedelta(hours=90)]
+
+
+def test_a_router_with_too_few_validation_errors_falls_back_to_the_fixed_eps():
+    few = np.abs(np.random.default_rng(4).normal(0, 0.1, (12, 2)))
+    eps, why = router_eps(few, SeedDbscan(eps=1.0, min_samples=150, eps_quantile=0.99))
+    assert eps == 1.0 and "12 validation errors are too few" in why and "fixed eps 1.0" in why
+    eps, why = router_eps(few, SeedDbscan(eps=1.0, min_samples=5, eps_quantile=0.99))
+    assert why is None and eps == kdistance_eps(few, 5, 0.99)
+    # In a detection run the router is still scored and the note names it.
+    detection = detect(_frame(np.sin(np.arange(60) / 4.0)), _detector(val_errors=12), None, "seed_dbscan",
+                       dbscan=SeedDbscan(min_samples=150, eps_quantile=0.99))
+    assert detection.table.height == 60 - WINDOW and "too few" in detection.notes["a"]
+
+
+def test_a_router_without_enough_history_is_noted_not_flagged():
+    detection = detect(_frame(np.sin(np.arange(30) / 4.0)), _detector(val_errors=3), None, "likelihood",
+                       LikelihoodConfig(min_history=20))
+    assert not detection.table["is_anomaly"].any()
+    assert detection.notes["a"].startswith("17 of 26 points not scored: fewer than 20 earlier errors")  # 3 validation errors + 17 points
+
+
+def test_a_series_shorter_than_one_window_is_skipped_with_its_reason():
+    detection = detect(_frame([1.0, 2.0, 3.0]), _detector(), None)
+    assert detection.table.height == 0 and "not longer than the window (4)" in detection.skipped["a"]
+    with pytest.raises(ValueError, match="method must be one of"):
+        detect(_frame([1.0] * 10), _detector(), None, "dbscan")
 
 
 def test_dbscan_flags_the_planted_outliers():

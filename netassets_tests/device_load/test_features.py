@@ -8,8 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from netassets.core.evaluation import split_of, time_cutoffs
 from netassets.core.sql import load_sql
-from netassets.device_load.features import FEATURES, RouterScaler, Scalers, build_windows, split_of, time_cutoffs
+from netassets.device_load.features import (
+    FEATURES, RouterScaler, Scalers, build_windows, infer_step_seconds, regular_grid,
+)
 
 DAY = dt.date(2025, 6, 20)
 
@@ -90,10 +93,44 @@ def test_windows_skip_gaps_short_series_and_unseen_routers():
 
 def test_time_split_is_ordered_and_shared_by_routers():
     times = np.array([np.datetime64("2025-06-20T00") + np.timedelta64(h, "h") for h in range(20)] * 2)
-    train_end, val_end = time_cutoffs(times)
+    train_end, val_end = time_cutoffs(times, train=0.8, val=0.1)  # the device-load windows' rule
     split = split_of(times, train_end, val_end)
     assert (split[:20] == split[20:]).all()  # the same cut for every router
     assert split[:16].max() == 0 and (split[16:18] == 1).all() and (split[18:20] == 2).all()
     assert (np.diff(split[:20]) >= 0).all()
     with pytest.raises(ValueError, match="at least 3 distinct"):
         time_cutoffs(times[:2])
+
+
+def _device_rows(router, times, values):
+    return pl.DataFrame({"router": router, "region": "nl", "hostname": "h", "ifname": "i", "timeslot": times,
+                         "max_metric_value": values, "mean_metric_value": values})
+
+
+def test_step_is_the_median_gap_within_routers():
+    start = dt.datetime(2025, 6, 20)
+    minutes = [0, 1, 2, 3, 5, 6, 7, 30]  # one-minute data with a hole and a long gap
+    frame = pl.concat([_device_rows("a", [start + dt.timedelta(minutes=m) for m in minutes], [1] * 8),
+                       _device_rows("b", [start + dt.timedelta(hours=5, minutes=m) for m in range(4)], [1] * 4)])
+    assert infer_step_seconds(frame) == 60  # the jump from router a to router b is not a gap
+    with pytest.raises(ValueError, match="cannot infer the sampling step from 1 rows"):
+        infer_step_seconds(frame.head(1))
+
+
+def test_regular_grid_floors_merges_fills_short_holes_and_accepts_integers():
+    start = dt.datetime(2025, 6, 20)
+    at = lambda m, s=0: start + dt.timedelta(minutes=m, seconds=s)  # noqa: E731
+    # Irregular five-minute samples, integer values: 00:00:10 and 00:03:00 share the first step.
+    times = [at(0, 10), at(3), at(5, 20), at(10, 40), at(25), at(55)]
+    raw = _device_rows("a", times, [4, 6, 5, 7, 9, 3])
+    grid = regular_grid(raw, 300, max_fill_steps=2)
+    assert grid["max_metric_value"].dtype == pl.Float64
+    got = {t.strftime("%H:%M"): (mx, mn) for t, mx, mn in grid.select("timeslot", "max_metric_value", "mean_metric_value").iter_rows()}
+    assert got["00:00"] == (6.0, 5.0)  # merged: max of max, mean of mean
+    assert got["00:05"] == (5.0, 5.0) and got["00:10"] == (7.0, 7.0)
+    assert got["00:15"] == got["00:20"] == (7.0, 7.0)  # a two-step hole is carried forward
+    assert got["00:25"] == (9.0, 9.0)
+    # 00:30 .. 00:50 is a five-step hole: two steps carried, the rest stays a hole.
+    assert "00:30" in got and "00:35" in got and not any(k in got for k in ("00:40", "00:45", "00:50"))
+    assert got["00:55"] == (3.0, 3.0)
+    assert grid["day"].to_list() == [dt.date(2025, 6, 20)] * grid.height

@@ -9,6 +9,7 @@ import json
 import dagster as dg
 import numpy as np
 import polars as pl
+import pytest
 
 from netassets.core.settings import artifacts_dir, landing_dir
 from netassets.device_load import sample
@@ -51,14 +52,16 @@ def test_end_to_end(netassets_home, warehouse, instance):
     # Windows + training through the real torchrun launcher, 2 gloo ranks.
     result = materialize([device_load_windows, device_load_model], None, warehouse, instance, run_config={"ops": {
         "device_load_windows": {"config": {"window": 6}},
-        "device_load_model": {"config": {"nproc": 2, "epochs": 2}},
+        "device_load_model": {"config": {"nproc": 2, "epochs": 4}},
     }})
     assert result.success
     model_meta = result.asset_materializations_for_node("device_load_model")[0].metadata
+    print(model_meta["verdict"].value)
     assert model_meta["nproc"].value == 2
-    for key in ("val_mse", "val_persistence_mse", "beats_persistence", "scores"):
+    for key in ("val_mse", "test_mse", "evaluation", "verdict", "strongest_baseline", "evaluation_split"):
         assert key in model_meta
     assert np.isfinite(model_meta["val_mse"].value) and model_meta["val_mse"].value > 0
+    assert model_meta["evaluation_split"].value.startswith("test: ")
     assert (artifacts_dir("device_load") / "scalers.json").is_file()
 
     # Score the day with the most injected anomaly hours.
@@ -67,7 +70,9 @@ def test_end_to_end(netassets_home, warehouse, instance):
         day = a["start"][:10]
         hours_by_day[day] = hours_by_day.get(day, 0) + a["hours"]
     day = max(sorted(hours_by_day), key=hours_by_day.get)
-    result = materialize([device_load_anomalies, anomaly_rate], f"{day}|nl", warehouse, instance)
+    # Four days of hourly data: a short running error history (the default needs 100 earlier errors).
+    short_history = {"ops": {"device_load_anomalies": {"config": {"min_history": 24, "long_window": 48, "refractory": 3}}}}
+    result = materialize([device_load_anomalies, anomaly_rate], f"{day}|nl", warehouse, instance, run_config=short_history)
     assert result.success
     meta = result.asset_materializations_for_node("device_load_anomalies")[0].metadata
     assert any(k.startswith("plot ") for k in meta)
@@ -90,7 +95,7 @@ def test_end_to_end(netassets_home, warehouse, instance):
     write_csv(landing_dir("device_load") / "new_switch.csv",
               hourly("nl-new-switch-09", "Gi0/1", dt.datetime.fromisoformat(day), [5.0] * 24, [3.0] * 24))
     assert materialize([device_load_raw, device_load_features], f"{day}|nl", warehouse, instance).success
-    result = materialize([device_load_anomalies], f"{day}|nl", warehouse, instance)
+    result = materialize([device_load_anomalies], f"{day}|nl", warehouse, instance, run_config=short_history)
     assert result.success
     skipped = result.asset_materializations_for_node("device_load_anomalies")[0].metadata["skipped_routers"].value
     assert list(skipped) == ["nl-new-switch-09-Gi0/1"] and "unseen" in skipped["nl-new-switch-09-Gi0/1"]
@@ -115,3 +120,23 @@ def test_definitions_sensor_and_schedules(netassets_home, instance):
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2025, 6, 3, 2))
     requests = daily(context)
     assert sorted(r.partition_key for r in requests) == ["2025-06-02|be", "2025-06-02|nl"]
+
+
+def test_windows_infer_a_one_minute_step_and_name_it_when_history_is_short(netassets_home, warehouse, instance):
+    start = dt.datetime(2025, 6, 1)
+    minutes = 6 * 60  # six hours of one-minute samples: no hourly window could ever form
+    load = [5.0 + np.sin(m / 30.0) for m in range(minutes)]
+    rows = [("nl-ams-sw-01", "Gi0/1", (start + dt.timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M:%S"), v + 1, v)
+            for m, v in enumerate(load)]
+    write_csv(landing_dir("device_load") / "minutes.csv", rows)
+    assert materialize([device_load_raw, device_load_features], f"{start.date()}|nl", warehouse, instance).success
+    result = materialize([device_load_windows], None, warehouse, instance,
+                         run_config={"ops": {"device_load_windows": {"config": {"window": 6}}}})
+    meta = result.asset_materializations_for_node("device_load_windows")[0].metadata
+    assert meta["step_seconds"].value == 60 and meta["step_rule"].value == "inferred from the data"
+    assert meta["train_windows"].value > 0 and meta["val_windows"].value > 0
+    # A configured hourly step on the same data: the message names the step and the counts.
+    with pytest.raises(ValueError, match=r"at a step of 3600 s \(configured\): 360 feature rows of 1 routers gave windows "
+                                         r"\{'train': 0, 'val': 0, 'test': 0\}.*is step_minutes right"):
+        materialize([device_load_windows], None, warehouse, instance,
+                    run_config={"ops": {"device_load_windows": {"config": {"window": 6, "step_minutes": 60}}}})
