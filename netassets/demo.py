@@ -97,7 +97,7 @@ PIPELINES = [
             Stage(
                 ["lens_gmm", "lens_patchtst", "lens_patchtst_production"],
                 run_config={"ops": {"lens_patchtst": {"config": {
-                    "channels": "both", "epochs": 6, "batch_size": 32, "lr": 0.01, "d_model": 32,
+                    "channels": "nearest", "epochs": 20, "batch_size": 32, "lr": 0.01, "d_model": 32,
                     "num_attention_heads": 2, "num_hidden_layers": 1, "ffn_dim": 64, "patch_length": 10}}}},
             ),
             Stage(["lens_clusters"], _landed("lens")),

@@ -10,7 +10,7 @@ from netassets.lens.model_assets import (
     lens_patchtst,
     lens_patchtst_production,
 )
-from netassets.lens.model_checks import lens_clusters_gx, lens_group_features_gx, lens_patchtst_beats_majority
+from netassets.lens.model_checks import lens_clusters_gx, lens_group_features_gx, lens_patchtst_beats_strongest_baseline
 from netassets.lens.sensors import lens_daily_schedule, lens_ingest_job, lens_landing_sensor
 
 # Per partition: features and cluster assignment. The two sensors below keep lens_clusters in step:
@@ -60,14 +60,14 @@ lens_clusters_after_features = materialization_sensor(
 lens_models_retrain = monthly_retrain_schedule(
     name="lens_monthly_retrain",
     target=dg.AssetSelection.assets(lens_gmm, lens_patchtst, lens_patchtst_production),
-    description="Refit the global GMM, retrain PatchTST on its clusters, promote it if it beats the majority baseline.",
+    description="Refit the global GMM, retrain PatchTST on its clusters, promote it if it beats its strongest baseline.",
 )
 
 defs = dg.Definitions(
     assets=[lens_raw_irtt, lens_clean_groups, lens_group_features, lens_gmm, lens_clusters, lens_patchtst,
             lens_patchtst_production],
     asset_checks=[lens_raw_irtt_gx, lens_clean_groups_gx, lens_group_features_gx, lens_clusters_gx,
-                  lens_patchtst_beats_majority],
+                  lens_patchtst_beats_strongest_baseline],
     jobs=[lens_ingest_job, lens_clusters_job],
     sensors=[lens_landing_sensor, lens_clusters_after_retrain, lens_clusters_after_features],
     schedules=[lens_daily_schedule, lens_models_retrain],

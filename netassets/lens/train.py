@@ -11,7 +11,9 @@ Every ``save_interval`` epochs ``last.pt`` is written; a new run with the same `
 continues from it (``--resume``, default on), mid-epoch if it stopped there, with the RNG
 state restored, so an interrupted run ends with the same weights as an uninterrupted one.
 ``best.pt`` holds the weights with the best monitored validation metric; the test split is
-scored once, with those weights, at the end.
+scored once, with those weights, at the end. The learning rate follows
+``TrainConfig.learning_rate`` (warmup, then cosine decay) by optimiser step, so a resumed run
+continues the schedule where it stopped.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
                     "running": running, "history": history, "best": stopper.state(), "rng": rng_state(env.device),
                     "input_mean": data["input_mean"].tolist(), "input_std": data["input_std"].tolist()}
 
+        total_steps = config.epochs * len(loader)  # the schedule's length; a resume with more epochs stretches it
         interrupted = False
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
@@ -183,7 +186,9 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
                 wait_time += time.perf_counter() - fetch_start
                 with autocast():
                     logits = ddp_model(past_values=xb).prediction_logits.float()
-                loss = F.cross_entropy(logits, yb, weight=weight)
+                loss = F.cross_entropy(logits, yb, weight=weight, label_smoothing=config.label_smoothing)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate(step, total_steps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -204,7 +209,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
             elapsed = time.perf_counter() - epoch_start
             epoch_loss, count, samples_all, wait_all, elapsed_all = all_reduce_sum(
                 [running[0] + loss_sum.item(), running[1] + samples, samples, wait_time, elapsed], env)
-            record = {"epoch": epoch + 1, "train_loss": epoch_loss / max(count, 1),
+            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": epoch_loss / max(count, 1),
                       "samples_per_s": samples_all / max(elapsed_all / env.world_size, 1e-9),
                       "data_wait_share": wait_all / max(elapsed_all, 1e-9)}
             running, batches_done = [0.0, 0.0], 0

@@ -7,23 +7,27 @@ import pytest
 import torch
 
 from netassets.core.training import load_checkpoint
-from netassets.lens.model_assets import LensPatchTSTConfig, lens_patchtst, lens_patchtst_production, patchtst_dir
-from netassets.lens.model_checks import lens_patchtst_beats_majority
-from netassets.lens.patchtst import (
-    TrainConfig,
-    channel_columns,
-    check_clusters_trainable,
-    class_weights,
-    split_by_day,
+from netassets.lens.model_assets import (
+    LensPatchTSTConfig,
+    held_out_evaluations,
+    lens_patchtst,
+    lens_patchtst_production,
+    patchtst_dir,
+    refusal_of,
 )
+from netassets.lens.model_checks import lens_patchtst_beats_strongest_baseline
+from netassets.lens.patchtst import TrainConfig, channel_columns, check_clusters_trainable, class_weights
 
 TINY = dict(patch_length=10, d_model=16, num_attention_heads=2, num_hidden_layers=1, ffn_dim=32)
+# A tiny model with the default recipe's schedule, long enough to beat logistic regression on the
+# fixture's held-out day (a test of the promotion path, not of the recipe: bench/lens_train does that).
+WINNING = dict(epochs=20, batch_size=16, lr=0.01, monitor_metric="val_macro_f1", **TINY)
 
 
 def test_asset_trains_under_torchrun_with_two_processes_and_promotes_the_checkpoint(lens_home):
-    config = dict(nproc=2, channels="both", epochs=6, batch_size=16, lr=0.01, **TINY)
+    config = dict(nproc=2, channels="both", **WINNING)
     result = dg.materialize(
-        [lens_patchtst, lens_patchtst_beats_majority, lens_patchtst_production],
+        [lens_patchtst, lens_patchtst_beats_strongest_baseline, lens_patchtst_production],
         resources={"warehouse": lens_home.warehouse}, instance=lens_home.instance,
         run_config={"ops": {"lens_patchtst": {"config": config}}},
     )
@@ -33,23 +37,69 @@ def test_asset_trains_under_torchrun_with_two_processes_and_promotes_the_checkpo
     # ... and one materialisation: only rank 0 opened dagster-pipes.
     assert len(result.asset_materializations_for_node("lens_patchtst")) == 1
     assert meta["split_days"].data == {"train": ["2023-11-01"], "val": ["2023-11-02"], "test": ["2023-11-03"]}
-    for name in ("test_accuracy", "test_macro_f1", "majority_accuracy", "majority_macro_f1", "logreg_accuracy", "logreg_macro_f1"):
-        assert 0 <= meta[name].value <= 1
-    assert meta["test_accuracy"].value > meta["majority_accuracy"].value
-    assert meta["beats_majority_baseline"].value is True
-    assert "patchtst" in meta["held_out_scores"].md_str and "majority_class" in meta["held_out_scores"].md_str
-    assert meta["confusion_matrix"].md_str.startswith("![plot](data:image/png;base64,")
+    # Model and both baselines scored on the same held-out groups, each row naming its split.
+    assert meta["evaluation_split"].text == "test: whole held-out days 2023-11-03, every region"
+    assert meta["evaluation_rows"].value == meta["groups_per_split"].data["test"]
+    table = meta["evaluation"].md_str
+    for scorer in ("patchtst", "majority_class", "logistic_regression"):
+        assert f"| {scorer} | " in table
+    assert table.count("| test |") == 3
+    assert meta["beats_strongest_baseline"].value is True
+    assert meta["verdict"].text.startswith("wins: patchtst macro_f1") and "wins: patchtst accuracy" in meta["verdict"].text
+    assert 0 <= meta["best_val_macro_f1"].value <= 1
+    assert meta["test_confusion_matrix"].md_str.startswith("![plot](data:image/png;base64,")
     # Per-epoch lines reached the Dagster log through pipes.
     logs = [e.message for e in lens_home.instance.all_logs(result.run_id) if e.message]
-    assert any("epoch 6 train_loss" in line for line in logs)
+    assert any(f"epoch {WINNING['epochs']} lr " in line and "train_loss" in line for line in logs)
 
     (check,) = result.get_asset_check_evaluations()
-    assert check.passed
+    assert check.check_name == "lens_patchtst_beats_strongest_baseline" and check.passed
     production = patchtst_dir() / "production" / "model.pt"
     promoted, candidate = load_checkpoint(production), load_checkpoint(Path(meta["checkpoint"].path))
     assert promoted["arch"]["num_input_channels"] == 2 and promoted["arch"]["num_targets"] == 6
     for name, tensor in candidate["model"].items():
         assert torch.equal(tensor, promoted["model"][name])
+
+
+def test_a_candidate_that_loses_to_logistic_regression_is_never_promoted(lens_home):
+    production = patchtst_dir() / "production" / "model.pt"
+    before = production.read_bytes() if production.is_file() else None
+    # One epoch at a learning rate too small to move the weights: near chance, far below the baselines.
+    config = dict(nproc=1, channels="both", epochs=1, batch_size=64, lr=1e-7, **TINY)
+    resources = {"warehouse": lens_home.warehouse}
+    result = dg.materialize(
+        [lens_patchtst, lens_patchtst_beats_strongest_baseline, lens_patchtst_production],
+        resources=resources, instance=lens_home.instance, raise_on_error=False,
+        run_config={"ops": {"lens_patchtst": {"config": config}}},
+    )
+    meta = result.asset_materializations_for_node("lens_patchtst")[0].metadata
+    assert meta["beats_strongest_baseline"].value is False
+    assert "logistic_regression" in meta["strongest_baseline"].text
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.description.startswith("not promoted: loses: patchtst macro_f1")
+    # The blocking check kept production out of this run ...
+    assert not result.asset_materializations_for_node("lens_patchtst_production")
+
+    # ... and production alone, in a later run, refuses the same candidate and says why.
+    alone = dg.materialize([lens_patchtst_production], instance=lens_home.instance, raise_on_error=False)
+    assert not alone.success
+    (failure,) = [e for e in alone.all_events if e.event_type_value == "STEP_FAILURE"]
+    reason = failure.step_failure_data.user_failure_data.description
+    assert reason.startswith("not promoted: loses: patchtst macro_f1") and "logistic_regression" in reason
+    assert (production.read_bytes() if production.is_file() else None) == before
+
+
+def test_promotion_needs_a_win_on_macro_f1_and_on_accuracy():
+    scores = {"patchtst": {"macro_f1": 0.95, "accuracy": 0.90},
+              "logistic_regression": {"macro_f1": 0.93, "accuracy": 0.92},
+              "majority_class": {"macro_f1": 0.05, "accuracy": 0.15}}
+    evaluations = held_out_evaluations(scores, rows=476, test_days=["2023-11-03"])
+    assert refusal_of(evaluations) == ("not promoted: loses: patchtst accuracy 0.9 loses to logistic_regression 0.92 "
+                                       "(strongest of 2 baselines, higher is better) on 476 test rows "
+                                       "(whole held-out days 2023-11-03, every region)")
+    scores["patchtst"]["accuracy"] = 0.93
+    assert refusal_of(held_out_evaluations(scores, rows=476, test_days=["2023-11-03"])) is None
 
 
 def test_classifier_inputs_keep_fractional_milliseconds_and_gaps(lens_home):
@@ -88,7 +138,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     data = str(_toy_dataset(tmp_path / "toy.npz"))
-    common = dict(data=data, epochs=3, batch_size=16, seed=3, **TINY)  # 120 samples: 8 steps an epoch
+    # 120 samples: 8 steps an epoch; the cosine schedule makes a resumed run restore its step too.
+    common = dict(data=data, epochs=3, batch_size=16, lr=0.01, seed=3, **TINY)
 
     straight = train(TrainConfig(out_dir=str(tmp_path / "straight"), **common))
 
@@ -132,17 +183,29 @@ def test_bad_training_config_is_rejected_with_a_clear_message():
     assert channel_columns("both") == ("rtt_token", "rtt_nearest")
 
 
-def test_split_is_by_whole_days_and_absent_clusters_are_named():
-    days = np.array(["2023-11-0%d" % d for d in (1, 1, 2, 3, 4, 5, 5)])
-    masks, names = split_by_day(days, val_fraction=0.2, test_fraction=0.2)
-    assert names == {"train": ["2023-11-01", "2023-11-02", "2023-11-03"], "val": ["2023-11-04"], "test": ["2023-11-05"]}
-    assert sum(m.astype(int) for m in masks.values()).tolist() == [1] * len(days)  # each group in exactly one split
-    with pytest.raises(ValueError, match="at least 3 days"):
-        split_by_day(np.array(["2023-11-01", "2023-11-02"]), 0.2, 0.2)
+def test_absent_clusters_are_named_and_weights_balance_the_classes():
     labels = {"train": np.array([0, 1, 1]), "val": np.array([0, 2]), "test": np.array([1])}
     with pytest.raises(ValueError, match=r"cluster\(s\) \[2\] occur in the val days but not in the training days"):
         check_clusters_trainable(labels, num_classes=3)
     assert class_weights(np.array([0, 1, 1]), 3).tolist() == pytest.approx([1.5, 0.75, 0.0])
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    config = TrainConfig(lr=0.01, warmup_fraction=0.1, min_lr_ratio=0.1)
+    rates = [config.learning_rate(step, 100) for step in range(100)]
+    assert rates[0] < rates[5] < rates[9] <= 0.01  # linear warmup over the first 10 steps
+    assert rates[10] == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))  # then never rises
+    assert rates[-1] == pytest.approx(0.001, rel=0.01)
+    constant = TrainConfig(lr=0.01, lr_schedule="constant", warmup_fraction=0.1)
+    assert constant.learning_rate(99, 100) == 0.01
+    with pytest.raises(ValueError, match="lr_schedule 'linear' is not one of"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_asset_defaults_are_the_training_defaults():
+    # Two declarations of one recipe (Launchpad config and worker flags): they must not drift apart.
+    assert LensPatchTSTConfig().train_config("", "") == TrainConfig()
 
 
 def test_run_identity_ignores_budget_knobs_only():
