@@ -125,10 +125,11 @@ PIPELINES = [
     ),
     Pipeline(
         "traffic",
-        _prepare_generated("traffic", "netassets.traffic.sample", "--days", "2", "--flows", "120", "--features", "24"),
+        _prepare_generated("traffic", "netassets.traffic.sample", "--days", "3", "--flows", "120", "--features", "24"),
         [
             Stage(["traffic_flows"], _landed("traffic")),
-            Stage(["traffic_lstm"], run_config={"ops": {"traffic_lstm": {"config": {"epochs": 3, "seq_len": 40}}}}),
+            Stage(["traffic_lstm"], run_config={"ops": {"traffic_lstm": {"config": {
+                "epochs": 6, "seq_len": 40, "learning_rate": 0.05}}}}),
         ],
     ),
     Pipeline(

@@ -6,13 +6,17 @@ model reads each flow back from its offset, as the seed does with its mmap'ed fe
 
 ``traffic_lstm`` files, under ``artifacts_dir("traffic")``::
 
-    checkpoint.pt        the live model: replaced, in one rename, only after a run finished
-    runs/<run_id>/       one training run: flows.parquet (the index it trained on), init_from.pt
-                         (the checkpoint it continued from), checkpoint.pt (its best epoch),
-                         report.json and plots
+    checkpoint.pt        the live model: replaced, in one rename, only by a finished run whose
+                         best epoch beats the strongest simple baseline on the test flows
+    runs/<run_id>/       one training run: flows.parquet (the index with each flow's split),
+                         init_from.pt (the checkpoint it continued from), checkpoint.pt (its best
+                         epoch), report.json and plots
 
-A run that fails or is killed writes only into its own folder, so the live model stays what
-the last finished run made it, and two runs at once never write into one file.
+Flows are split by whole partitions (``split.py``: by day, else by day x site, else in capture
+order within the one partition); validation picks the best epoch, test judges it once against
+persistence and the typical-flow baselines on the same flows (``core.evaluation``). A run that
+fails, is killed or loses on test writes only into its own folder, so the live model stays what
+the last promoted run made it, and two runs at once never write into one file.
 """
 
 import json
@@ -23,6 +27,7 @@ from typing import Literal
 import dagster as dg
 import polars as pl
 
+from netassets.core.evaluation import Evaluation, promotion_refusal
 from netassets.core.files import copy_file
 from netassets.core.partitions import context_partition, day_by
 from netassets.core.settings import artifacts_dir, landing_dir, safe_name
@@ -30,11 +35,13 @@ from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse
 from netassets.traffic.readers import index_files, landing_files
-from netassets.traffic.report import plots, score_table
+from netassets.traffic.report import plots, validation_table
+from netassets.traffic.split import assign_splits
 
 PIPELINE = "traffic"
 SITE = "site"
 CHECKPOINT = "checkpoint.pt"
+VERDICT_CHECK = "baseline_verdict"
 traffic_partitions = day_by(SITE, "traffic_sites")
 
 
@@ -84,7 +91,9 @@ class TrafficLSTMConfig(dg.Config):
     batch_size: int = 64
     learning_rate: float = 1e-3
     patience: int = 5
-    val_fraction: float = 0.3
+    # fractions of the days (or day x site partitions) that validate and test; see split.py
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
     seed: int = 0
     nproc: int = 0  # torchrun processes; 0: one per GPU, or 1 on CPU
 
@@ -123,11 +132,14 @@ def make_live(run_checkpoint: Path, live: Path) -> None:
     deps=[traffic_flows],
     group_name=PIPELINE,
     kinds={"pytorch"},
-    check_specs=[dg.AssetCheckSpec("beats_persistence_baseline", asset="traffic_lstm")],
+    check_specs=[dg.AssetCheckSpec(VERDICT_CHECK, asset="traffic_lstm",
+                                   description="The model beats its strongest simple baseline on the test flows")],
 )
 def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
-    """Next-packet LSTM trained with torchrun on the indexed flows; held-out cosine similarity
-    next to the persistence baseline (next packet = current packet), and the seed's plots."""
+    """Next-packet LSTM trained with torchrun on the indexed flows, split by partition; test
+    cosine similarity next to persistence (next = current), the training mean packet by
+    position and persistence with that mean for packet 1, on the same flows, and the seed's
+    plots. Promoted to the live model only when it beats the strongest of them on test."""
     sites = [safe_name(site, SITE) for site in config.sites]
     with warehouse.connect(read_only=True) as conn:
         if not warehouse.table_exists(conn, "traffic_flows"):
@@ -152,34 +164,30 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
     if init_from != "scratch":
         init_from = resume_from(live if init_from == "resume" else checkpoint_under(models, init_from), run_dir,
                                 {**config.model_dump(), "n_features": int(flows["n_features"][0])})
+    flows, split_rule = assign_splits(flows, config.val_fraction, config.test_fraction)
+    context.log.info("split: %s", split_rule)
     flows.write_parquet(run_dir / "flows.parquet")
     args = {
         "flows": run_dir / "flows.parquet", "landing": landing_dir(PIPELINE), "checkpoint": run_dir / CHECKPOINT,
-        "report": run_dir / "report.json", "init_from": init_from,
-        **config.model_dump(exclude={"sites", "init_from", "nproc"}),
+        "report": run_dir / "report.json", "init_from": init_from, "split_rule": split_rule,
+        **config.model_dump(exclude={"sites", "init_from", "nproc", "val_fraction", "test_fraction"}),
     }
     worker = launch_torchrun(
         context, "netassets.traffic.train", [f"--{k}={v}" for k, v in args.items()], nproc=config.nproc
     ).get_materialize_result()
 
     report = json.loads((run_dir / "report.json").read_text())
-    beats = report["model"]["cos_mean"] > report["persistence"]["cos_mean"]
-    metadata = {**worker.metadata, "scores": score_table(report), "sites": sorted(flows["site"].unique()),
-                "run_dir": str(run_dir), **plots(report, run_dir)}
+    evaluation = Evaluation.from_dict(report["evaluation"])
     # A continued run in which no epoch beat the checkpoint it started from saved none.
-    replaced = (run_dir / CHECKPOINT).is_file()
-    if replaced:
+    trained = (run_dir / CHECKPOINT).is_file()
+    refusal = promotion_refusal(evaluation) if trained else f"no epoch improved on {config.init_from} on validation"
+    if refusal is None:
         make_live(run_dir / CHECKPOINT, live)
+        context.log.info("promoted %s to the live model %s: %s", run_dir / CHECKPOINT, live, evaluation.verdict)
     else:
-        context.log.info("no epoch improved on %s: the live model %s stays", config.init_from, live)
-    return dg.MaterializeResult(
-        metadata={**metadata, "live_model": dg.MetadataValue.path(str(live)), "live_model_replaced": replaced},
-        check_results=[dg.AssetCheckResult(
-            check_name="beats_persistence_baseline",
-            passed=bool(beats),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"lstm_cos_mean": report["model"]["cos_mean"],
-                      "persistence_cos_mean": report["persistence"]["cos_mean"]},
-            description=None if beats else "the model does not beat the persistence baseline on held-out flows",
-        )],
-    )
+        context.log.warning("the live model %s stays as it was: %s", live, refusal)
+    metadata = {**worker.metadata, **evaluation.metadata(), "validation": validation_table(report),
+                "sites": sorted(flows["site"].unique()), "run_dir": str(run_dir), **plots(report, run_dir),
+                "live_model": dg.MetadataValue.path(str(live)), "live_model_replaced": refusal is None,
+                "promotion": dg.MetadataValue.text("promoted" if refusal is None else refusal)}
+    return dg.MaterializeResult(metadata=metadata, check_results=[evaluation.check_result(VERDICT_CHECK)])

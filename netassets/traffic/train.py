@@ -5,8 +5,12 @@
         --checkpoint model.pt --report report.json --epochs 5 [--init_from model.pt]
 
 ``--flows`` is the index written by the ``traffic_lstm`` asset (one row per flow: file,
-byte offset, length, line); flows are parsed from the raw files through that index one
-batch at a time, so a capture larger than memory trains as well as a small one.
+byte offset, length, line, and its ``split``: train / val / test, made by whole partitions in
+``split.py``); flows are parsed from the raw files through that index one batch at a time, so
+a capture larger than memory trains as well as a small one.
+
+Validation chooses the best epoch (masked MSE); the test flows are scored once, by that
+epoch's weights, next to the simple baselines on the same flows (``core.evaluation``).
 
 Each rank takes every world_size-th flow. Feature statistics for the normalisation come
 from one streaming pass over the training flows, merged across ranks, and are saved in the
@@ -17,7 +21,6 @@ statistics so the model keeps seeing inputs on the scale it was trained on.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +31,7 @@ import polars as pl
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from netassets.core.evaluation import SPLITS, Evaluation
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
     EarlyStopping,
@@ -52,6 +56,9 @@ from netassets.traffic.model import (
 from netassets.traffic.readers import FlowFile, FlowRecord
 
 ARCHITECTURE = ["n_features", "hidden_size", "num_layers", "normalisation"]
+# the model and its baselines, as the evaluation names them
+MODEL, PERSISTENCE, TYPICAL = "next-packet LSTM", "persistence (next = current)", "training mean packet by position"
+TYPICAL_START = "persistence, training mean first packet"
 
 
 @dataclass
@@ -59,7 +66,8 @@ class TrainConfig:
     flows: str = ""  # parquet index of the flows to use
     landing: str = ""  # folder the index's source_file paths are relative to
     checkpoint: str = ""  # where this run's best model is written (the asset makes it the live model afterwards)
-    report: str = ""  # JSON written by rank 0: history and held-out scores
+    report: str = ""  # JSON written by rank 0: history, validation scores and the test evaluation
+    split_rule: str = "as given by the index's split column"  # how the asset split the flows, in words
     init_from: str = "scratch"  # "scratch" or a checkpoint to continue from
     seq_len: int = 100
     normalisation: str = "standardise"  # l2 | standardise | minmax
@@ -69,7 +77,6 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     patience: int = 5
-    val_fraction: float = 0.3
     seed: int = 0
     torch_threads: int = 1
 
@@ -81,16 +88,24 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     config = TrainConfig(**vars(parser.parse_args(argv)))
     if config.normalisation not in NORMALISATIONS:
         parser.error(f"--normalisation must be one of {NORMALISATIONS}")
-    if not 0 < config.val_fraction < 1 or config.seq_len < 1 or config.epochs < 0:
-        parser.error("need 0 < val_fraction < 1, seq_len >= 1, epochs >= 0")
+    if config.seq_len < 1 or config.epochs < 0:
+        parser.error("need seq_len >= 1, epochs >= 0")
     return config
 
 
-def in_validation(source_file: str, line: int, fraction: float) -> bool:
-    """A stable hash of the flow's identity, not a shuffled split: a flow stays on its side when
-    new days are added and a continued run is scored on flows it never trained on."""
-    digest = hashlib.blake2b(f"{source_file}:{line}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < fraction
+def split_indices(index: pl.DataFrame, path: str) -> dict[str, np.ndarray]:
+    """Row numbers of each split named in the index's ``split`` column; each must be non-empty."""
+    if "split" not in index.columns:
+        raise ValueError(f"{path}: the flow index has no 'split' column (train / val / test)")
+    split = index["split"].to_numpy()
+    unknown = sorted(set(split) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"{path}: unknown split values {unknown}; expected {SPLITS}")
+    indices = {name: np.flatnonzero(split == name) for name in SPLITS}
+    if any(len(rows) == 0 for rows in indices.values()):
+        raise ValueError(f"{path}: {len(index)} flows give " + ", ".join(f"{len(v)} {k}" for k, v in indices.items())
+                         + " flows; every split needs at least one")
+    return indices
 
 
 class Flows:
@@ -153,15 +168,30 @@ def batches(flows: Flows, indices: np.ndarray, config: TrainConfig, normalise, d
 
 
 @torch.no_grad()
-def evaluate(predict, flows: Flows, val: np.ndarray, config: TrainConfig, normalise, env) -> dict:
-    """Held-out scores of ``predict(inputs)``; each rank scores its share, sums are all-reduced."""
-    mine = np.arange(env.rank, len(val), env.world_size)
-    per_flow = np.zeros(len(val))
+def position_means(flows: Flows, train: np.ndarray, n_features: int, config: TrainConfig, normalise, env) -> torch.Tensor:
+    """The mean normalised training packet at each position (seq_len, features): the
+    "typical flow" baseline, which knows what packet t of a flow usually is but not this flow."""
+    mine = train[env.rank :: env.world_size]
+    sums, counts = np.zeros((config.seq_len, n_features)), np.zeros(config.seq_len)
+    for _, targets, mask in batches(flows, mine, config, normalise, torch.device("cpu")):
+        sums += (targets * mask[..., None]).sum(dim=0).double().numpy()
+        counts += mask.sum(dim=0).double().numpy()
+    totals = np.asarray(all_reduce_sum([*sums.ravel(), *counts], env))
+    sums, counts = totals[: sums.size].reshape(sums.shape), totals[sums.size :]
+    means = sums / np.maximum(counts, 1)[:, None]
+    return torch.from_numpy(means).float().to(env.device)
+
+
+@torch.no_grad()
+def evaluate(predict, flows: Flows, rows: np.ndarray, config: TrainConfig, normalise, env) -> dict:
+    """Scores of ``predict(inputs)`` on the flows ``rows``; each rank scores its share, sums are all-reduced."""
+    mine = np.arange(env.rank, len(rows), env.world_size)
+    per_flow = np.zeros(len(rows))
     sums = np.zeros(2 + 2 * config.seq_len)  # squared error, packets, per-position cosine, per-position packets
-    for batch_no, (inputs, targets, mask) in enumerate(batches(flows, val[mine], config, normalise, env.device)):
+    for batch_no, (inputs, targets, mask) in enumerate(batches(flows, rows[mine], config, normalise, env.device)):
         prediction = predict(inputs)
-        rows = mine[batch_no * config.batch_size :][: len(inputs)]
-        per_flow[rows] = flow_cosine(prediction, targets, mask).cpu().numpy()
+        batch_rows = mine[batch_no * config.batch_size :][: len(inputs)]
+        per_flow[batch_rows] = flow_cosine(prediction, targets, mask).cpu().numpy()
         sums[0] += float(masked_mse(prediction, targets, mask)) * float(mask.sum())
         sums[1] += float(mask.sum())
         sums[2 : 2 + config.seq_len] += packet_cosine(prediction, targets, mask).sum(dim=0).cpu().numpy()
@@ -179,6 +209,26 @@ def evaluate(predict, flows: Flows, val: np.ndarray, config: TrainConfig, normal
     }
 
 
+def score_test_flows(model, flows: Flows, test: np.ndarray, typical: torch.Tensor, config: TrainConfig,
+                    normalise, env) -> tuple[Evaluation, dict[str, list]]:
+    """The test flows scored once: the chosen model and every baseline on exactly these flows.
+    Returns the evaluation and each scorer's cosine by packet position (for the plot)."""
+    def typical_start(inputs: torch.Tensor) -> torch.Tensor:
+        # persistence has only the zero packet to offer for packet 1; the typical first packet is better
+        return torch.cat([typical[:1].expand(len(inputs), 1, -1), inputs[:, 1:]], dim=1)
+
+    predictors = {MODEL: model, PERSISTENCE: lambda inputs: inputs,
+                  TYPICAL: lambda inputs: typical.expand(len(inputs), -1, -1), TYPICAL_START: typical_start}
+    scored = {name: evaluate(predict, flows, test, config, normalise, env) for name, predict in predictors.items()}
+    evaluation = Evaluation(
+        model=MODEL, metric="cos_mean", higher_is_better=True, rows=len(test), split_rule=config.split_rule,
+        scores={name: {k: v for k, v in s.items() if k != "cos_by_position"} for name, s in scored.items()},
+        notes=("rows are flows; cosine similarity per packet in the normalised feature space, masked beyond each "
+               "flow's true length, averaged per flow (the seed's metric)",
+               "best epoch chosen on validation MSE; test scored once, by that epoch's weights"))
+    return evaluation, {name: s["cos_by_position"] for name, s in scored.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     torch.set_num_threads(config.torch_threads)
@@ -189,13 +239,9 @@ def main(argv: list[str] | None = None) -> None:
         n_features = int(index["n_features"][0])
         if index["n_features"].n_unique() != 1:
             raise ValueError(f"{config.flows}: flows of several packet dimensions {index['n_features'].unique().to_list()}")
+        split = split_indices(index, config.flows)
+        train, val, test = split["train"], split["val"], split["test"]
         with Flows(index, Path(config.landing)) as flows:
-            is_val = np.array([in_validation(s, l, config.val_fraction)
-                               for s, l in index.select("source_file", "line_no").iter_rows()])
-            train, val = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-            if len(train) == 0 or len(val) == 0:
-                raise ValueError(f"{len(index)} flows give {len(train)} training and {len(val)} validation flows; need both")
-
             model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers).to(env.device)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
             architecture = {**asdict(config), "n_features": n_features}
@@ -214,10 +260,11 @@ def main(argv: list[str] | None = None) -> None:
             on_gpu = env.device.type == "cuda"
             ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if on_gpu else None) if env.distributed else model
 
-            persistence = evaluate(lambda inputs: inputs, flows, val, config, normalise, env)
+            val_persistence = evaluate(lambda inputs: inputs, flows, val, config, normalise, env)
             # A continued run starts from the loaded model's score on today's validation flows,
             # so it only replaces the checkpoint with something better on the same footing.
             best = None if resumed_epoch is None else {**evaluate(model, flows, val, config, normalise, env), "epoch": resumed_epoch}
+            best_weights = None if best is None else {k: v.detach().clone() for k, v in model.state_dict().items()}
             stopper = EarlyStopping("min", config.patience, best=best["mse"] if best else None)
             first_epoch = (resumed_epoch or 0) + 1
             for epoch in range(first_epoch, first_epoch + config.epochs):
@@ -242,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                     session.log(" ".join(f"{k} {v:.4g}" for k, v in history[-1].items()))
                 if stopper.step(scores["mse"]):
                     best = {**scores, "epoch": epoch}
+                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     if env.is_main:
                         save_checkpoint(Path(config.checkpoint), {
                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -254,18 +302,29 @@ def main(argv: list[str] | None = None) -> None:
             if best is None:
                 raise RuntimeError("no epoch ran (epochs=0 on a fresh model): nothing to report")
 
-        report = {"config": asdict(config), "n_features": n_features, "train_flows": len(train), "val_flows": len(val),
-                  "world_size": env.world_size, "history": history, "model": best, "persistence": persistence,
+            model.load_state_dict(best_weights)
+            model.eval()
+            typical = position_means(flows, train, n_features, config, normalise, env)
+            evaluation, test_curves = score_test_flows(model, flows, test, typical, config, normalise, env)
+        session.log(evaluation.verdict)
+
+        report = {"config": asdict(config), "n_features": n_features, "world_size": env.world_size,
+                  "flows": {name: len(rows) for name, rows in split.items()}, "history": history,
+                  "best_epoch": best["epoch"], "val": {"model": best, "persistence": val_persistence},
+                  "evaluation": evaluation.to_dict(), "test_cos_by_position": test_curves,
                   "stats": {"mean": stats.mean.tolist(), "std": stats.std.tolist(),
                             "min": stats.minimum.tolist(), "max": stats.maximum.tolist(), "packets": stats.count}}
         if env.is_main:
             Path(config.report).write_text(json.dumps(report))
+        test_scores = evaluation.scores
         session.report(metadata={
-            "train_flows": len(train), "val_flows": len(val), "n_features": n_features,
+            **{f"{name}_flows": len(rows) for name, rows in split.items()}, "n_features": n_features,
             "best_epoch": best["epoch"], "epochs_run": sum(h["epoch"] >= first_epoch for h in history),
             "val_cos_mean": best["cos_mean"], "val_cos_median": best["cos_median"], "val_mse": best["mse"],
-            "persistence_cos_mean": persistence["cos_mean"], "persistence_cos_median": persistence["cos_median"],
-            "beats_persistence": bool(best["cos_mean"] > persistence["cos_mean"]),
+            "val_persistence_cos_mean": val_persistence["cos_mean"],
+            "test_cos_mean": test_scores[MODEL]["cos_mean"], "test_cos_median": test_scores[MODEL]["cos_median"],
+            "test_persistence_cos_mean": test_scores[PERSISTENCE]["cos_mean"],
+            "test_persistence_cos_median": test_scores[PERSISTENCE]["cos_median"],
             "checkpoint": config.checkpoint, "world_size": env.world_size,
         })
     shutdown_distributed()

@@ -1,9 +1,11 @@
-"""traffic_flows into a real DuckDB file, its GX check, a real torchrun training run and a
-continued run from its checkpoint, a run that fails mid-training, the landing sensor and the schedules."""
+"""traffic_flows into a real DuckDB file, its GX check, a real torchrun training run split by day
+and judged on test, a continued run from its checkpoint, a losing run that is not promoted, a run
+that fails mid-training, the landing sensor and the schedules."""
 
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import threading
 
@@ -11,6 +13,7 @@ import dagster as dg
 import pytest
 import torch
 
+from netassets.core.evaluation import Evaluation
 from netassets.core.settings import artifacts_dir, landing_dir
 from netassets.core.training import load_checkpoint
 from netassets.traffic import sample
@@ -27,9 +30,9 @@ def generate(flows=120, sites=SITE, days=1, seed=0):
                                               features=8, max_packets=24, seed=seed))
 
 
-def materialise_flows(warehouse, instance, config=None, with_check=False):
+def materialise_flows(warehouse, instance, config=None, with_check=False, key=KEY):
     instance.add_dynamic_partitions("traffic_sites", [SITE])
-    return dg.materialize([traffic_flows, *([traffic_flows_valid] if with_check else [])], partition_key=KEY,
+    return dg.materialize([traffic_flows, *([traffic_flows_valid] if with_check else [])], partition_key=key,
                           instance=instance, resources={"warehouse": warehouse},
                           run_config={"ops": {"traffic_flows": {"config": config or {}}}})
 
@@ -68,7 +71,8 @@ def test_missing_landing_folder_is_a_clear_error(netassets_home, warehouse, inst
         materialise_flows(warehouse, instance)
 
 
-SMALL = {"seq_len": 24, "hidden_size": 16, "epochs": 2, "batch_size": 32, "learning_rate": 0.02}
+# enough to beat the baselines on the generated flows: a run with these settings is promoted
+SMALL = {"seq_len": 24, "hidden_size": 16, "epochs": 6, "batch_size": 32, "learning_rate": 0.05}
 
 
 def train(warehouse, instance, config):
@@ -76,9 +80,11 @@ def train(warehouse, instance, config):
                           run_config={"ops": {"traffic_lstm": {"config": {**SMALL, **config}}}})
 
 
-def test_train_then_continue_from_checkpoint(netassets_home, warehouse, instance):
-    generate(flows=90)
-    materialise_flows(warehouse, instance)
+def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehouse, instance):
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    generate(flows=40, days=3)
+    for day in days:
+        materialise_flows(warehouse, instance, key=f"{day}|{SITE}")
 
     first = train(warehouse, instance, {"nproc": 1})
     checkpoint = artifacts_dir("traffic") / "checkpoint.pt"
@@ -87,26 +93,46 @@ def test_train_then_continue_from_checkpoint(netassets_home, warehouse, instance
     run_dir = artifacts_dir("traffic") / "runs" / first.run_id
     assert checkpoint.read_bytes() == (run_dir / "checkpoint.pt").read_bytes()
     metadata = first.asset_materializations_for_node("traffic_lstm")[0].metadata
-    assert metadata["train_flows"].value + metadata["val_flows"].value == 90
-    assert -1 <= metadata["persistence_cos_mean"].value <= 1
-    assert "persistence" in metadata["scores"].value and "data:image/png" in metadata["cosine_by_position"].value
+    # one day each: the last day tests, the one before validates
+    assert (metadata["train_flows"].value, metadata["val_flows"].value, metadata["test_flows"].value) == (40, 40, 40)
+    assert metadata["evaluation_split"].value.startswith("test: by day partition")
+    assert "test 2024-01-03" in metadata["evaluation_split"].value and metadata["evaluation_rows"].value == 40
+    evaluation = Evaluation.from_dict(json.loads((run_dir / "report.json").read_text())["evaluation"])
+    assert metadata["test_persistence_cos_mean"].value == evaluation.scores["persistence (next = current)"]["cos_mean"]
+    assert "training mean packet by position" in metadata["evaluation"].value
+    assert "| val |" in metadata["validation"].value and "data:image/png" in metadata["test_cosine_by_position"].value
     (check,) = first.get_asset_check_evaluations()
-    assert check.passed == (metadata["val_cos_mean"].value > metadata["persistence_cos_mean"].value)
+    assert check.check_name == "baseline_verdict" and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.passed and metadata["beats_strongest_baseline"].value and metadata["promotion"].value == "promoted"
+    assert metadata["test_cos_mean"].value > evaluation.value(evaluation.strongest_baseline)
 
     live_before = checkpoint.read_bytes()
-    second = train(warehouse, instance, {"nproc": 2, "init_from": "resume"})  # DDP over 2 gloo ranks this time
+    second = train(warehouse, instance, {"nproc": 2, "init_from": "resume", "epochs": 2})  # DDP over 2 gloo ranks
     metadata = second.asset_materializations_for_node("traffic_lstm")[0].metadata
     assert metadata["world_size"].value == 2 and metadata["epochs_run"].value == 2
     run_dir = artifacts_dir("traffic") / "runs" / second.run_id
     assert (run_dir / "init_from.pt").read_bytes() == live_before  # every rank started from this copy
     report = json.loads((run_dir / "report.json").read_text())
     assert [h["epoch"] for h in report["history"]][-2:] == [saved["epoch"] + 1, saved["epoch"] + 2]
-    # replaced only when an epoch beat the checkpoint it continued from, on the same validation flows
-    assert metadata["live_model_replaced"].value == (report["model"]["epoch"] > saved["epoch"])
+    # replaced only when an epoch beat the checkpoint it continued from on validation and won on test
+    improved = report["best_epoch"] > saved["epoch"]
+    assert metadata["live_model_replaced"].value == (improved and report["evaluation"]["beats_strongest_baseline"])
     assert checkpoint.read_bytes() == ((run_dir / "checkpoint.pt").read_bytes() if metadata["live_model_replaced"].value
                                        else live_before)
     # the continued run normalised with the checkpoint's statistics, not fresh ones
     assert torch.equal(load_checkpoint(checkpoint)["stats"], saved["stats"])
+
+    # a fresh model that cannot learn (learning rate ~0) loses on test: trained, but not promoted
+    live_before = checkpoint.read_bytes()
+    losing = train(warehouse, instance, {"nproc": 1, "epochs": 1, "learning_rate": 1e-9})
+    metadata = losing.asset_materializations_for_node("traffic_lstm")[0].metadata
+    assert (artifacts_dir("traffic") / "runs" / losing.run_id / "checkpoint.pt").is_file()
+    assert checkpoint.read_bytes() == live_before and not metadata["live_model_replaced"].value
+    assert metadata["promotion"].value.startswith("not promoted: loses: next-packet LSTM cos_mean")
+    (check,) = losing.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and check.description.startswith("loses")
+    warnings = [e.user_message for e in instance.all_logs(losing.run_id) if e.level == logging.WARNING]
+    assert any(f"the live model {checkpoint} stays as it was: not promoted: loses" in w for w in warnings)
 
     with pytest.raises(ValueError, match="incompatible with the current config .hidden_size: checkpoint 16 vs config 8"):
         train(warehouse, instance, {"nproc": 1, "init_from": "resume", "hidden_size": 8})
@@ -133,7 +159,7 @@ def corrupt_once_a_checkpoint_is_saved(models, flow_file, before, stop):
 def test_run_failing_mid_training_leaves_the_live_model_alone(netassets_home, warehouse, instance):
     (flow_file,) = generate(flows=90)
     materialise_flows(warehouse, instance)
-    train(warehouse, instance, {"nproc": 1, "epochs": 1})
+    train(warehouse, instance, {"nproc": 1})  # a winning run: the live model it leaves
     models = artifacts_dir("traffic")
     live = models / "checkpoint.pt"
     live_before, original, stat = live.read_bytes(), flow_file.read_bytes(), flow_file.stat()

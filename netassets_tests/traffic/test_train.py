@@ -1,15 +1,23 @@
-"""The training worker run in this process: it unmaps the raw flow files when it ends, whether
-training finished or failed (a Dagster code server or a notebook outlives many runs)."""
+"""The training worker run in this process: it scores the test flows once, next to the baselines
+on exactly those flows, refuses an index without a usable split, and unmaps the raw flow files
+when it ends, whether training finished or failed (a Dagster code server or a notebook outlives
+many runs)."""
 
 import argparse
+import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 import torch
 
+from netassets.core.training import load_checkpoint
 from netassets.traffic import sample, train
+from netassets.traffic.model import FeatureStats, flow_cosine, make_batch, normaliser
 from netassets.traffic.readers import index_files
+from netassets.traffic.split import assign_splits
 
 MAPS = Path("/proc/self/maps")
 pytestmark = pytest.mark.skipif(not MAPS.is_file(), reason="needs /proc/self/maps to see this process's mappings")
@@ -35,7 +43,9 @@ def flow_files(landing):
 
 @pytest.fixture
 def index(landing, flow_files):
-    return index_files(flow_files, landing).frame
+    frame = index_files(flow_files, landing).frame
+    sites = [Path(name).parts[0] for name in frame["source_file"]]
+    return assign_splits(frame.with_columns(day=pl.lit(dt.date(2024, 1, 1)), site=pl.Series(sites)), 0.2, 0.2)[0]
 
 
 @pytest.fixture
@@ -72,7 +82,7 @@ def worker_args(tmp_path, landing, index, **overrides):
 
 def test_worker_unmaps_flow_files_after_training(tmp_path, landing, index, flow_files, torch_threads):
     train.main(worker_args(tmp_path, landing, index))
-    assert json.loads((tmp_path / "report.json").read_text())["train_flows"] > 0
+    assert json.loads((tmp_path / "report.json").read_text())["flows"]["train"] > 0
     assert mapped(flow_files) == []
 
 
@@ -82,3 +92,36 @@ def test_worker_unmaps_flow_files_when_training_fails(tmp_path, landing, index, 
         train.main(worker_args(tmp_path, landing, index, init_from=missing))
     # the traceback keeps the worker's frame, and its Flows, alive: only closing unmaps the files
     assert error.traceback and mapped(flow_files) == []
+
+
+def test_test_flows_are_scored_once_next_to_baselines_on_the_same_flows(tmp_path, landing, index, torch_threads):
+    train.main(worker_args(tmp_path, landing, index, epochs=2))
+    report = json.loads((tmp_path / "report.json").read_text())
+    test_rows = np.flatnonzero(index["split"].to_numpy() == "test")
+    evaluation = report["evaluation"]
+    assert evaluation["split"] == "test" and evaluation["rows"] == len(test_rows) == report["flows"]["test"]
+    assert set(evaluation["scores"]) == {train.MODEL, train.PERSISTENCE, train.TYPICAL, train.TYPICAL_START}
+    # persistence recomputed here from the test flows alone, with the statistics the run saved
+    stats = FeatureStats.from_array(load_checkpoint(tmp_path / "run" / "checkpoint.pt")["stats"].numpy())
+    with train.Flows(index, landing) as flows:
+        inputs, targets, mask = make_batch([flows[i] for i in test_rows], 12, normaliser("standardise", stats))
+    persistence = flow_cosine(inputs, targets, mask).numpy()
+    scores = evaluation["scores"][train.PERSISTENCE]
+    assert scores["cos_mean"] == pytest.approx(persistence.mean(), abs=1e-6)
+    assert scores["cos_median"] == pytest.approx(np.median(persistence), abs=1e-6)
+    # the same, but packet 1 predicted by the typical first packet: differs only there, and wins there
+    start = evaluation["scores"][train.TYPICAL_START]
+    assert scores["cos_first_packet"] == 0 and start["cos_first_packet"] > 0
+    assert start["cos_first_packet"] == pytest.approx(evaluation["scores"][train.TYPICAL]["cos_first_packet"])
+    # the model's test score is its best (validation-chosen) epoch's, not the last epoch's
+    assert report["best_epoch"] == min(report["history"], key=lambda h: h["val_mse"])["epoch"]
+
+
+@pytest.mark.parametrize("broken, message", [
+    (lambda index: index.drop("split"), "no 'split' column"),
+    (lambda index: index.with_columns(split=pl.lit("train")), "0 val, 0 test flows; every split needs at least one"),
+    (lambda index: index.with_columns(split=pl.lit("holdout")), r"unknown split values \['holdout'\]"),
+])
+def test_an_index_without_a_usable_split_is_refused(tmp_path, landing, index, broken, message, torch_threads):
+    with pytest.raises(ValueError, match=message):
+        train.main(worker_args(tmp_path, landing, broken(index)))
