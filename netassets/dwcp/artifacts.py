@@ -2,7 +2,7 @@
 
     windows.npz                         dwcp_windows
     runs/<run_id>/                      one training run: windows.npz (the copy it trained on),
-                                        best_model.pt, history.json, predictions.npz,
+                                        best_model.pt, history.json, predictions.npz, evaluation.json,
                                         bandwidth_predictor_report.json, plots, bandwidth_lstm_<v>.onnx,
                                         model_metadata_<v>.json
     latest_run.json                     the last training run that finished (written after success)
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from netassets.core.evaluation import Evaluation
 from netassets.core.files import write_json
 from netassets.core.settings import artifacts_dir, safe_name
 from netassets.dwcp.schema import PIPELINE
@@ -33,6 +34,7 @@ CHECKPOINT = "best_model.pt"
 HISTORY = "history.json"
 PREDICTIONS = "predictions.npz"
 REPORT = "bandwidth_predictor_report.json"
+EVALUATION = "evaluation.json"  # core.evaluation's verdict on test, written by dwcp_bandwidth_lstm
 RUN_WINDOWS = "windows.npz"
 PRODUCTION_ONNX = "bandwidth_lstm_production.onnx"
 PRODUCTION_METADATA = "model_metadata.json"
@@ -48,6 +50,12 @@ def windows_path() -> Path:
 
 def run_dir(run_id: str) -> Path:
     return root() / "runs" / safe_name(run_id, "run id")
+
+
+def load_evaluation(run: Path) -> Evaluation | None:
+    """The verdict dwcp_bandwidth_lstm recorded for a training run (None when it recorded none)."""
+    path = run / EVALUATION
+    return Evaluation.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def production_dir() -> Path:
@@ -84,6 +92,7 @@ class Candidate:
     metadata: Path
     checkpoint: dict
     held_out: np.ndarray  # standardised test windows, (n, window, features) float32
+    run_dir: Path         # the training run it was exported from (its evaluation.json judges it)
 
 
 def load_candidate() -> Candidate:
@@ -95,4 +104,4 @@ def load_candidate() -> Candidate:
     scaler = checkpoint["scaler"]
     test = windows.x[windows.part("test")]
     held_out = ((test - np.array(scaler["x_mean"])) / np.array(scaler["x_scale"])).astype(np.float32)
-    return Candidate(Path(pointer["onnx"]), Path(pointer["metadata"]), checkpoint, held_out)
+    return Candidate(Path(pointer["onnx"]), Path(pointer["metadata"]), checkpoint, held_out, Path(pointer["run_dir"]))

@@ -23,11 +23,11 @@ from netassets.core.warehouse import POOL, DuckDBWarehouse
 from netassets.dwcp import artifacts, onnx_export, report
 from netassets.dwcp.artifacts import CHECKPOINT, HISTORY, PREDICTIONS
 from netassets.dwcp.gates import candidate_problems
-from netassets.dwcp.sample import expected_targets
+from netassets.dwcp.sample import expected_targets, is_generated
 from netassets.dwcp.schema import (
     DIMENSION, DYNAMIC_PARTITIONS, FEATURES, LINK, PIPELINE, STEP_SECONDS, TARGETS, landing_file, read_raw_file,
 )
-from netassets.dwcp.windows import SPLITS, Windows, build_windows, chronological_split
+from netassets.dwcp.windows import CHRONOLOGICAL_RULE, SPLITS, Windows, build_windows, chronological_split
 
 PARTITIONS = day_by(DIMENSION, DYNAMIC_PARTITIONS)
 GROUP = PIPELINE
@@ -70,9 +70,11 @@ def _optional_day(value: str, field: str) -> str | None:
 
 
 @dg.asset(deps=[dwcp_raw], group_name=GROUP, kinds={"numpy"})
-def dwcp_windows(config: WindowsConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+def dwcp_windows(context: dg.AssetExecutionContext, config: WindowsConfig,
+                 warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
     """Windows of `window` minutes per link, target `horizon_minutes` later; never across a gap or
-    a link; split 70/15/15 by target time. Also holds persistence and the noise-free oracle."""
+    a link; split 70/15/15 by target time. Holds the generator's noise-free oracle only when every
+    partition read is generator output (its landing file has an unchanged generator sidecar)."""
     if config.horizon_minutes * 60 % STEP_SECONDS:
         raise ValueError(f"horizon_minutes={config.horizon_minutes} is not a whole number of {STEP_SECONDS}s steps")
     params = {"regions": [safe_name(r, DIMENSION) for r in config.regions],
@@ -84,17 +86,26 @@ def dwcp_windows(config: WindowsConfig, warehouse: DuckDBWarehouse) -> dg.Materi
                             window=config.window, horizon=config.horizon_minutes * 60 // STEP_SECONDS,
                             step=STEP_SECONDS)
     windows.split = chronological_split(windows.target_time)
-    oracle = expected_targets(windows.target_time)
-    windows.extra["oracle"] = oracle[:, [TARGETS.index(t) for t in targets]]
-    partitions = sorted(frame.select(pl.format("{}|{}", "day", "region")).unique().to_series().to_list())
-    windows.stats["partitions"] = partitions
+    days_regions = frame.select("day", "region").unique().sort("day", "region").rows()
+    # The oracle knows the generator's formulas: it is a ceiling on generated data, noise elsewhere.
+    generated = all(is_generated(landing_file(region, day)) for day, region in days_regions)
+    if generated:
+        windows.extra["oracle"] = expected_targets(windows.target_time)[:, [TARGETS.index(t) for t in targets]]
+    windows.stats["partitions"] = [f"{day.isoformat()}|{region}" for day, region in days_regions]
     path = windows.save(artifacts.windows_path())
     counts = {s: int((windows.split == i).sum()) for i, s in enumerate(SPLITS)}
+    stats = {k: v for k, v in windows.stats.items() if k not in ("partitions", "links_without_windows")}
+    short = windows.stats["links_without_windows"]
+    if short:
+        context.log.warning(f"{len(short)} link(s) shorter than one window ({config.window} rows + horizon "
+                            f"{windows.horizon}), left out: {', '.join(short)}")
     return dg.MaterializeResult(metadata={
-        "windows": len(windows), **{f"windows_{s}": n for s, n in counts.items()},
+        "windows": len(windows), **{f"windows_{s}": n for s, n in counts.items()}, "split_rule": CHRONOLOGICAL_RULE,
         "shape": str(windows.x.shape), "horizon_steps": windows.horizon, "features": ", ".join(features),
-        **{k: v for k, v in windows.stats.items() if k != "partitions"},
-        "partitions": len(partitions), "path": dg.MetadataValue.path(str(path)),
+        **stats, "links_without_windows": ", ".join(short) or "none",
+        "noise_free_oracle": "attached (every partition is generator output)" if generated
+        else "not attached (not generator output)",
+        "partitions": len(days_regions), "path": dg.MetadataValue.path(str(path)),
     })
 
 
@@ -118,7 +129,9 @@ class BandwidthLSTMConfig(dg.Config):
 
 @dg.asset(deps=[dwcp_windows], group_name=GROUP, kinds={"pytorch"})
 def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTMConfig) -> dg.MaterializeResult:
-    """BandwidthLSTM trained by torchrun on a frozen copy of the windows (best epoch by validation)."""
+    """BandwidthLSTM trained by torchrun on a frozen copy of the windows (best epoch by validation),
+    judged on the test windows against persistence, mean and harmonic mean of the last 5 values
+    and ridge AR(20), in this run; the verdict (evaluation.json) is what promotion reads."""
     from netassets.core.training import config_dict
     from netassets.dwcp.train import TrainConfig
 
@@ -130,41 +143,54 @@ def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTM
     config_path = run / "train_config.json"
     write_json(config_path, config_dict(train_config))
     invocation = launch_torchrun(context, "netassets.dwcp.train", [f"--config={config_path}"], nproc=config.nproc)
-    artifacts.set_latest_run(run)  # only after every rank exited cleanly
-    return invocation.get_materialize_result()
+    evaluation = evaluate_run(run)
+    write_json(run / artifacts.EVALUATION, evaluation.to_dict())
+    artifacts.set_latest_run(run)  # only after every rank exited cleanly and the run was judged
+    if not evaluation.beats_strongest_baseline:
+        context.log.warning(evaluation.verdict)
+    training = invocation.get_materialize_result().metadata or {}
+    return dg.MaterializeResult(metadata={**training, **evaluation.metadata()})
+
+
+def evaluate_run(run: Path):
+    """The verdict of record for one training run: its test predictions against every baseline."""
+    windows = Windows.load(run / artifacts.RUN_WINDOWS)
+    with np.load(run / PREDICTIONS) as saved:
+        return report.model_evaluation(windows, saved["index"], saved["prediction"], CHRONOLOGICAL_RULE)
 
 
 @dg.asset(deps=[dwcp_bandwidth_lstm], group_name=GROUP)
 def dwcp_report() -> dg.MaterializeResult:
-    """Held-out scores of the model next to persistence, the generator's noise-free oracle and the
-    seed's target; the seed-shaped report JSON; predicted-vs-actual scatter; training curves."""
+    """Test scores per target of the model next to every baseline, the generator's noise-free
+    oracle (generated data only) and the seed's target; the seed-shaped report JSON;
+    predicted-vs-actual scatter; training curves."""
     run = artifacts.latest_run()
     windows = Windows.load(run / artifacts.RUN_WINDOWS)
     with np.load(run / PREDICTIONS) as saved:
         index, predicted = saved["index"], saved["prediction"]
     history = json.loads((run / HISTORY).read_text())
+    verdict = artifacts.load_evaluation(run)
     actual = windows.y[index].astype(np.float64)
-    predictors = {report.MODEL: predicted, report.PERSISTENCE: windows.last[index]}
-    oracle = windows.extra["oracle"][index] if "oracle" in windows.extra else None
-    if oracle is not None:
-        predictors[report.ORACLE] = oracle
+    predictors = report.forecasts(windows, index, predicted)
     evaluation = report.evaluate(actual, predictors, windows.targets)
-    document = report.document(evaluation, version=run.name, windows=windows, history=history,
+    document = report.document(evaluation, verdict, version=run.name, windows=windows, history=history,
                                model_size_mb=(run / CHECKPOINT).stat().st_size / 2**20)
     write_json(run / artifacts.REPORT, document)
     overall = document["performance_metrics"]["overall"]
     return dg.MaterializeResult(metadata={
-        "target_met": overall["target_met"],
-        "average_correlation": overall["average_correlation"],
-        "average_mape": overall["average_mape"],
-        "beats_persistence": ", ".join(f"{t}: {'yes' if b else 'NO'}"
-                                       for t, b in document["beats_persistence_rmse"].items()),
-        "overall": table_markdown(report.overall_rows(evaluation)),
-        "scores": table_markdown(report.score_rows(evaluation)),
-        "predicted_vs_actual": figure_metadata(
-            report.scatter_figure(actual, predicted, oracle, windows.targets),
+        "verdict": dg.MetadataValue.text(verdict.verdict),
+        "test_target_met (seed's rule)": overall["target_met"],
+        "test_average_correlation": overall["average_correlation"],
+        "test_average_mape": overall["average_mape"],
+        "test_beats_rmse": table_markdown([{"baseline": name, "split": "test", **{t: "yes" if b else "NO" for t, b in won.items()}}
+                                           for name, won in document["beats_rmse"].items()]),
+        "test_overall": table_markdown(report.overall_rows(evaluation)),
+        "test_scores": table_markdown(report.score_rows(evaluation)),
+        "test_predicted_vs_actual": figure_metadata(
+            report.scatter_figure(actual, predicted, predictors.get(report.ORACLE), windows.targets),
             save_to=run / "predictions_scatter.png"),
-        "training_curves": figure_metadata(report.history_figure(history["epochs"]), save_to=run / "training_history.png"),
+        "training_curves (train and validation)": figure_metadata(report.history_figure(history["epochs"]),
+                                                                  save_to=run / "training_history.png"),
         "report": dg.MetadataValue.path(str(run / artifacts.REPORT)),
     })
 
@@ -193,14 +219,18 @@ def dwcp_onnx() -> dg.MaterializeResult:
 
 @dg.asset(deps=[dwcp_onnx], group_name=GROUP, kinds={"onnx"})
 def dwcp_onnx_production() -> dg.MaterializeResult:
-    """The production copy: replaced by the candidate only when every ONNX check passes.
+    """The production copy: replaced by the candidate only when every gate passes (checker,
+    parity, contract, and beating the strongest baseline on test).
 
-    Blocking checks stop this asset in the run that exported the candidate; the checks run again
+    Blocking checks stop this asset in the run that exported the candidate; the gates run again
     here so that a run selecting only this asset cannot promote an unchecked file either."""
     problems = candidate_problems()
-    if problems:
-        raise dg.Failure("ONNX candidate refused; production copy kept", metadata={"problems": "\n".join(problems)})
     chosen = artifacts.candidate()
+    if problems:
+        evaluation = artifacts.load_evaluation(Path(chosen["run_dir"]))
+        raise dg.Failure(description="ONNX candidate refused; production copy kept: " + "; ".join(problems),
+                         metadata={**(evaluation.metadata() if evaluation else {}), "problems": "\n".join(problems),
+                                   "candidate": chosen["onnx"]})
     target = artifacts.production_dir()
     target.mkdir(parents=True, exist_ok=True)
     copy_file(Path(chosen["onnx"]), target / artifacts.PRODUCTION_ONNX)

@@ -6,7 +6,7 @@ import numpy as np
 from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.dwcp import artifacts
-from netassets.dwcp.assets import PARTITIONS, dwcp_onnx, dwcp_raw, dwcp_windows
+from netassets.dwcp.assets import PARTITIONS, dwcp_bandwidth_lstm, dwcp_onnx, dwcp_raw, dwcp_windows
 from netassets.dwcp.gates import GATES
 from netassets.dwcp.schema import BOUNDS, CATEGORIES, COLUMNS, DIMENSION
 from netassets.dwcp.windows import SPLITS, Windows
@@ -44,6 +44,15 @@ def dwcp_windows_usable() -> dg.AssetCheckResult:
                                metadata={**{f"windows_{s}": n for s, n in counts.items()}, "all_finite": finite})
 
 
+@dg.asset_check(asset=dwcp_bandwidth_lstm, description="WARN when the model does not beat its strongest baseline on test.")
+def dwcp_bandwidth_lstm_beats_baselines() -> dg.AssetCheckResult:
+    evaluation = artifacts.load_evaluation(artifacts.latest_run())
+    if evaluation is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   description="the latest training run recorded no evaluation")
+    return evaluation.check_result()
+
+
 def _gate_check(name: str) -> dg.AssetChecksDefinition:
     gate, description = GATES[name]
 
@@ -58,4 +67,4 @@ def _gate_check(name: str) -> dg.AssetChecksDefinition:
 
 
 onnx_gates = [_gate_check(name) for name in GATES]
-checks = [dwcp_raw_valid, dwcp_windows_usable, *onnx_gates]
+checks = [dwcp_raw_valid, dwcp_windows_usable, dwcp_bandwidth_lstm_beats_baselines, *onnx_gates]

@@ -1,4 +1,4 @@
-"""BandwidthLSTM: the guide's architecture.
+"""BandwidthLSTM: the guide's architecture, and DeltaForecaster, the formulation it is trained in.
 
     [batch, 20, 9] -> LSTM 256 -> BN -> LSTM 128 -> BN -> LSTM 64 -> last step
     -> Dense 128 (ReLU, dropout 0.3, BN) -> Dense 64 (ReLU, dropout 0.21) -> Dense 32 (ReLU) -> 4
@@ -8,6 +8,25 @@ Two departures from the seed's code, both towards what the guide draws:
   each LSTM reads the whole sequence of the one before it (a stacked LSTM);
 - the seed passes ``dropout=0.3`` to single-layer ``nn.LSTM``s, where PyTorch ignores it;
   here the 0.3 dropout is applied between the LSTMs, after batch norm.
+
+DeltaForecaster wraps it, and is what trains, exports and serves:
+
+- the network predicts the *change* from the last observed value, not the level. On 1-step
+  throughput series the level is mostly the last value; a network asked for the level spends
+  its capacity relearning that, and lost to persistence on the HSDPA traces;
+- the change is measured relative to the window's own level (mean |value| of the target in the
+  window, floored), as in reversible instance normalisation: journeys, links and hours differ
+  in level far more than in shape, and a model of relative changes carries over to a journey
+  (or a link) it never saw. The network sees each target's window in those units only (its
+  absolute level would let it memorise journeys), next to the other, globally standardised,
+  features;
+- a linear path over those relative windows (an AR model inside the forecaster; train.py sets
+  it to the closed-form ridge fit and freezes it), so the LSTM learns only what a linear model
+  cannot.
+
+With the network's last layer and the linear path at zero, the forecast is exactly persistence.
+The "+ last value" and every scaling happen inside the module, so the exported ONNX graph keeps
+its contract: standardised inputs in, standardised levels out (``level = output * y_scale + y_mean``).
 """
 
 from __future__ import annotations
@@ -53,9 +72,66 @@ class BandwidthLSTM(nn.Module):
         return self.fc_out(h)
 
 
-def build_model(arch: dict) -> BandwidthLSTM:
+class DeltaForecaster(nn.Module):
+    """Standardised windows [batch, window, features] -> standardised levels [batch, targets].
+
+    ``scaling`` holds the training split's statistics: x_mean/x_scale (per feature),
+    y_mean/y_scale (per target, the output's standardisation), level_floor (per target, the
+    smallest window level divided by) and delta_scale (per target, the std of the relative
+    change); ``target_index`` says which input feature carries each target.
+    """
+
+    SCALING = ("x_mean", "x_scale", "y_mean", "y_scale", "level_floor", "delta_scale")
+
+    def __init__(self, net: BandwidthLSTM, window: int, target_index: list[int], scaling: dict):
+        super().__init__()
+        self.net = net
+        self.register_buffer("target_index", torch.tensor(target_index, dtype=torch.long))
+        others = [i for i in range(len(scaling["x_mean"])) if i not in target_index]
+        self.register_buffer("other_index", torch.tensor(others, dtype=torch.long))
+        for name in self.SCALING:
+            self.register_buffer(name, torch.tensor(scaling[name], dtype=torch.float32))
+        self.linear = nn.Linear(window * len(target_index), len(target_index))
+        for layer in (self.linear, net.fc_out):  # zero: before training, the forecast is persistence
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def targets_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(each target's window in original units, its last value, the window's level), from standardised x."""
+        index = self.target_index
+        raw = x[:, :, index] * self.x_scale[index] + self.x_mean[index]
+        return raw, raw[:, -1], torch.maximum(raw.abs().mean(dim=1), self.level_floor)
+
+    def relative_change(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(y - last) / level for targets ``y`` in original units: what ``delta`` predicts, before delta_scale."""
+        _, last, level = self.targets_of(x)
+        return (y - last) / level
+
+    def relative_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Each target's window relative to the window's level (value / level - 1), [batch, window, targets]."""
+        raw, _, level = self.targets_of(x)
+        return raw / level[:, None] - 1.0
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The forecast relative change, in units of its training std."""
+        relative = self.relative_windows(x)
+        inputs = torch.cat([relative, x[:, :, self.other_index]], dim=2) if len(self.other_index) else relative
+        return self.net(inputs) + self.linear(relative.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, last, level = self.targets_of(x)
+        forecast = last + self.delta(x) * self.delta_scale * level
+        return (forecast - self.y_mean) / self.y_scale
+
+
+def build_network(arch: dict) -> BandwidthLSTM:
     """From the plain dict a checkpoint stores (tuples come back as lists)."""
     return BandwidthLSTM(
         n_features=arch["n_features"], n_targets=arch["n_targets"], lstm_sizes=tuple(arch["lstm_sizes"]),
         dense_sizes=tuple(arch["dense_sizes"]), dropout=arch["dropout"], dense2_dropout=arch["dense2_dropout"],
     )
+
+
+def build_model(arch: dict, scaling: dict) -> DeltaForecaster:
+    """The forecaster a checkpoint describes: its architecture dict and its scaler statistics."""
+    return DeltaForecaster(build_network(arch), arch["window"], arch["target_index"], scaling)

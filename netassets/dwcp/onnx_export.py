@@ -2,7 +2,8 @@
 
 Contract (what the Go side reads): input ``input`` float32 [batch, window, features], output
 ``output`` float32 [batch, targets], batch dimension dynamic. Both are in standardised units:
-the scaler parameters travel in model_metadata.json, as in the seed.
+the scaler parameters travel in model_metadata.json, as in the seed. The output is a level, not
+a change: the DeltaForecaster adds the last observed value inside the graph.
 
 torch, onnx and onnxruntime are imported by the functions that use them: the code location
 imports this module (through the gates and assets) for its names and constants.
@@ -17,22 +18,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from netassets.dwcp.model import BandwidthLSTM
+    from netassets.dwcp.model import DeltaForecaster
 
 INPUT, OUTPUT = "input", "output"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 
 
-def load_model(checkpoint: dict) -> BandwidthLSTM:
+def load_model(checkpoint: dict) -> DeltaForecaster:
     from netassets.dwcp.model import build_model
 
-    model = build_model(checkpoint["arch"])
+    model = build_model(checkpoint["arch"], checkpoint["scaler"])
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 
 
-def export(model: BandwidthLSTM, window: int, n_features: int, path: Path) -> Path:
+def export(model: DeltaForecaster, window: int, n_features: int, path: Path) -> Path:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,8 @@ def model_metadata(checkpoint: dict, report: dict, *, version: str, onnx_path: P
         "model_architecture": checkpoint["arch"], "features": features, "targets": targets, "window": window,
         "horizon_steps": checkpoint["horizon"], "scaler_params": checkpoint["scaler"],
         "io": {INPUT: {"shape": ["batch", window, len(features)], "units": "standardised: (x - x_mean) / x_scale"},
-               OUTPUT: {"shape": ["batch", len(targets)], "units": "standardised: y = output * y_scale + y_mean"}},
+               OUTPUT: {"shape": ["batch", len(targets)], "units": "standardised level (the last value is added in the graph): "
+                                                                  "y = output * y_scale + y_mean"}},
         "opset": OPSET, "training_partitions": report["training_partitions"], "training_run": training_run,
     }
 
@@ -106,7 +108,7 @@ def session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def parity(path: Path, model: BandwidthLSTM, x: np.ndarray, batch_size: int = 256) -> float:
+def parity(path: Path, model: DeltaForecaster, x: np.ndarray, batch_size: int = 256) -> float:
     """Max |onnxruntime - torch| over the given (standardised) windows."""
     import torch
 

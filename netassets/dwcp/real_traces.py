@@ -17,8 +17,8 @@ import polars as pl
 from netassets.dwcp.windows import Windows, build_windows
 
 MAX_STEP_S = 5.0
+SPLIT_RULE = "by trace: every 5th trace (by name) tests, the next validates, the rest train"
 COLUMN = "throughput_mbps"
-HARMONIC_HISTORY = 5  # samples, as in MPC/Pensieve's harmonic-mean throughput predictor
 
 
 def read_trace(path: Path) -> pl.DataFrame:
@@ -52,7 +52,4 @@ def hsdpa_windows(folder: Path, window: int = 20, horizon: int = 3) -> Windows:
     fold = np.array([trace_rank[trace_of_link[i]] % 5 for i in windows.link])
     windows.split = np.select([fold == 0, fold == 1], [2, 1], 0).astype(np.int8)
     windows.stats["traces"] = len(paths)
-    # Harmonic mean of the last samples: robust to the spikes of a cellular link.
-    recent = windows.x[:, -HARMONIC_HISTORY:, 0].astype(np.float64)
-    windows.extra["harmonic_mean"] = (HARMONIC_HISTORY / np.sum(1.0 / np.maximum(recent, 1e-3), axis=1))[:, None]
     return windows

@@ -7,13 +7,17 @@ columns follow the seed's formulas exactly (UTC hours). The same ``--seed`` give
 whatever ``--days`` is, because each (region, link, day) has its own random stream.
 
 ``expected_targets`` is the generator's noise-free oracle: E[target | hour, weekday] computed
-once by Monte Carlo of these formulas. No model can beat it on this data.
+once by Monte Carlo of these formulas. No model can beat it on this data, and it means nothing on
+any other data: beside each CSV the generator writes ``<day>.generator.json`` (its arguments and
+the CSV's SHA-256), and ``is_generated`` tells the windows asset whether the oracle applies.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import json
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from netassets.core.files import atomic_write
+from netassets.core.files import atomic_write, write_json
 from netassets.core.settings import landing_dir, safe_name
 from netassets.dwcp.schema import CATEGORIES, COLUMNS, PIPELINE, TARGETS
 
@@ -58,9 +62,31 @@ def generate(args: argparse.Namespace) -> list[Path]:
                 raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
             frame = day_frame(region, day, args.links, args.seed, args.missing_rate)
             atomic_write(path, frame.write_csv)  # the landing sensor never sees half a file
+            provenance = {"generator": __name__, "seed": args.seed, "links": args.links,
+                          "missing_rate": args.missing_rate, "sha256": _sha256(path)}
+            write_json(sidecar(path), provenance)
             written.append(path)
     print(f"wrote {len(written)} file(s) under {out}")
     return written
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_suffix(".generator.json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def is_generated(path: Path) -> bool:
+    """True when ``path`` is a CSV this generator wrote and nobody changed since."""
+    marker = sidecar(path)
+    if not (path.is_file() and marker.is_file()):
+        return False
+    try:
+        return json.loads(marker.read_text()).get("sha256") == _sha256(path)
+    except (ValueError, AttributeError):  # a damaged marker proves nothing
+        return False
 
 
 def _region_stream(region: str, seed: int, *extra: int) -> np.random.Generator:

@@ -4,7 +4,8 @@ A window is ``window`` consecutive rows of one link; its target is the row ``hor
 after the window's last row (horizon 1 = the next row, what the seed's code does). A window
 never spans two links or a gap: the series is cut into runs wherever consecutive timestamps
 differ from ``step`` (a missing minute, a duplicate, a reordering), and windows are drawn
-inside runs only. Runs shorter than ``window + horizon`` rows yield nothing and are counted.
+inside runs only. Runs shorter than ``window + horizon`` rows yield nothing and are counted; a link
+whose every run is that short is named in ``stats["links_without_windows"]``, and the others go on.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from netassets.core.files import atomic_write
 
 SPLITS = ("train", "val", "test")
+CHRONOLOGICAL_RULE = "chronological by target time: first 70 % train, next 15 % validation, last 15 % test"
 
 
 class TooFewRowsError(ValueError):
@@ -87,7 +89,7 @@ def build_windows(
         raise ValueError(f"columns {missing} missing from the data")
     span = window + horizon  # rows a run needs for one window
     xs, ys, lasts, times, link_ids, names = [], [], [], [], [], []
-    stats = {"links": 0, "runs": 0, "gaps": 0, "short_runs": 0, "rows": frame.height}
+    stats = {"links": 0, "runs": 0, "gaps": 0, "short_runs": 0, "rows": frame.height, "links_without_windows": []}
     ordered = frame.sort([*link_columns, time_column])
     for key, series in ordered.group_by(list(link_columns), maintain_order=True):
         stats["links"] += 1
@@ -98,6 +100,7 @@ def build_windows(
         targs = series.select(targets).to_numpy().astype(np.float32)
         link_index = len(names)
         names.append("/".join(str(k) for k in key))
+        windows_before = len(xs)
         for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(t)]):
             stats["runs"] += 1
             count = stop - start - span + 1
@@ -110,6 +113,8 @@ def build_windows(
             lasts.append(targs[start + window - 1:stop - horizon])
             times.append(t[start + span - 1:stop])
             link_ids.append(np.full(count, link_index, np.int32))
+        if len(xs) == windows_before:  # every run of this link is shorter than one window
+            stats["links_without_windows"].append(f"{names[-1]} ({series.height} rows)")
     if not xs:
         raise TooFewRowsError(
             f"no window of {window} rows + horizon {horizon} fits: {stats['rows']} rows in {stats['links']} link(s), "

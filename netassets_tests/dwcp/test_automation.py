@@ -35,7 +35,8 @@ def test_landing_sensor_requests_new_and_changed_partitions_once(landing, instan
     # A re-delivered file (new size and mtime) is ingested again, alone.
     path = landing / REGION / f"{DAYS[1]}.csv"
     path.write_text(path.read_text() + path.read_text().splitlines()[1] + "\n")
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    # An mtime in the past: one in the future would read as a file still being written.
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns - 10**9))
     again, _ = _tick(instance, result.cursor)
     assert [r.partition_key for r in again.run_requests] == [f"{DAYS[1]}|{REGION}"]
 

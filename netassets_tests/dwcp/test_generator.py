@@ -80,3 +80,11 @@ def test_bad_arguments_are_refused(tmp_path):
         sample.generate(generator_args(tmp_path, regions="../etc"))
     with pytest.raises(ValueError, match="missing-rate"):
         sample.generate(generator_args(tmp_path, missing_rate=1.0))
+
+
+def test_generated_files_carry_a_sidecar_that_a_changed_file_no_longer_matches(tmp_path):
+    path = sample.generate(generator_args(tmp_path, days=1))[0]
+    assert sample.sidecar(path).name == f"{DAYS[0]}.generator.json" and sample.is_generated(path)
+    path.write_text(path.read_text().replace(",", ";", 1))  # someone edited (or replaced) the data
+    assert not sample.is_generated(path)
+    assert not sample.is_generated(tmp_path / "elsewhere.csv")

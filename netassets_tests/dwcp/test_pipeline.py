@@ -10,14 +10,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import torch
 
+from netassets.core.evaluation import Evaluation
+from netassets.core.files import write_json
+from netassets.core.training import load_checkpoint
 from netassets.dwcp import artifacts, onnx_export
 from netassets.dwcp.assets import (
     BandwidthLSTMConfig, WindowsConfig,
     dwcp_bandwidth_lstm, dwcp_onnx, dwcp_onnx_production, dwcp_raw, dwcp_report, dwcp_windows,
 )
 from netassets.dwcp.checks import checks, dwcp_raw_valid
-from netassets.dwcp.model import BandwidthLSTM
 from netassets.dwcp.schema import DYNAMIC_PARTITIONS
 from netassets.dwcp.windows import Windows
 
@@ -46,21 +49,34 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
 
     config = dg.RunConfig(ops={"dwcp_bandwidth_lstm": BandwidthLSTMConfig(**TINY_TRAINING)})
     result = dg.materialize([*MODEL_ASSETS, *checks[1:]], run_config=config, resources={"warehouse": warehouse},
-                            instance=instance)
+                            instance=instance, raise_on_error=False)
     checks_by_name = _check_results(result)
-    assert {"dwcp_windows_usable", "dwcp_onnx_checker", "dwcp_onnx_parity", "dwcp_onnx_contract"} <= set(checks_by_name)
-    assert all(c.passed for c in checks_by_name.values())
+    assert {"dwcp_windows_usable", "dwcp_onnx_checker", "dwcp_onnx_parity", "dwcp_onnx_contract",
+            "dwcp_onnx_beats_baselines", "dwcp_bandwidth_lstm_beats_baselines"} <= set(checks_by_name)
     assert checks_by_name["dwcp_onnx_parity"].metadata["max_abs_difference"].value < 1e-4
+    assert all(c.passed for n, c in checks_by_name.items() if "beats_baselines" not in n)
 
+    # The verdict of record: the model and every baseline on the same test windows, the oracle
+    # (generated data) shown in the report but never counted as a baseline.
+    run = artifacts.latest_run()
+    evaluation = artifacts.load_evaluation(run)
+    windows = Windows.load(run / artifacts.RUN_WINDOWS)
+    assert evaluation.rows == len(windows.part("test")) and evaluation.split == "test"
+    assert set(evaluation.baselines) == {"persistence (last value)", "mean of last 5", "harmonic mean of last 5",
+                                         "ridge AR(20)"}
+    won = evaluation.beats_strongest_baseline
+    assert checks_by_name["dwcp_onnx_beats_baselines"].passed is won
+    assert checks_by_name["dwcp_bandwidth_lstm_beats_baselines"].passed is won
     training = result.asset_materializations_for_node("dwcp_bandwidth_lstm")[0].metadata
     assert training["world_size"].value == 1 and training["epochs_run"].value == 2
+    assert training["verdict"].value == evaluation.verdict and "| BandwidthLSTM | model | test |" in training["evaluation"].value
     report_meta = result.asset_materializations_for_node("dwcp_report")[0].metadata
-    for table in ("BandwidthLSTM", "persistence (last value)", "noise-free oracle (ceiling)", "seed's target"):
-        assert table in report_meta["overall"].value
+    for table in ("BandwidthLSTM", "persistence (last value)", "ridge AR(20)", "noise-free oracle (ceiling)",
+                  "seed's target"):
+        assert table in report_meta["test_overall"].value
     # Two epochs of a tiny model cannot reach the seed's target; the report must say so.
-    assert report_meta["target_met"].value is False
+    assert report_meta["test_target_met (seed's rule)"].value is False
 
-    run = artifacts.latest_run()
     document = json.loads((run / artifacts.REPORT).read_text())
     assert set(document) >= {"model", "version", "success", "achieved_metrics", "target_metrics", "model_size_mb"}
     assert document["target_metrics"] == {"correlation": 0.98, "mape": 5.0}
@@ -69,7 +85,25 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
     rmse = {name: scores["per_target"]["throughput_mbps"]["rmse"] for name, scores in document["baselines"].items()}
     assert rmse["noise-free oracle (ceiling)"] < rmse["persistence (last value)"]
 
+    # Promotion follows the recorded verdict and nothing else: a run that lost to ridge AR(20)
+    # is refused with the reason; the same files with a winning verdict go to production.
     production = artifacts.production_dir() / artifacts.PRODUCTION_ONNX
+    assert production.exists() is won
+    model_score = evaluation.value("BandwidthLSTM")
+    for verdict_wins in (False, True):
+        # Losing: ridge AR 10 % better than the model; winning: every baseline 10 % worse.
+        staged_baselines = {name: {**s, "mean_nrmse": model_score * (1.1 if verdict_wins else 0.9)}
+                            for name, s in evaluation.baselines.items() if verdict_wins or name == "ridge AR(20)"}
+        staged = Evaluation.from_dict({**evaluation.to_dict(), "scores": {**evaluation.scores, **staged_baselines}})
+        write_json(run / artifacts.EVALUATION, staged.to_dict())
+        promoted = dg.materialize([dwcp_onnx_production], resources={"warehouse": warehouse}, instance=instance,
+                                  raise_on_error=False)
+        assert promoted.success is verdict_wins
+        if not verdict_wins:
+            failure = [e.event_specific_data.error for e in promoted.all_events if e.event_type_value == "STEP_FAILURE"]
+            assert "dwcp_onnx_beats_baselines: not promoted: loses: BandwidthLSTM" in str(failure)
+            assert "loses to ridge AR(20)" in str(failure)
+            assert production.exists() is won
     candidate = artifacts.candidate()
     assert production.read_bytes() == open(candidate["onnx"], "rb").read()
     metadata = json.loads((artifacts.production_dir() / artifacts.PRODUCTION_METADATA).read_text())
@@ -83,8 +117,9 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
     # copy must stay as it was. (A different model exported under the candidate's name is a real
     # fault, provoked here, not mocked.)
     before = production.read_bytes()
-    onnx_export.export(BandwidthLSTM(lstm_sizes=(16, 8, 8), dense_sizes=(8, 8, 8)).eval(), 20, 9,
-                       Path(candidate["onnx"]))
+    other = onnx_export.load_model(load_checkpoint(run / artifacts.CHECKPOINT))
+    torch.nn.init.normal_(other.net.fc_out.weight)
+    onnx_export.export(other, 20, 9, Path(candidate["onnx"]))
     refused = dg.materialize([dwcp_onnx_production], resources={"warehouse": warehouse}, instance=instance,
                              raise_on_error=False)
     assert not refused.success
@@ -111,6 +146,9 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
                        resources={"warehouse": warehouse}, instance=instance)
     thin = dg.materialize([dwcp_windows], run_config=dg.RunConfig(ops={"dwcp_windows": WindowsConfig(
         throughput_only=True, horizon_minutes=1, last_day=DAYS[1])}), resources={"warehouse": warehouse}, instance=instance)
-    assert thin.asset_materializations_for_node("dwcp_windows")[0].metadata["features"].value == "throughput_mbps"
+    thin_meta = thin.asset_materializations_for_node("dwcp_windows")[0].metadata
+    assert thin_meta["features"].value == "throughput_mbps"
     windows = Windows.load(artifacts.windows_path())
     assert windows.x.shape[1:] == (20, 1) and windows.horizon == 1
+    # The first day's file was edited above: it is no longer generator output, so no oracle.
+    assert thin_meta["noise_free_oracle"].value.startswith("not attached") and "oracle" not in windows.extra
