@@ -1,14 +1,27 @@
-"""perfSONAR detector benchmark: batched detector vs a direct port of the seed's per-hour loop.
+"""perfSONAR detector benchmark: the batched detector against simple baselines, and against a
+direct port of the seed's per-hour loop.
 
-    python -m bench.perfsonar_detect [--days 3] [--destinations 20] [--seed-hours 6]
+    python -m bench.perfsonar_detect [--days 4] [--destinations 20] [--seed-hours 6] [--trials 20]
 
-Data: the simulator (known anomalous hours on every day but the first), turned into the
-minute x destination matrix by the pipeline's own SQL model. Every hour of days 2.. is scored
-by the batched detector and by the per-destination z-score baseline; the seed port (one Keras-
-style model per hour: RMSprop, batch 10, 100 epochs, raw inputs) runs on ``--seed-hours`` of
-those hours (half anomalous), where all three are compared on the same hours. Precision and
-recall are per hour. Where ../shared/data/perfsonar is present, the real esmond path is scored
-too (no labels: alarm counts only). Writes bench/results/perfsonar_detect.json.
+Scorers, all on the same hours in the same run, each with a continuous score and an a-priori cut:
+the detector (held-out scaled accuracy > 0.05, the seed's cut), the per-destination z-score of the
+hour's mean loss against the previous 24 hourly means (> 3), the loss step (largest rise of one
+destination's hourly mean over its 24 h mean, > 0.01), and an IsolationForest on hourly loss
+statistics (mean, std, max per destination) fitted on the 24 hours before the scored one only
+(sklearn's own cut, score_samples < -0.5). Every score is causal: an hour is scored from its own
+minutes and the 24 h before it. Metrics are per hour: precision, recall, F1 (the verdict).
+
+Simulator: known anomalous hours on every day but the first; the first scored day is validation,
+the rest test. Real data (where ../shared/data/perfsonar is present): the one esmond path, no
+labels of its own. Synthetic loss bursts are injected at known hours, by a rule fixed before any
+score was looked at: in each of ``--trials`` trials, 4 of the scorable hours (those with enough
+reference, the same in every trial) are drawn; in each, a burst of 20-40 consecutive minutes at a
+random offset drops an extra share p ~ U(0.2, 0.5) of the packets that got through:
+loss -> loss + (1 - loss) p. The first half of the trials is validation, the second half test.
+Each scorer is judged twice on test: with its a-priori cut, and with the cut that maximises its F1
+on validation (every scorer gets the same treatment). The seed port (one Keras-style model per
+hour: RMSprop, batch 10, 100 epochs, raw inputs) runs on ``--seed-hours`` simulated test hours
+(half anomalous) for speed and agreement. Writes bench/results/perfsonar_detect.json.
 """
 
 from __future__ import annotations
@@ -25,16 +38,20 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import torch
+from sklearn.ensemble import IsolationForest
 from sklearn.model_selection import train_test_split
 
 from netassets.core.settings import SHARED_DATA_DIR
 from netassets.core.sql import load_sql
 from netassets.perfsonar.documents import FieldMapping, parse_hits
+from netassets.perfsonar.evaluation import DETECTOR, STEP, ZSCORE, evaluate, flag_metrics, step_baseline
 from netassets.perfsonar.model import (DetectorSettings, HourScore, day_hours, loss_matrix, score_hours,
                                        scaled_accuracy, windows)
 from netassets.perfsonar.sample import real_documents, simulate
 
 RESULTS = Path(__file__).parent / "results" / "perfsonar_detect.json"
+IFOREST = "IsolationForest on hourly loss stats (previous 24 h)"
+SIM_START = dt.date(2024, 3, 1)  # day 1 reference only, day 2 validation, the rest test
 
 
 def matrix_from_documents(documents: list[dict]) -> pd.DataFrame:
@@ -81,91 +98,210 @@ def seed_port_score(reference: np.ndarray, subject: np.ndarray) -> float:
     return scaled_accuracy(accuracy, len(reference), len(subject))[0]
 
 
-def precision_recall(flagged: dict[pd.Timestamp, bool], truth: set[pd.Timestamp]) -> dict[str, float]:
-    tp = sum(f and h in truth for h, f in flagged.items())
-    fp = sum(f and h not in truth for h, f in flagged.items())
-    fn = sum(not f and h in truth for h, f in flagged.items())
-    return {"precision": tp / (tp + fp) if tp + fp else float("nan"), "recall": tp / (tp + fn) if tp + fn else float("nan"),
-            "tp": tp, "fp": fp, "fn": fn, "n": len(flagged)}
+SCORERS = (DETECTOR, ZSCORE, STEP, IFOREST)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--destinations", type=int, default=20)
-    parser.add_argument("--anomalies-per-day", type=int, default=4)
-    parser.add_argument("--seed-hours", type=int, default=6, help="hours the slow seed port analyses")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for both detectors")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    settings = DetectorSettings(seed=args.seed)
+def iforest_scores(matrix: pd.DataFrame, hours: list[pd.Timestamp], seed: int) -> dict[pd.Timestamp, float]:
+    """-score_samples of each hour's (mean, std, max) per destination, by an IsolationForest fitted on
+    the (at most 24) hours before it that hold a minute; higher = more anomalous."""
+    hourly = matrix.groupby(matrix.index.floor("h")).agg(["mean", "std", "max"]).fillna(0.0)
+    out = {}
+    for hour in hours:
+        history = hourly[(hourly.index >= hour - pd.Timedelta(hours=24)) & (hourly.index < hour)]
+        forest = IsolationForest(n_estimators=100, random_state=seed).fit(history.to_numpy())
+        out[hour] = float(-forest.score_samples(hourly.loc[[hour]].to_numpy())[0])
+    return out
 
-    start = dt.date(2024, 3, 1)
+
+def hour_values(matrix: pd.DataFrame, hours: list[pd.Timestamp], settings: DetectorSettings
+                ) -> tuple[dict, list[HourScore], float]:
+    """{scorer: {hour: continuous score}} on the hours the detector scored, the detector's scores,
+    and the seconds the detector (with its z-score, computed alongside) took."""
+    began = time.perf_counter()
+    scores = [s for s in score_hours(matrix, hours, settings) if s.status == "scored"]
+    seconds = time.perf_counter() - began
+    scored = [s.hour for s in scores]
+    values = {
+        DETECTOR: {s.hour: s.score for s in scores},
+        ZSCORE: {s.hour: s.baseline_max_z for s in scores},
+        STEP: {w.hour: step_baseline(w) for w in windows(matrix, scored, settings.reference_hours)},
+        IFOREST: iforest_scores(matrix, scored, settings.seed),
+    }
+    return values, scores, seconds
+
+
+def a_priori_cuts(settings: DetectorSettings) -> dict[str, float]:
+    return {DETECTOR: settings.cut, ZSCORE: settings.baseline_z, STEP: settings.step_threshold, IFOREST: 0.5}
+
+
+def validation_cut(values: dict, anomalous: set) -> float:
+    """The cut maximising F1 on validation (flag above it); among equal F1 the highest cut."""
+    candidates = sorted(set(values.values()), reverse=True)
+    best = max(candidates, key=lambda c: flag_metrics({h: v >= c for h, v in values.items()}, anomalous)["f1"])
+    below = [v for v in candidates if v < best]
+    return (best + below[0]) / 2 if below else best - 1e-9  # between the last flagged and the next value
+
+
+def judged(values: dict, anomalous: set, cuts: dict[str, float], split_rule: str, note: str):
+    flags = {name: {h: v > cuts[name] for h, v in values[name].items()} for name in SCORERS}
+    return evaluate(flags, anomalous, split_rule=split_rule, notes=[note, "cuts: " + ", ".join(
+        f"{name} > {cut:.4g}" for name, cut in cuts.items())])
+
+
+def both_ways(validation: tuple[dict, set], test: tuple[dict, set], settings: DetectorSettings,
+              split_rule: str) -> dict:
+    """The test evaluation with a-priori cuts and with cuts chosen on validation."""
+    cuts = {name: validation_cut(validation[0][name], validation[1]) for name in SCORERS}
+    return {
+        "a_priori_cuts": judged(*test, a_priori_cuts(settings), split_rule, "cuts fixed before any label was read"),
+        "validation_cuts": judged(*test, cuts, split_rule,
+                                  "each scorer's cut maximises its F1 on the validation hours"),
+    }
+
+
+def merged(parts: list[tuple[dict, set]]) -> tuple[dict, set]:
+    """Several runs' hour values as one, hours keyed by (run, hour) so that runs never collide."""
+    values = {name: {(i, h): v for i, (vals, _) in enumerate(parts) for h, v in vals[name].items()} for name in SCORERS}
+    return values, {(i, h) for i, (_, truth) in enumerate(parts) for h in truth}
+
+
+def inject_bursts(documents: list[dict], hours: list[pd.Timestamp], rng: np.random.Generator) -> list[dict]:
+    """The documented injection rule: a 20-40 minute burst in each hour, p ~ U(0.2, 0.5)."""
+    out = [dict(d) for d in documents]
+    for hour in hours:
+        length = int(rng.integers(20, 41))
+        first = hour + pd.Timedelta(minutes=int(rng.integers(0, 61 - length)))
+        lo, hi = first.value // 1_000_000, (first + pd.Timedelta(minutes=length)).value // 1_000_000
+        p = rng.uniform(0.2, 0.5)
+        for d in out:
+            if lo <= d["timestamp"] < hi and 0 <= d["packet_loss"] <= 1:  # out-of-range stays skipped
+                d["packet_loss"] += (1 - d["packet_loss"]) * p
+    return out
+
+
+def simulated(args, settings: DetectorSettings) -> tuple[dict, pd.DataFrame, set, list[HourScore], float]:
+    start = SIM_START
     sim = simulate(start, args.days, destinations=args.destinations, anomalies_per_day=args.anomalies_per_day,
                    seed=args.seed)
     matrix = matrix_from_documents(sim.documents)
     truth = {pd.Timestamp(a["hour"]) for a in sim.anomalous_hours}
-    days = [start + dt.timedelta(days=d) for d in range(1, args.days)]
+    parts, scored, seconds = [], [], 0.0
+    for d in range(1, args.days):
+        values, scores, took = hour_values(matrix, day_hours(start + dt.timedelta(days=d)), settings)
+        seconds += took
+        parts.append((values, truth & {s.hour for s in scores}))
+        scored += scores
+    rule = (f"simulator seed {args.seed}, {args.destinations} destinations: day 2 validation, days 3-{args.days}"
+            " test, every scored hour")
+    return both_ways(parts[0], merged(parts[1:]), settings, rule), matrix, truth, scored, seconds
 
-    began = time.perf_counter()
-    batched: list[HourScore] = [s for day in days for s in score_hours(matrix, day_hours(day), settings)]
-    batched_seconds = time.perf_counter() - began
-    hours = [s.hour for s in batched if s.status == "scored"]
 
+def real_injected(args, settings: DetectorSettings) -> dict | None:
+    if not (SHARED_DATA_DIR / "perfsonar").is_dir():
+        print(f"real esmond data not found under {SHARED_DATA_DIR}: skipping the real-data section")
+        return None
+    day = dt.date(2024, 4, 1)
+    documents = real_documents(day)
+    clean_values, clean_scores, _ = hour_values(matrix_from_documents(documents), day_hours(day), settings)
+    scorable = [s.hour for s in clean_scores]
     rng = np.random.default_rng(args.seed)
-    anomalous, quiet = sorted(truth & set(hours)), sorted(set(hours) - truth)
-    k = args.seed_hours // 2
-    subset = sorted(list(rng.choice(anomalous, min(k, len(anomalous)), replace=False))
-                    + list(rng.choice(quiet, args.seed_hours - min(k, len(anomalous)), replace=False)))
+    trials = []
+    for _ in range(args.trials):
+        anomalous = sorted(rng.choice(len(scorable), size=4, replace=False))
+        hours = [scorable[i] for i in anomalous]
+        values, scores, _ = hour_values(matrix_from_documents(inject_bursts(documents, hours, rng)), scorable, settings)
+        if [s.hour for s in scores] != scorable:
+            raise RuntimeError("an injected trial changed which hours are scorable")
+        trials.append((values, set(hours)))
+    half = args.trials // 2
+    rule = (f"real esmond path, {len(scorable)} scorable hours x {args.trials} injection trials:"
+            f" trials 1-{half} validation, {half + 1}-{args.trials} test")
+    result = both_ways(merged(trials[:half]), merged(trials[half:]), settings, rule)
+    result["uninjected_alarms"] = {name: sum(v > a_priori_cuts(settings)[name] for v in clean_values[name].values())
+                                   for name in SCORERS}
+    result["scorable_hours"] = [h.strftime("%H:00") for h in scorable]
+    return result
+
+
+def print_evaluation(title: str, evaluation) -> None:
+    print(f"\n{title}")
+    print(f"{'scorer':<44} {'prec':>6} {'recall':>6} {'F1':>6} {'tp':>4} {'fp':>4} {'fn':>4} {'hours':>6}")
+    for name, m in evaluation.scores.items():
+        print(f"{name:<44} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['tp']:4d} {m['fp']:4d}"
+              f" {m['fn']:4d} {m['hours']:6d}")
+    print(f"verdict: {evaluation.verdict}")
+    for note in evaluation.notes:
+        print(f"  - {note}")
+
+
+def _strict(value):
+    """Strict JSON has no NaN (precision of a scorer that flagged nothing)."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=4, help="simulated days (the first is reference only)")
+    parser.add_argument("--destinations", type=int, default=20)
+    parser.add_argument("--anomalies-per-day", type=int, default=4)
+    parser.add_argument("--seed-hours", type=int, default=6, help="hours the slow seed port analyses")
+    parser.add_argument("--trials", type=int, default=20, help="injection trials on the real path (half validation)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both detectors")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.days < 3 or args.trials < 2:
+        parser.error("--days needs at least 3 (reference, validation, test) and --trials at least 2")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    settings = DetectorSettings(seed=args.seed)
+
+    sim, matrix, truth, batched, batched_seconds = simulated(args, settings)
+    test_hours = [s.hour for s in batched if s.hour.date() >= SIM_START + dt.timedelta(days=2)]
+    rng = np.random.default_rng(args.seed)
+    anomalous, quiet = sorted(truth & set(test_hours)), sorted(set(test_hours) - truth)
+    k = min(args.seed_hours // 2, len(anomalous))
+    subset = sorted(list(rng.choice(anomalous, k, replace=False))
+                    + list(rng.choice(quiet, args.seed_hours - k, replace=False)))
     began = time.perf_counter()
     seed_flags = {w.hour: seed_port_score(w.reference, w.subject) > settings.cut
                   for w in windows(matrix, subset, settings.reference_hours)}
     seed_seconds = time.perf_counter() - began
-
     by_hour = {s.hour: s for s in batched}
-    rows = [
-        {"method": "batched detector", "on": "all hours", **precision_recall({h: by_hour[h].flagged for h in hours}, truth),
-         "hours_per_s": len(hours) / batched_seconds},
-        {"method": "z-score baseline", "on": "all hours", **precision_recall({h: by_hour[h].baseline_flagged for h in hours}, truth)},
-        {"method": "batched detector", "on": "seed subset", **precision_recall({h: by_hour[h].flagged for h in subset}, truth)},
-        {"method": "seed port (1 model/hour)", "on": "seed subset", **precision_recall(seed_flags, truth),
-         "hours_per_s": len(subset) / seed_seconds},
-        {"method": "z-score baseline", "on": "seed subset", **precision_recall({h: by_hour[h].baseline_flagged for h in subset}, truth)},
-    ]
-    speedup = (len(hours) / batched_seconds) / (len(subset) / seed_seconds)
+    seed_rows = {"seed port (1 model/hour)": flag_metrics(seed_flags, truth),
+                 DETECTOR: flag_metrics({h: by_hour[h].flagged for h in subset}, truth)}
+    speedup = (len(batched) / batched_seconds) / (len(subset) / seed_seconds)
 
-    real = None
-    if (SHARED_DATA_DIR / "perfsonar").is_dir():
-        real_day = dt.date(2024, 4, 1)
-        real_matrix = matrix_from_documents(real_documents(real_day))
-        # Half of the real minutes have lost > sent and are skipped, so an hour's reference holds
-        # ~30 minutes an hour: accept references from 10 such hours on.
-        relaxed = DetectorSettings(seed=args.seed, min_reference_rows=300, min_subject_rows=20)
-        real_scores = [s for s in score_hours(real_matrix, day_hours(real_day), relaxed) if s.status == "scored"]
-        real = {"hours_scored": len(real_scores), "detector_alarms": sum(s.flagged for s in real_scores),
-                "baseline_alarms": sum(s.baseline_flagged for s in real_scores),
-                "max_score": max(s.score for s in real_scores)}
-    else:
-        print(f"real esmond data not found under {SHARED_DATA_DIR}: skipping the real-data section")
+    # Relaxed for the real path: half of its minutes have lost > sent and are skipped, so an hour's
+    # reference holds ~30 minutes an hour; references from 10 such hours on are accepted.
+    real = real_injected(args, DetectorSettings(seed=args.seed, min_reference_rows=300, min_subject_rows=20))
 
-    print(f"{'method':<26} {'on':<12} {'n':>3} {'prec':>6} {'recall':>6} {'tp':>3} {'fp':>3} {'fn':>3} {'hours/s':>9}")
-    for r in rows:
-        rate = f"{r['hours_per_s']:9.2f}" if "hours_per_s" in r else ""
-        print(f"{r['method']:<26} {r['on']:<12} {r['n']:>3} {r['precision']:6.2f} {r['recall']:6.2f} "
-              f"{r['tp']:3d} {r['fp']:3d} {r['fn']:3d} {rate}")
+    for way, evaluation in sim.items():
+        print_evaluation(f"simulator, {way.replace('_', ' ')}", evaluation)
+    print(f"\nseed port vs batched detector on {len(subset)} simulated test hours:")
+    for name, m in seed_rows.items():
+        print(f"  {name:<44} precision {m['precision']:.2f} recall {m['recall']:.2f} F1 {m['f1']:.2f}")
     print(f"speed-up of the batched detector over the seed port: {speedup:.0f}x "
-          f"({batched_seconds / len(hours) * 1000:.0f} ms vs {seed_seconds / len(subset) * 1000:.0f} ms an hour)")
+          f"({batched_seconds / len(batched) * 1000:.0f} ms vs {seed_seconds / len(subset) * 1000:.0f} ms an hour)")
     if real:
-        print(f"real esmond path: {real['hours_scored']} hours scored, detector alarms {real['detector_alarms']}, "
-              f"z-score alarms {real['baseline_alarms']} (no labels)")
-    report = {"config": vars(args), "rows": rows, "speedup": speedup, "real_esmond": real,
-              "anomalous_hours": sorted(str(h) for h in truth)}
+        for way in ("a_priori_cuts", "validation_cuts"):
+            print_evaluation(f"real esmond path with injected bursts, {way.replace('_', ' ')}", real[way])
+        print(f"alarms on the uninjected real path ({len(real['scorable_hours'])} hours, a-priori cuts):"
+              f" {real['uninjected_alarms']}")
+    report = {
+        "config": vars(args),
+        "simulator": {way: e.to_dict() for way, e in sim.items()},
+        "seed_port_subset": {"hours": [str(h) for h in subset], "scores": seed_rows, "speedup": speedup,
+                             "batched_ms_per_hour": batched_seconds / len(batched) * 1000,
+                             "seed_port_ms_per_hour": seed_seconds / len(subset) * 1000},
+        "real_esmond_injected": real and {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in real.items()},
+        "anomalous_hours": sorted(str(h) for h in truth),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    for row in rows:  # strict JSON has no NaN (precision of a method that flagged nothing)
-        row.update({k: None for k, v in row.items() if isinstance(v, float) and math.isnan(v)})
-    RESULTS.write_text(json.dumps(report, indent=1, default=str))
+    RESULTS.write_text(json.dumps(_strict(report), indent=1, default=str))
     return report
 
 

@@ -12,9 +12,10 @@ from pydantic import Field
 
 from netassets.core.partitions import DayPartition, context_partition
 from netassets.core.plots import figure_metadata, plt, table_markdown
-from netassets.core.settings import artifacts_dir
+from netassets.core.settings import artifacts_dir, landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import POOL, DuckDBWarehouse
+from netassets.perfsonar.evaluation import DETECTOR, NO_PROMOTION, evaluate, hour_table, labels_for, scorer_flags
 from netassets.perfsonar.model import DetectorSettings, HourScore, day_hours, loss_matrix, score_hours
 from netassets.perfsonar.partitions import SOURCE, perfsonar_partitions
 from netassets.perfsonar.resources import PerfsonarSearch
@@ -93,12 +94,15 @@ class AnomalyConfig(dg.Config):
     min_subject_rows: int = Field(default=DetectorSettings.min_subject_rows, ge=2)
     baseline_z: float = Field(default=DetectorSettings.baseline_z, gt=0,
                               description="per-destination z-score above which the baseline flags an hour")
+    step_threshold: float = Field(default=DetectorSettings.step_threshold, gt=0,
+                                  description="rise of an hour's mean loss over its reference mean above which the"
+                                  " loss-step baseline flags it")
     seed: int = 0
 
     def settings(self) -> DetectorSettings:
         return DetectorSettings(cut=self.cut, steps=self.steps, learning_rate=self.learning_rate,
                                 min_reference_rows=self.min_reference_rows, min_subject_rows=self.min_subject_rows,
-                                baseline_z=self.baseline_z, seed=self.seed)
+                                baseline_z=self.baseline_z, step_threshold=self.step_threshold, seed=self.seed)
 
 
 def _score_rows(partition: DayPartition, scores: list[HourScore], cut: float, destinations: int) -> pl.DataFrame:
@@ -131,6 +135,40 @@ def _shaded_chart(matrix: pd.DataFrame, scores: list[HourScore], partition: DayP
     return fig
 
 
+BASELINE_CHECK = "perfsonar_anomaly_scores_beats_baselines"
+
+
+def _evaluation_metadata(partition: DayPartition, matrix: pd.DataFrame, scores: list[HourScore],
+                         settings: DetectorSettings, log) -> tuple[dict, dg.AssetCheckResult]:
+    """The detector's flags next to every baseline's on the scored hours and, where a truth file
+    labels some of them, the evaluation on those hours with its verdict; the baseline-verdict
+    check result either way (a WARN saying nothing was evaluated where no label exists)."""
+    flags = scorer_flags(matrix, scores, settings)
+    scored = sorted(flags[DETECTOR])
+    labels = labels_for(landing_dir("perfsonar"), partition.other, scored)
+    for problem in labels.unreadable:
+        log.warning("%s: truth file skipped: %s", partition.key, problem)
+    alarms = {f"alarms ({name})": sum(f.values()) for name, f in flags.items()}
+    if labels.unreadable:
+        alarms["truth_files_unreadable"] = dg.MetadataValue.json(labels.unreadable)
+    if not labels.labelled:
+        why = (f"no truth file in {landing_dir('perfsonar')} labels any of the {len(scored)} scored hours of"
+               f" {partition.other!r} on {partition.day} (production data has no labels)")
+        metadata = {"evaluation": dg.MetadataValue.md(f"not evaluated: {why}; flags side by side only.\n\n"
+                                                      f"{NO_PROMOTION}"),
+                    "flags": table_markdown(hour_table(flags, None)), **alarms}
+        check = dg.AssetCheckResult(check_name=BASELINE_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                    description=f"not evaluated: {why}; nothing shows the detector beats its baselines",
+                                    metadata={"evaluated": False})
+        return metadata, check
+    evaluation = evaluate({name: {h: f[h] for h in labels.labelled} for name, f in flags.items()}, labels.anomalous,
+                          notes=[f"labels: {', '.join(p.name for p in labels.files)} ({len(labels.labelled)} of"
+                                 f" {len(scored)} scored hours labelled)"])
+    metadata = {**evaluation.metadata(), "evaluation_json": dg.MetadataValue.json(evaluation.to_dict()),
+                "flags": table_markdown(hour_table(flags, labels.anomalous)), **alarms}
+    return metadata, evaluation.check_result(check_name=BASELINE_CHECK)
+
+
 @dg.asset(
     group_name="perfsonar",
     partitions_def=perfsonar_partitions,
@@ -141,8 +179,12 @@ def _shaded_chart(matrix: pd.DataFrame, scores: list[HourScore], partition: DayP
     }))],
     pool=POOL,
     kinds={"pytorch", "duckdb"},
+    check_specs=[dg.AssetCheckSpec(BASELINE_CHECK, asset="perfsonar_anomaly_scores", description=(
+        "WARN unless the detector's per-hour F1 beats every baseline's on the day's labelled hours (generator truth"
+        " files); with no labels (production) it warns that nothing was evaluated."))],
     description="The seed's detector for every hour of the day (reference = previous 24 h, subject = the hour,"
-    " held-out scaled accuracy), all 24 classifiers trained together; per-destination z-score baseline alongside.",
+    " held-out scaled accuracy), all 24 classifiers trained together; z-score and loss-step baselines alongside,"
+    " evaluated per hour where the generator's labels exist.",
 )
 def perfsonar_anomaly_scores(
     context: dg.AssetExecutionContext, config: AnomalyConfig, warehouse: DuckDBWarehouse
@@ -170,6 +212,7 @@ def perfsonar_anomaly_scores(
 
     scored = [s for s in scores if s.status == "scored"]
     agree = sum(s.flagged == s.baseline_flagged for s in scored)
+    evaluation, check = _evaluation_metadata(partition, matrix, scores, config.settings(), context.log)
     plot = figure_metadata(_shaded_chart(matrix, scores, partition, config.cut),
                            save_to=artifacts_dir("perfsonar") / "plots" / f"{partition.day}_{partition.other}.png")
     return dg.MaterializeResult(metadata={
@@ -189,7 +232,10 @@ def perfsonar_anomaly_scores(
             "top destinations": ", ".join(s.top_destinations),
         } for s in scores]),
         "plot": plot,
-    })
+        "scores_split": "held-out acc and score: each hour's classifier judged on the 30 % of its own and its"
+        " reference's minutes it was not trained on",
+        **evaluation,
+    }, check_results=[check])
 
 
 class AlarmsConfig(dg.Config):

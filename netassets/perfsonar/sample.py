@@ -2,8 +2,9 @@
 
 Writes ``{out}/{index}.ndjson`` in Elasticsearch _bulk format (action line + document line, load
 it with ``curl -H 'Content-Type: application/x-ndjson' --data-binary @file URL/_bulk``) and
-``{out}/{index}.truth.json`` listing the injected anomalous hours; with ``--url`` the documents
-are indexed into that cluster as well (index created with a keyword/date mapping).
+``{out}/{index}.truth.json`` listing the injected anomalous hours and the source and span they
+label (perfsonar_anomaly_scores evaluates itself against the landing folder's truth files); with
+``--url`` the documents are indexed into that cluster as well (keyword/date mapping).
 
 The simulator: one source, many destinations, one measurement a minute each (600 packets,
 binomial loss around a small per-destination rate), ~2 % missing minutes, a few duplicate
@@ -50,6 +51,17 @@ NEW_MAPPING = {
 class Simulation:
     documents: list[dict[str, Any]]
     anomalous_hours: list[dict[str, Any]] = field(default_factory=list)  # hour (ISO), destinations, minutes
+    source: str = ""
+    start: str = ""  # the simulated span [start, end), ISO hours: every hour in it is labelled
+    end: str = ""
+
+    def truth(self) -> dict[str, Any]:
+        """The labels as ``netassets.perfsonar.evaluation.read_truth`` reads them."""
+        return {"source": self.source, "start": self.start, "end": self.end, "anomalous_hours": self.anomalous_hours}
+
+    def write_truth(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.truth(), indent=1))
 
 
 def _day_ms(day: dt.date) -> int:
@@ -121,7 +133,8 @@ def simulate(
                 doc["dest_site"] = dests[j].split(".")[1].upper()
             doc["_id"] = f"{source}|{dests[j]}|{doc['timestamp']}"
             documents.append(doc)
-    return Simulation(documents, sorted(anomalies, key=lambda a: a["hour"]))
+    return Simulation(documents, sorted(anomalies, key=lambda a: a["hour"]), source, iso_hour(t0),
+                      iso_hour(t0 + minutes * MINUTE_MS))
 
 
 def real_documents(day: dt.date, source: str = "esmond.example.org", data_dir: Path | None = None) -> list[dict]:
@@ -207,6 +220,8 @@ def start_demo_server_and_seed(
     server = OsmemServer.start(japanese=False)
     sim = simulate(day - dt.timedelta(days=1), days=2, destinations=destinations, seed=seed)
     index_documents(server.url, "ps_packetloss-sim", sim.documents)
+    # Where perfsonar_anomaly_scores looks for labels: the simulated days get an evaluation.
+    sim.write_truth(landing_dir("perfsonar") / "ps_packetloss-sim.truth.json")
     sources = ["psb.example.org"]
     demo_configs: dict[str, dict] = {}
     keys = [f"{(day - dt.timedelta(days=1)).isoformat()}|psb.example.org", f"{day.isoformat()}|psb.example.org"]
@@ -247,7 +262,7 @@ def generate(args: argparse.Namespace) -> None:
         for action in bulk_actions(index, sim.documents):
             f.write(json.dumps({"index": {"_index": index, "_id": action["_id"]}}) + "\n")
             f.write(json.dumps(action["_source"]) + "\n")
-    (out / f"{index}.truth.json").write_text(json.dumps(sim.anomalous_hours, indent=1))
+    sim.write_truth(out / f"{index}.truth.json")
     print(f"wrote {len(sim.documents)} documents and {len(sim.anomalous_hours)} anomalous hours to {out}")
     if args.url:
         print(f"indexed {index_documents(args.url, index, sim.documents, args.old_schema)} documents into {args.url}")

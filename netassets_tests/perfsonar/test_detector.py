@@ -53,3 +53,11 @@ def test_hours_without_enough_reference_or_subject_are_reported_not_scored():
     assert [s.status for s in scores] == ["scored", "insufficient_subject", "insufficient_reference"]
     early = score_hours(matrix, [pd.Timestamp("2024-03-09 06:00")])
     assert early[0].status == "insufficient_reference" and early[0].score is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_destination_with_an_obvious_shift_is_flagged_whatever_the_initialisation(seed):
+    # The seed's 1 -> 2 -> 1 -> 1 ReLU net missed this for every initialisation tried (see batched_net).
+    [score] = score_hours(_matrix(1, shifted_hour=8, shift=0.3), [pd.Timestamp("2024-03-10 08:00")],
+                          DetectorSettings(seed=seed))
+    assert score.flagged, score

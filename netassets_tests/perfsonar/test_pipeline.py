@@ -11,9 +11,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from netassets.core.evaluation import Evaluation
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.perfsonar.assets import perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
+from netassets.perfsonar.assets import BASELINE_CHECK, perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
 from netassets.perfsonar.checks import perfsonar_anomaly_scores_gx, perfsonar_packet_loss_gx
+from netassets.perfsonar.evaluation import DETECTOR, STEP, ZSCORE
 from netassets.perfsonar.resources import PerfsonarSearch
 from netassets_tests.perfsonar.conftest import ANOMALY_HOUR, BROKEN, DAY, SIM_SOURCE, make_search
 from netassets_tests.perfsonar.helpers import connections_to, expected_cells, materialize, metadata, table_cells
@@ -37,6 +39,7 @@ def run(seeded_cluster, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, seeded_cluster.server.clone() as clone, \
             dg.instance_for_test() as instance:
         patch.setenv("NETASSETS_HOME", str(home))
+        seeded_cluster.sim.write_truth(home / "landing" / "perfsonar" / "ps_packetloss-sim.truth.json")
         warehouse, search = DuckDBWarehouse(database=str(home / "warehouse.duckdb")), make_search(clone.url)
         materialize([perfsonar_packet_loss], f"{DAY - dt.timedelta(days=1)}|{SIM_SOURCE}", instance, warehouse, search)
         result = materialize(
@@ -59,8 +62,9 @@ def test_loader_round_trip_counts_broken_and_duplicate_documents(seeded_cluster,
 
 def test_gx_checks_pass_on_the_partition(run):
     checks = {c.check_name: c for c in run.result.get_asset_check_evaluations()}
-    assert set(checks) == {"perfsonar_packet_loss_gx", "perfsonar_anomaly_scores_gx"}
-    assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items()}
+    assert set(checks) == {"perfsonar_packet_loss_gx", "perfsonar_anomaly_scores_gx", BASELINE_CHECK}
+    gx = [checks["perfsonar_packet_loss_gx"], checks["perfsonar_anomaly_scores_gx"]]
+    assert all(c.passed for c in gx), {c.check_name: c.metadata for c in gx}
     assert checks["perfsonar_packet_loss_gx"].metadata["rows_validated"].value == len(
         table_cells(run.warehouse, SIM_SOURCE, DAY))
 
@@ -101,3 +105,15 @@ def test_alarms_are_written_back_to_an_index_only_when_asked(run):
     assert connections_to(run.search.hosts) == 0  # the write-back's bulk client was closed too
     assert metadata(result, "perfsonar_alarms")["written_back"] == len(hits) == 1
     assert hits[0]["_source"]["hour"] == ANOMALY.isoformat()
+
+
+def test_scores_carry_the_evaluation_against_the_baselines_on_the_labelled_hours(run):
+    meta = metadata(run.result, "perfsonar_anomaly_scores")
+    evaluation = Evaluation.from_dict(meta["evaluation_json"])
+    assert evaluation.rows == 7 and evaluation.split == "test"
+    assert set(evaluation.baselines) == {ZSCORE, STEP}
+    assert evaluation.scores[DETECTOR]["tp"] == 1 and evaluation.scores[DETECTOR]["fp"] == 0
+    assert meta["verdict"] == evaluation.verdict and "no promotion path" in meta["evaluation"]
+    [check] = [c for c in run.result.get_asset_check_evaluations() if c.check_name == BASELINE_CHECK]
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.passed == evaluation.beats_strongest_baseline and check.description == evaluation.verdict

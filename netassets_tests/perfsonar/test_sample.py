@@ -7,6 +7,7 @@ import json
 
 from netassets.cli import main
 from netassets.perfsonar.documents import FieldMapping, parse_hits
+from netassets.perfsonar.evaluation import read_truth
 from netassets.perfsonar.sample import simulate
 
 
@@ -17,8 +18,10 @@ def test_generate_writes_bulk_ndjson_and_the_truth(tmp_path, netassets_home):
     actions, docs = [json.loads(x) for x in lines[::2]], [json.loads(x) for x in lines[1::2]]
     assert all(a["index"]["_index"] == "ps_packetloss-sim" for a in actions)
     assert len({a["index"]["_id"] for a in actions}) == len(docs) > 2 * 1440 * 2 * 0.95
-    truth = json.loads((tmp_path / "ps_packetloss-sim.truth.json").read_text())
-    assert len(truth) == 2 and all(t["hour"].startswith("2024-03-02") for t in truth)
+    truth = read_truth(tmp_path / "ps_packetloss-sim.truth.json")
+    assert (truth.source, str(truth.start), str(truth.end)) == ("psb.example.org", "2024-03-01 00:00:00",
+                                                                 "2024-03-03 00:00:00")
+    assert len(truth.anomalous) == 2 and all(str(h).startswith("2024-03-02") for h in truth.anomalous)
     assert parse_hits(({"_source": d} for d in docs), FieldMapping()).skipped_total == 0
 
 
