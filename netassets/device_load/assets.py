@@ -9,10 +9,13 @@ stays as it was.
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import polars as pl
+from pydantic import Field, field_validator
 
 from netassets.core.evaluation import Evaluation, refuse_unless_promotable, split_of, time_cutoffs
 from netassets.core.files import copy_file
@@ -35,7 +38,19 @@ def model_path():
 
 
 class RawConfig(dg.Config):
-    region_pattern: str = DEFAULT_REGION_PATTERN  # regex, one capture group: the region in the hostname
+    region_pattern: str = Field(default=DEFAULT_REGION_PATTERN,
+                                description="regular expression with one capture group: the region in the hostname")
+
+    @field_validator("region_pattern")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        try:
+            groups = re.compile(value).groups
+        except re.error as exc:
+            raise ValueError(f"region_pattern {value!r} is not a regular expression: {exc}") from exc
+        if groups != 1:
+            raise ValueError(f"region_pattern needs exactly one capture group, {value!r} has {groups}")
+        return value
 
 
 @dg.asset(group_name=GROUP, partitions_def=device_load_partitions, pool=POOL, kinds={"duckdb", "csv"})
@@ -70,10 +85,19 @@ SPLIT_RULE = "by target time: first 80 % of distinct times train, next 10 % vali
 
 
 class WindowsConfig(dg.Config):
-    window: int = 24  # steps per input window: 24 for the daily seasonality the seed's notebook shows (its code used 6)
-    step_minutes: int | None = None  # sampling step; None = inferred (median gap within a router); windows never span a gap
-    first_day: str | None = None  # training history, ISO days, None = open end
-    last_day: str | None = None
+    window: int = Field(default=24, ge=2, le=10_000, description="steps per input window: 24 for the daily "
+                        "seasonality the seed's notebook shows (its code used 6)")
+    step_minutes: int | None = Field(default=None, ge=1, description="sampling step in minutes; unset: inferred "
+                                     "(median gap within a router). Windows never span a gap")
+    first_day: str | None = Field(default=None, description="first day of training history (ISO); unset: open")
+    last_day: str | None = Field(default=None, description="last day of training history (ISO); unset: open")
+
+    @field_validator("first_day", "last_day")
+    @classmethod
+    def _iso_day(cls, value: str | None) -> str | None:
+        if value is not None:
+            dt.date.fromisoformat(value)  # raises naming the value
+        return value
 
 
 @dg.asset(group_name=GROUP, deps=[device_load_features], kinds={"numpy"})
@@ -116,12 +140,12 @@ def device_load_windows(context: dg.AssetExecutionContext, config: WindowsConfig
 
 
 class TrainingRunConfig(dg.Config):
-    nproc: int = 1  # torchrun processes (gloo on CPU)
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    patience: int = 5
-    seed: int = 0
+    nproc: int = Field(default=1, ge=1, le=64, description="torchrun processes (gloo on CPU)")
+    epochs: int = Field(default=30, ge=1, le=10_000, description="most epochs; early stopping may end sooner")
+    batch_size: int = Field(default=64, ge=1, le=65_536, description="windows per optimiser step and process")
+    lr: float = Field(default=1e-3, gt=0, le=1, allow_inf_nan=False, description="Adam learning rate")
+    patience: int = Field(default=5, ge=1, description="epochs without a better validation loss before stopping")
+    seed: int = Field(default=0, ge=0, description="random seed of the initialisation and batch order")
 
 
 def promote(candidate: Path, evaluation: Evaluation, live: Path) -> Path:
@@ -149,20 +173,26 @@ def device_load_model(context: dg.AssetExecutionContext, config: TrainingRunConf
 
 
 class AnomaliesConfig(dg.Config):
-    method: str = "likelihood"  # "likelihood" (Numenta's anomaly likelihood on forecast errors) or "seed_dbscan"
+    method: Literal["likelihood", "seed_dbscan"] = Field(
+        default="likelihood", description="'likelihood': Numenta's anomaly likelihood on forecast errors (default); "
+                                          "'seed_dbscan': the seed's DBSCAN on |prediction - actual|")
     # likelihood (see likelihood.py; Numenta's defaults, fixed a priori)
-    short_window: int = 10
-    long_window: int = 500
-    min_history: int = 100
-    threshold: float = 1 - 1e-5
-    refractory: int = 100
+    short_window: int = Field(default=10, ge=1, description="likelihood: errors averaged into the recent mean")
+    long_window: int = Field(default=500, ge=2, description="likelihood: earlier recent means forming the running distribution")
+    min_history: int = Field(default=100, ge=2, description="likelihood: earlier errors needed before a point is scored")
+    threshold: float = Field(default=1 - 1e-5, gt=0, lt=1, description="likelihood above which a point is flagged")
+    refractory: int = Field(default=100, ge=0, description="points after a flag that are not flagged again")
     # seed_dbscan, with the seed's parameters
-    eps: float = 1.0  # DBSCAN radius on |prediction - actual| in robust-scaled units
-    min_samples: int = 150
-    reference: str = "validation"  # cluster with the router's held-out errors, or "partition" alone (seed)
-    fallback_mean_error: float | None = None  # the seed's fallback rule (it used 4.0); None = off
-    eps_quantile: float | None = None  # e.g. 0.99: eps per router from its held-out k-distances instead of `eps`
-    max_plots: int = 12  # routers plotted inline in metadata (all are written to disk)
+    eps: float = Field(default=1.0, gt=0, allow_inf_nan=False,
+                       description="seed_dbscan: radius on |prediction - actual| in robust-scaled units (seed: 1)")
+    min_samples: int = Field(default=150, ge=1, description="seed_dbscan: neighbours of a dense point (seed: 150)")
+    reference: Literal["validation", "partition"] = Field(
+        default="validation", description="seed_dbscan: cluster with the router's held-out errors, or the partition alone (seed)")
+    fallback_mean_error: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                              description="seed_dbscan: the seed's fallback (it used 4.0); unset: off")
+    eps_quantile: float | None = Field(default=None, gt=0, lt=1, description="seed_dbscan: eps per router from this "
+                                       "quantile of its held-out k-distances instead of `eps`, e.g. 0.99")
+    max_plots: int = Field(default=12, ge=0, description="routers plotted inline in metadata (all are written to disk)")
 
 
 @dg.asset(group_name=GROUP, partitions_def=device_load_partitions, pool=POOL,

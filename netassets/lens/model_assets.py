@@ -8,6 +8,7 @@ only when it beats the strongest baseline on both verdict metrics (see ``VERDICT
 """
 
 import datetime as dt
+import math
 import hashlib
 import json
 import time
@@ -155,6 +156,8 @@ class LensGmmConfig(dg.Config):
         self.settings()
         if self.days_per_region < 1 or not 1 <= self.tree_top_n <= len(self.features):
             raise ValueError("days_per_region must be >= 1 and tree_top_n in 1..len(features)")
+        if self.silhouette_sample < 2:
+            raise ValueError(f"silhouette_sample must be >= 2 groups, got {self.silhouette_sample}")
         return self
 
     def settings(self) -> SelectionSettings:
@@ -322,6 +325,9 @@ class LensPatchTSTConfig(dg.Config):
 
     @model_validator(mode="after")
     def _valid_training(self) -> "LensPatchTSTConfig":
+        for name, value in self:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
         if self.nproc < 0:
             raise ValueError(f"nproc must be >= 0, got {self.nproc}")
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1):

@@ -86,9 +86,11 @@ def perfsonar_packet_loss(
 
 
 class AnomalyConfig(dg.Config):
-    cut: float = Field(default=DetectorSettings.cut, description="flag an hour whose scaled accuracy exceeds this (seed: 0.05)")
+    cut: float = Field(default=DetectorSettings.cut, ge=-1, lt=1, allow_inf_nan=False,
+                       description="flag an hour whose scaled accuracy (in [-1, 1]) exceeds this (seed: 0.05)")
     steps: int = Field(default=DetectorSettings.steps, ge=1, description="full-batch Adam steps")
-    learning_rate: float = Field(default=DetectorSettings.learning_rate, gt=0)
+    learning_rate: float = Field(default=DetectorSettings.learning_rate, gt=0, le=10, allow_inf_nan=False,
+                                 description="Adam learning rate of the per-hour classifiers")
     min_reference_rows: int = Field(default=DetectorSettings.min_reference_rows, ge=1,
                                     description="score an hour only if its 24 h reference holds this many minutes")
     min_subject_rows: int = Field(default=DetectorSettings.min_subject_rows, ge=2)
