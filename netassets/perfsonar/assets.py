@@ -45,6 +45,10 @@ def perfsonar_packet_loss(
     if pulled.skipped_total:
         context.log.warning("%s: skipped %d unusable documents: %s", partition.key, pulled.skipped_total,
                             {k: v for k, v in skipped.items() if v})
+    if pulled.without_cursor_field:
+        context.log.warning("%s: %d documents have no %r field: loaded here, but perfsonar_new_data_sensor never "
+                            "sees them, so late ones trigger no run", partition.key, pulled.without_cursor_field,
+                            perfsonar_search.fields.indexed_at)
     if not pulled.measurements:
         raise dg.Failure(
             description=f"perfsonar_packet_loss {partition.key}: no usable packet-loss documents from source"
@@ -77,6 +81,7 @@ def perfsonar_packet_loss(
         "documents_used": len(m),
         "documents_skipped": pulled.skipped_total,
         "skipped_by_reason": dg.MetadataValue.json(skipped),
+        "documents_without_indexed_at": pulled.without_cursor_field,
         "duplicate_documents_collapsed": int(collapsed),
         "destinations": int(destinations),
         "first_minute": str(first),

@@ -65,6 +65,7 @@ class Measurement:
 class ParsedHits:
     measurements: list[Measurement] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    without_cursor_field: int = 0  # read, but invisible to the new-data sensor (no indexed_at)
 
     @property
     def skipped_total(self) -> int:

@@ -61,6 +61,7 @@ class ChangeBatch:
     cursor: Cursor | None  # None when nothing new was found
     documents: int
     truncated: bool  # more documents are waiting beyond max_documents
+    without_cursor_field: int = 0  # documents in the index the sensor can never see: no indexed_at
 
 
 def _check_host(url: str) -> str:
@@ -181,7 +182,13 @@ class PerfsonarSearch(dg.ConfigurableResource):
                 page = parse_hits(hits, f)
                 parsed.measurements.extend(page.measurements)
                 parsed.skipped.update(page.skipped)
+            parsed.without_cursor_field = self._count_without_cursor_field(client, query["bool"]["filter"])
         return parsed
+
+    def _count_without_cursor_field(self, client: OpenSearch, filters: list[dict] | None = None) -> int:
+        """Documents lacking the cursor field: perfsonar_new_data_sensor can never see them, so they are counted."""
+        query = {"bool": {"filter": filters or [], "must_not": [{"exists": {"field": self.fields.indexed_at}}]}}
+        return int(client.count(index=self.index_pattern, body={"query": query})["count"])
 
     def changes_since(self, cursor: Cursor | None, max_documents: int, now: float | None = None) -> ChangeBatch:
         """Documents indexed after ``cursor`` (and at least settle_seconds ago), oldest first."""
@@ -200,11 +207,13 @@ class PerfsonarSearch(dg.ConfigurableResource):
                 parsed.skipped.update(page.skipped)
                 documents += len(hits)
                 last = hits[-1]["sort"]
+            unseen = self._count_without_cursor_field(client)
         return ChangeBatch(
             parsed=parsed,
             cursor=Cursor(int(last[0]), last[1]) if last else None,
             documents=documents,
             truncated=documents >= max_documents,
+            without_cursor_field=unseen,
         )
 
     def index_documents(self, index: str, documents: Sequence[dict], id_field: str | None = None) -> int:

@@ -74,8 +74,13 @@ def perfsonar_new_data_sensor(
         batch = perfsonar_search.changes_since(cursor, MAX_DOCUMENTS_PER_TICK)
     except SearchUnavailableError as exc:
         return dg.SkipReason(f"{exc}; cursor kept at {context.cursor or 'the beginning'}")
+    invisible = ""
+    if batch.without_cursor_field:
+        invisible = (f"; {batch.without_cursor_field} documents in {perfsonar_search.index_pattern!r} have no "
+                     f"{perfsonar_search.fields.indexed_at!r} field and are never seen by this sensor")
+        context.log.warning(invisible.removeprefix("; "))
     if batch.cursor is None:
-        return dg.SkipReason(f"no documents indexed since {context.cursor or 'the beginning'}")
+        return dg.SkipReason(f"no documents indexed since {context.cursor or 'the beginning'}{invisible}")
 
     touched, ignored = touched_partitions(batch.parsed.measurements, dt.datetime.now(dt.timezone.utc).date())
     if batch.parsed.skipped_total or ignored:

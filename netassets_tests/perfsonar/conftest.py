@@ -17,6 +17,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -97,12 +98,19 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-class _BasicAuthProxy(http.server.ThreadingHTTPServer):
+class _Proxy(http.server.ThreadingHTTPServer):
+    """A small reverse proxy in front of the real cluster: basic auth if ``expected`` is set, and a
+    cluster that goes away (connections dropped unanswered) after ``answered_limit`` requests."""
+
     daemon_threads = True
 
-    def __init__(self, target: str, user: str, password: str):
-        self.target, self.expected = target, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    def __init__(self, target: str, expected: str | None = None, answered_limit: int | None = None):
+        self.target, self.expected, self.answered_limit, self.answered = target, expected, answered_limit, 0
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -111,7 +119,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
-        if self.headers.get("Authorization") != self.server.expected:
+        if self.server.answered_limit is not None and self.server.answered >= self.server.answered_limit:
+            self.close_connection = True  # the cluster is gone: the connection drops with no answer
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.server.answered += 1
+        if self.server.expected is not None and self.headers.get("Authorization") != self.server.expected:
             payload = json.dumps({"error": {"type": "security_exception", "reason": "unable to authenticate user"},
                                   "status": 401}).encode()
             self.send_response(401)
@@ -143,9 +156,32 @@ def auth_proxy(search_url):
     reverse proxy (the usual nginx-in-front deployment): a real HTTP 401 for wrong credentials,
     the real cluster behind it for right ones. Yields (url, user, password)."""
     user, password = "ps-reader", "s3cr3t-Qv8mZt1x-never-log-me"
-    proxy = _BasicAuthProxy(search_url, user, password)
+    with _serve(_Proxy(search_url, expected=_basic(user, password))) as url:
+        yield url, user, password
+
+
+@contextmanager
+def _serve(proxy: _Proxy):
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{proxy.server_address[1]}", user, password
-    proxy.shutdown()
-    proxy.server_close()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+@pytest.fixture
+def failing_cluster(search_url):
+    """The real cluster behind a proxy that answers ``n`` requests, then drops every connection:
+    a cluster going down in the middle of a paged read. Call with n, get the URL."""
+    proxies = []
+
+    def start(answered_limit: int) -> str:
+        manager = _serve(_Proxy(search_url, answered_limit=answered_limit))
+        proxies.append(manager)
+        return manager.__enter__()
+
+    yield start
+    for manager in proxies:
+        manager.__exit__(None, None, None)

@@ -132,3 +132,34 @@ def test_a_reloaded_day_rescores_the_day_after_once_its_losses_are_in(instance):
     assert [r.partition_key for r in requests] == [f"{DAY}|{SIM_SOURCE}"]
     assert requests[0].asset_selection == [dg.AssetKey("perfsonar_anomaly_scores"), dg.AssetKey("perfsonar_alarms")]
     assert tick(cursor)[0] == []  # handled once
+
+
+@pytest.mark.fault("the search cluster going down in the middle of a paged read")
+def test_cluster_down_mid_page_skips_keeps_the_cursor_and_loses_nothing(search, failing_cluster, instance, record_property):
+    healthy = tick(instance, make_search(search.hosts, page_size=50))
+    flaky = make_search(failing_cluster(2), page_size=50)  # two pages answered, then the cluster is gone
+    result = tick(instance, flaky)
+    assert isinstance(result, dg.SkipReason)
+    assert "cluster unreachable" in result.skip_message and "cursor kept at the beginning" in result.skip_message
+    again = tick(instance, make_search(search.hosts, page_size=50))  # back up: the same tick from the same cursor
+    record_property("rows_lost", len(healthy.run_requests) - len(again.run_requests))
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in healthy.run_requests]
+    assert again.cursor == healthy.cursor
+
+
+def test_documents_without_the_cursor_field_are_counted_by_the_tick_and_the_loader(search, instance, warehouse):
+    from opensearchpy import helpers
+
+    from netassets.perfsonar.assets import perfsonar_packet_loss
+
+    blind = [_doc(f"no-cursor-{i}", dt.datetime.combine(DAY, dt.time(3, i)), SIM_SOURCE) for i in range(3)]
+    with search.client() as client:  # an ingest pipeline that forgot to stamp indexed_at
+        helpers.bulk(client, bulk_actions("ps_packetloss-sim", blind), refresh=True)
+    first = tick(instance, search)
+    later = tick(instance, search, first.cursor)
+    assert isinstance(later, dg.SkipReason) and "3 documents" in later.skip_message and "never seen" in later.skip_message
+    instance.add_dynamic_partitions(perfsonar_sources_name, [SIM_SOURCE])
+    result = dg.materialize([perfsonar_packet_loss], partition_key=f"{DAY}|{SIM_SOURCE}", instance=instance,
+                            resources={"perfsonar_search": search, "warehouse": warehouse})
+    metadata = result.asset_materializations_for_node("perfsonar_packet_loss")[0].metadata
+    assert metadata["documents_without_indexed_at"].value == 3
