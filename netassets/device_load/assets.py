@@ -21,7 +21,7 @@ from netassets.core.evaluation import Evaluation, refuse_unless_promotable, spli
 from netassets.core.files import copy_file
 from netassets.core.partitions import context_partition
 from netassets.core.plots import figure_metadata, table_markdown
-from netassets.core.settings import artifacts_dir
+from netassets.core.settings import artifacts_dir, landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse
@@ -58,7 +58,7 @@ def device_load_raw(context: dg.AssetExecutionContext, config: RawConfig, wareho
     """device_data rows of one day and region, validated, from every CSV in the landing folder."""
     partition = context_partition(context, REGION)
     files = landing_files()
-    rows = read_landing(files, config.region_pattern).filter(
+    rows = read_landing(files, config.region_pattern, root=landing_dir(PIPELINE)).filter(
         (pl.col("day") == partition.day) & (pl.col("region") == partition.other)
     )
     count = warehouse.replace_partition("device_load_raw", {"day": partition.day, "region": partition.other}, data=rows)

@@ -12,7 +12,8 @@ from netassets.device_load.assets import (
     device_load_anomalies, device_load_features, device_load_model, device_load_raw, device_load_windows,
 )
 from netassets.device_load.checks import device_load_checks
-from netassets.device_load.landing import scan_partitions
+from netassets.core.settings import landing_dir
+from netassets.device_load.landing import PIPELINE, scan_partitions
 from netassets.device_load.partitions import device_load_regions_name
 
 # Ingestion runs load, featurise and score a partition; scoring needs a trained model and says so if none.
@@ -23,7 +24,9 @@ defs = dg.Definitions(
     asset_checks=device_load_checks,
     sensors=[landing_sensor(
         name="device_load_landing_sensor", target=ingest, dynamic_partitions_name=device_load_regions_name,
-        scan=scan_partitions, description="New or changed device_data CSVs in landing/device_load -> their (day, region) partitions.",
+        scan=scan_partitions, root=lambda: landing_dir(PIPELINE),
+        description="New or changed device_data CSVs in landing/device_load (quiet for the settle interval) -> their "
+                    "(day, region) partitions.",
     )],
     schedules=[
         daily_ingestion_schedule(

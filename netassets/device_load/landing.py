@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from netassets.core.files import header_mismatch
+from netassets.core.files import changed_since, file_states, header_mismatch, inside_root
 from netassets.core.settings import landing_dir, safe_name
 
 PIPELINE = "device_load"
@@ -132,12 +132,25 @@ def _reject_duplicates(frame: pl.DataFrame) -> None:
         )
 
 
-def read_landing(files: list[Path], region_pattern: str = DEFAULT_REGION_PATTERN) -> pl.DataFrame:
-    """Every file validated, then (router, timeslot) checked unique across files."""
+def read_landing(files: list[Path], region_pattern: str = DEFAULT_REGION_PATTERN, root: Path | None = None) -> pl.DataFrame:
+    """Every file validated, then (router, timeslot) checked unique across files.
+
+    With ``root`` (the landing folder), a file leading outside it (a link) is refused by name
+    without being read. A file that changes while it is read (a copy in progress) is refused, so
+    nothing half-copied is stored.
+    """
     if not files:
-        raise FileNotFoundError(f"no device_data CSV files in {landing_dir(PIPELINE)}")
+        raise FileNotFoundError(f"no device_data CSV files in {root or landing_dir(PIPELINE)}")
+    for path in files:
+        if root is not None and not inside_root(path, root):
+            raise DeviceLoadInputError(f"{path}: leads outside the landing folder {root} (a link?); refused without reading it")
+    before = file_states(files)
     frame = pl.concat([read_device_file(path, region_pattern) for path in files])
     _reject_duplicates(frame)
+    growing = changed_since(before)
+    if growing:
+        raise DeviceLoadInputError(f"{[str(p) for p in growing]} changed while it was read (still being written?); "
+                                   "retry once the files are complete")
     return frame
 
 
@@ -148,11 +161,14 @@ def scan_partitions(region_pattern: str = DEFAULT_REGION_PATTERN) -> dict[tuple[
     by the raw asset when it reads the file.
     """
     partitions: dict[tuple[str, str], list[Path]] = {}
+    root = landing_dir(PIPELINE)
     for path in landing_files():
+        if not inside_root(path, root):
+            continue  # never read; device_load_raw refuses it by name
         try:
             frame = pl.read_csv(path, columns=["hostname", "timeslot"], infer_schema=False)
-        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ColumnNotFoundError):
-            continue
+        except (OSError, pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ColumnNotFoundError):
+            continue  # a broken link, or a file the raw asset will name with its line
         placed = frame.select(
             pl.col("timeslot").str.strptime(pl.Datetime("us"), TIMESLOT_FORMAT, strict=False).dt.date().alias("day"),
             pl.col("hostname").str.extract(region_pattern, 1).alias("region"),

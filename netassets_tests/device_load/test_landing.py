@@ -71,3 +71,33 @@ def test_scan_maps_multi_day_files_to_partitions(netassets_home):
     scan = scan_partitions()
     assert sorted(scan) == [("2025-06-20", "be"), ("2025-06-20", "nl"), ("2025-06-21", "nl")]
     assert [p.name for p in scan[("2025-06-20", "nl")]] == ["other.csv", "two_days.csv"]
+
+
+def test_a_broken_link_or_a_link_out_of_the_landing_folder_never_stops_the_scan(netassets_home, tmp_path):
+    folder = landing_dir("device_load")
+    start = dt.datetime(2025, 6, 20, 22)
+    good = write_csv(folder / "good.csv", hourly("nl-a-01", "Gi0/1", start, [1.0], [1.0]))
+    (folder / "gone.csv").symlink_to(tmp_path / "does-not-exist.csv")
+    outside = write_csv(tmp_path / "outside.csv", hourly("be-b-01", "Gi0/1", start, [1.0], [1.0]))
+    (folder / "elsewhere.csv").symlink_to(outside)
+    assert scan_partitions() == {("2025-06-20", "nl"): [good]}
+    with pytest.raises(DeviceLoadInputError, match="elsewhere.csv: leads outside the landing folder"):
+        read_landing([folder / "elsewhere.csv", good], root=folder)
+
+
+def test_a_file_changing_while_it_is_read_is_refused(netassets_home, monkeypatch):
+    import netassets.device_load.landing as landing
+
+    folder = landing_dir("device_load")
+    path = write_csv(folder / "copying.csv", hourly("nl-a-01", "Gi0/1", dt.datetime(2025, 6, 20), [1.0], [1.0]))
+    read_one = landing.read_device_file
+
+    def read_while_the_copy_goes_on(file, pattern):  # the copy appends a row right after the read
+        frame = read_one(file, pattern)
+        with file.open("a") as handle:
+            handle.write("nl-a-01,Gi0/1,2025-06-20 01:00:00,1.0,1.0\n")
+        return frame
+
+    monkeypatch.setattr(landing, "read_device_file", read_while_the_copy_goes_on)
+    with pytest.raises(DeviceLoadInputError, match="changed while it was read"):
+        read_landing([path])
