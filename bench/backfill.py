@@ -58,10 +58,9 @@ def method_direct(home: Path, keys: list[str]) -> dict:
     import dagster as dg
 
     from netassets.core.expectations import validate_frame
-    from netassets.core.partitions import parse_partition_key
     from netassets.core.warehouse import DuckDBWarehouse
     from netassets.lens import checks
-    from netassets.lens.assets import lens_raw_irtt, write_clean_groups
+    from netassets.lens.assets import LensCleanConfig, lens_ingest
 
     warehouse = DuckDBWarehouse(database=str(home / "direct.duckdb"))
     suites = (
@@ -72,14 +71,11 @@ def method_direct(home: Path, keys: list[str]) -> dict:
         instance.add_dynamic_partitions("lens_regions", [REGION])
         start = time.perf_counter()
         for key in keys:
-            partition = parse_partition_key(key, "region")
             context = dg.build_asset_context(partition_key=key, instance=instance)
-            lens_raw_irtt(context=context, warehouse=warehouse)
-            frame = suites[0][1](warehouse, key)
-            assert validate_frame(frame, suites[0][2](frame), suites[0][0]).success, (key, suites[0][0])
-            write_clean_groups(warehouse, partition.day, partition.other, MIN_SAMPLES)
-            frame = suites[1][1](warehouse, key)
-            assert validate_frame(frame, suites[1][2](frame), suites[1][0]).success, (key, suites[1][0])
+            list(lens_ingest(context=context, config=LensCleanConfig(min_samples=MIN_SAMPLES), warehouse=warehouse))
+            for name, load, expectations in suites:
+                frame = load(warehouse, key)
+                assert validate_frame(frame, expectations(frame), name).success, (key, name)
         seconds = time.perf_counter() - start
     return {"wall_s": seconds, "rows": clean_rows(warehouse.path, keys)}
 
@@ -88,12 +84,12 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
     import dagster as dg
 
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+    from netassets.lens.assets import lens_ingest
     from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 
     warehouse = DuckDBWarehouse(database=str(home / "materialize.duckdb"))
     run_config = {
-        "ops": {"lens_clean_groups": {"config": {"min_samples": MIN_SAMPLES}}},
+        "ops": {"lens_ingest": {"config": {"min_samples": MIN_SAMPLES}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     with dg.instance_for_test() as instance:
@@ -101,7 +97,7 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
         start = time.perf_counter()
         for key in keys:
             result = dg.materialize(
-                [lens_raw_irtt, lens_clean_groups, lens_raw_irtt_gx, lens_clean_groups_gx],
+                [lens_ingest, lens_raw_irtt_gx, lens_clean_groups_gx],
                 partition_key=key,
                 instance=instance,
                 resources={"warehouse": warehouse},

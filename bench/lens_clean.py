@@ -80,7 +80,7 @@ def method_netassets(root: Path) -> dict:
     os.environ["NETASSETS_LENS_ROOT"] = str(root)
     import netassets.definitions  # noqa: F401  (what a run worker has loaded before a step starts)
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+    from netassets.lens.assets import lens_ingest
 
     database = root / "bench.duckdb"
     database.unlink(missing_ok=True)
@@ -89,11 +89,11 @@ def method_netassets(root: Path) -> dict:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("lens_regions", [REGION])
         start = time.perf_counter()
-        result = dg.materialize([lens_raw_irtt, lens_clean_groups], partition_key=key,
+        result = dg.materialize([lens_ingest], partition_key=key,
                                 resources={"warehouse": warehouse}, instance=instance)
         seconds = time.perf_counter() - start
     database.unlink()
-    metadata = {n: result.asset_materializations_for_node(n)[0].metadata for n in ("lens_raw_irtt", "lens_clean_groups")}
+    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
     steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
     return {"rows": metadata["lens_raw_irtt"]["dagster/row_count"].value, "seconds": seconds,
             "groups": metadata["lens_clean_groups"]["dagster/row_count"].value, "step_seconds": steps}

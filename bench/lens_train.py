@@ -99,7 +99,7 @@ def main() -> None:
 
     from netassets.core.evaluation import Evaluation
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+    from netassets.lens.assets import lens_ingest
     from netassets.lens.model_assets import (
         LensPatchTSTConfig,
         candidate_path,
@@ -123,7 +123,7 @@ def main() -> None:
         instance.add_dynamic_partitions("lens_regions", REGIONS + ["fullday"])
         for offset in range(args.days):
             for region in REGIONS:
-                dg.materialize([lens_raw_irtt, lens_clean_groups, lens_group_features], resources=resources,
+                dg.materialize([lens_ingest, lens_group_features], resources=resources,
                                instance=instance, partition_key=f"{(START + dt.timedelta(offset)).isoformat()}|{region}")
         gmm = dg.materialize([lens_gmm], resources=resources, instance=instance)
         gmm_meta = gmm.asset_materializations_for_node("lens_gmm")[0].metadata
@@ -165,7 +165,7 @@ def main() -> None:
         # One full-rate day for one region, through the real assets.
         write_lens(landing, ["fullday"], START, 1, seed=1, hours=args.full_day_hours)
         key = f"{START.isoformat()}|fullday"
-        dg.materialize([lens_raw_irtt, lens_clean_groups], resources=resources, instance=instance, partition_key=key)
+        dg.materialize([lens_ingest], resources=resources, instance=instance, partition_key=key)
         timings = {}
         for asset, metric in ((lens_group_features, "groups_per_s"), (lens_clusters, "groups_per_s_assignment")):
             start = time.perf_counter()

@@ -23,6 +23,9 @@ from netassets.core.settings import warehouse_path
 
 POOL = "duckdb"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Connections inside a ``DuckDBWarehouse.transaction()``: partition replaces on them join it
+# instead of committing on their own.
+_IN_TRANSACTION: set[int] = set()
 
 
 class EmptyPartitionError(ValueError):
@@ -74,6 +77,22 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         finally:
             conn.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction around several partition replaces (e.g. a raw table and the table
+        cleaned from it): all of them commit together, or none does."""
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            _IN_TRANSACTION.add(id(conn))
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                _IN_TRANSACTION.discard(id(conn))
+
     def table_exists(self, conn: duckdb.DuckDBPyConnection, table: str) -> bool:
         return bool(
             conn.execute(
@@ -118,7 +137,9 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             source, source_params = "SELECT * FROM _netassets_new_rows", {}
         else:
             source, source_params = select_sql, dict(params or {})
-        conn.execute("BEGIN TRANSACTION")
+        joined = id(conn) in _IN_TRANSACTION  # part of a larger transaction: it commits or rolls back
+        if not joined:
+            conn.execute("BEGIN TRANSACTION")
         try:
             if not self.table_exists(conn, table):
                 conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ({source}) LIMIT 0", source_params)
@@ -133,9 +154,11 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 raise EmptyPartitionError(
                     f"{table}: partition {dict(partition)} produced no rows; refusing to replace it with nothing"
                 )
-            conn.execute("COMMIT")
+            if not joined:
+                conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if not joined:
+                conn.execute("ROLLBACK")
             raise
         finally:
             if data is not None:

@@ -34,15 +34,13 @@ WARN_OUTSIDE_DAY_SHARE = 0.001
 NEAR_MIDNIGHT_NS = 60 * 10**9
 
 
-@dg.asset(
-    group_name="lens",
-    partitions_def=lens_partitions,
-    pool=POOL,
-    kinds={"duckdb"},
-    description="LENS irtt hour files of one day x region, loaded as read into DuckDB.",
-)
-def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
-    partition = context_partition(context, REGION)
+LENS_RAW = dg.AssetKey("lens_raw_irtt")
+LENS_CLEAN = dg.AssetKey("lens_clean_groups")
+
+
+def load_raw(context: dg.AssetExecutionContext, partition, warehouse: DuckDBWarehouse,
+             conn: duckdb.DuckDBPyConnection) -> dict:
+    """Replace the partition of lens_raw_irtt with its hour files, validated; returns its metadata."""
     root = landing_dir("lens")
     files = day_files(root, partition.other, partition.day)
     if not files.present:
@@ -123,20 +121,19 @@ def lens_raw_irtt(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
         {"day": partition.day, "region": partition.other},
         select_sql=load_sql("lens", "lens_raw_irtt"),
         params={"files": [str(p) for p in files.present], "day": partition.day, "region": partition.other},
+        conn=conn,
         before_commit=inspect,
     )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "lost_packet_share": stats["lost"] / rows,
-            "hour_files": len(files.present),
-            "missing_hours": dg.MetadataValue.json(files.missing_hours),
-            "empty_files": dg.MetadataValue.json([p.name for p in files.empty]),
-            "truncated_lines_dropped": stats["truncated_lines"],
-            "rows_outside_day_dropped": stats["rows_outside_day"],
-            "source": dg.MetadataValue.path(str(root / partition.other / partition.day.isoformat())),
-        }
-    )
+    return {
+        "dagster/row_count": rows,
+        "lost_packet_share": stats["lost"] / rows,
+        "hour_files": len(files.present),
+        "missing_hours": dg.MetadataValue.json(files.missing_hours),
+        "empty_files": dg.MetadataValue.json([p.name for p in files.empty]),
+        "truncated_lines_dropped": stats["truncated_lines"],
+        "rows_outside_day_dropped": stats["rows_outside_day"],
+        "source": dg.MetadataValue.path(str(root / partition.other / partition.day.isoformat())),
+    }
 
 
 class LensCleanConfig(dg.Config):
@@ -152,41 +149,48 @@ class LensCleanConfig(dg.Config):
         return value
 
 
-def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, min_samples: int) -> tuple[pa.Table, int]:
-    """Clean one partition of lens_raw_irtt into lens_clean_groups; returns (groups, duplicate ticks)."""
-    with warehouse.connect() as conn:
-        rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
-        groups = clean_groups(np.asarray(rows["timestamp"]), np.asarray(rows["rtt"], dtype=float), min_samples)
-        if len(groups) == 0:
-            raise EmptyPartitionError(
-                f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"
-                " (or lens_raw_irtt holds nothing for it)"
-            )
-        table = clean_groups_table(groups, day, region, min_samples)
-        warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=table, conn=conn)
+def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, min_samples: int,
+                       conn: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int]:
+    """Clean one partition of lens_raw_irtt into lens_clean_groups on ``conn``; returns (groups, duplicate ticks)."""
+    rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
+    groups = clean_groups(np.asarray(rows["timestamp"]), np.asarray(rows["rtt"], dtype=float), min_samples)
+    if len(groups) == 0:
+        raise EmptyPartitionError(
+            f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"
+            " (or lens_raw_irtt holds nothing for it); neither table was changed"
+        )
+    table = clean_groups_table(groups, day, region, min_samples)
+    warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=table, conn=conn)
     return table, groups.duplicate_ticks
 
 
-@dg.asset(
-    group_name="lens",
+@dg.multi_asset(
+    name="lens_ingest",
+    specs=[
+        dg.AssetSpec(LENS_RAW, group_name="lens", kinds={"duckdb"},
+                     description="LENS irtt hour files of one day x region, validated and loaded as read into DuckDB."),
+        dg.AssetSpec(LENS_CLEAN, group_name="lens", kinds={"duckdb"}, deps=[LENS_RAW],
+                     description="Seed-faithful cleaning: one row per kept 15 s group, token (-1) and nearest fills "
+                                 "on a 1500-point grid."),
+    ],
     partitions_def=lens_partitions,
-    deps=[lens_raw_irtt],
     pool=POOL,
-    kinds={"duckdb"},
-    description="Seed-faithful cleaning: one row per kept 15 s group, token (-1) and nearest fills on a 1500-point grid.",
 )
-def lens_clean_groups(
-    context: dg.AssetExecutionContext, config: LensCleanConfig, warehouse: DuckDBWarehouse
-) -> dg.MaterializeResult:
+def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, warehouse: DuckDBWarehouse):
+    """Raw rows and clean groups of a partition in one transaction: after any failure (bad file,
+    no group, a kill) both tables still describe the same files, the previous ones."""
     partition = context_partition(context, REGION)
-    groups, duplicate_ticks = write_clean_groups(warehouse, partition.day, partition.other, config.min_samples)
-    rows = groups.num_rows
+    with warehouse.transaction() as conn:
+        raw_metadata = load_raw(context, partition, warehouse, conn)
+        groups, duplicate_ticks = write_clean_groups(warehouse, partition.day, partition.other, config.min_samples, conn)
+    yield dg.MaterializeResult(asset_key=LENS_RAW, metadata=raw_metadata)
     mean_fill = 1 - float(groups["n_observed"].to_numpy().mean()) / GROUP_POINTS
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=LENS_CLEAN,
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": groups.num_rows,
             "mean_fill_share": mean_fill,
             "duplicate_ticks_dropped": int(duplicate_ticks),
             "min_samples": config.min_samples,
-        }
+        },
     )

@@ -7,7 +7,7 @@ import pandas as pd
 from netassets.core.expectations import gx_partition_check, gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.lens.assets import GROUP_POINTS, lens_clean_groups, lens_raw_irtt
+from netassets.lens.assets import GROUP_POINTS, LENS_CLEAN, LENS_RAW
 from netassets.lens.partitions import REGION, lens_partitions
 from netassets.lens.raw import RTT_MAX_MS
 
@@ -33,9 +33,9 @@ def _raw_expectations(frame: pd.DataFrame) -> list:
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="timestamp"),
         gxe.ExpectColumnValuesToNotBeNull(column="rtt"),
-        # rtt is -1 (lost) or a plausible latency.
+        # rtt is -1 (lost), 0 (lost, as some captures write it) or a plausible latency.
         gxe.ExpectColumnValuesToBeBetween(
-            column="rtt", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True,
+            column="rtt", min_value=0, max_value=RTT_MAX_MS, strict_max=True,
             row_condition="rtt != -1", condition_parser="pandas",
         ),
         # A handful of duplicated stamps is tolerated (cleaning keeps the first); a file loaded twice is not.
@@ -83,16 +83,16 @@ def _clean_expectations(frame: pd.DataFrame) -> list:
 
 
 lens_raw_irtt_gx = gx_partition_check(
-    asset=lens_raw_irtt,
+    asset=LENS_RAW,
     name="lens_raw_irtt_gx",
-    description="Schema; rtt is -1 or 0 < rtt < 10000 ms; timestamps unique (99.9 %); partition non-empty.",
+    description="Schema; rtt is -1 or 0 <= rtt < 10000 ms (0 and -1: lost); timestamps unique (99.9 %); partition non-empty.",
     partitions_def=lens_partitions,
     load=_load_raw,
     expectations=_raw_expectations,
 )
 
 lens_clean_groups_gx = gx_partition_check(
-    asset=lens_clean_groups,
+    asset=LENS_CLEAN,
     name="lens_clean_groups_gx",
     description="Every group has exactly 1500 points in both fills; fill share within the threshold; values plausible; non-empty.",
     partitions_def=lens_partitions,

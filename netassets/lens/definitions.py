@@ -1,7 +1,7 @@
 import dagster as dg
 
 from netassets.core.automation import materialization_sensor, monthly_retrain_schedule
-from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+from netassets.lens.assets import lens_ingest
 from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 from netassets.lens.model_assets import (
     lens_clusters,
@@ -64,7 +64,7 @@ lens_models_retrain = monthly_retrain_schedule(
 )
 
 defs = dg.Definitions(
-    assets=[lens_raw_irtt, lens_clean_groups, lens_group_features, lens_gmm, lens_clusters, lens_patchtst,
+    assets=[lens_ingest, lens_group_features, lens_gmm, lens_clusters, lens_patchtst,
             lens_patchtst_production],
     asset_checks=[lens_raw_irtt_gx, lens_clean_groups_gx, lens_group_features_gx, lens_clusters_gx,
                   lens_patchtst_beats_strongest_baseline],

@@ -26,7 +26,7 @@ from netassets.core.plots import figure_metadata, plt, table_markdown
 from netassets.core.settings import artifacts_dir, landing_dir
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse, EmptyPartitionError
-from netassets.lens.assets import lens_clean_groups
+from netassets.lens.assets import LENS_CLEAN
 from netassets.lens.clustering import GmmModel, SelectionSettings, select_gmm, tree_importance_ranking
 from netassets.lens.features import FEATURES, feature_frame, feature_matrix
 from netassets.lens.partitions import REGION, lens_partitions
@@ -86,7 +86,7 @@ def adjusted_rand_vs_generator(frame: pl.DataFrame, labels: np.ndarray) -> float
 @dg.asset(
     group_name="lens",
     partitions_def=lens_partitions,
-    deps=[lens_clean_groups],
+    deps=[LENS_CLEAN],
     pool=POOL,
     kinds={"duckdb", "numpy"},
     description="Per-group features of the nearest-filled RTT (seed's 7 + std + missing share), one row per group.",
@@ -387,7 +387,7 @@ def _confusion_figure(matrix: list[list[int]], title: str):
 
 @dg.asset(
     group_name="lens",
-    deps=[lens_gmm, lens_group_features, lens_clean_groups],
+    deps=[lens_gmm, lens_group_features, LENS_CLEAN],
     kinds={"pytorch"},
     description="PatchTST classifier: GMM cluster from a group's first second; trained under torchrun (DDP), "
     "split by day, scored on held-out days next to majority and logistic-regression baselines.",

@@ -9,14 +9,14 @@ import dagster as dg
 
 from netassets.core.automation import daily_ingestion_schedule, landing_sensor
 from netassets.core.settings import landing_dir
-from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+from netassets.lens.assets import lens_ingest
 from netassets.lens.model_assets import lens_group_features
 from netassets.lens.partitions import lens_regions_name
 from netassets.lens.raw import HOUR_FILE
 
 # Everything per partition that needs no trained model; lens_clusters waits for a lens_gmm.
 lens_ingest_job = dg.define_asset_job(
-    "lens_ingest_job", selection=dg.AssetSelection.assets(lens_raw_irtt, lens_clean_groups, lens_group_features)
+    "lens_ingest_job", selection=dg.AssetSelection.assets(lens_ingest, lens_group_features)
 )
 
 

@@ -17,3 +17,21 @@ def test_a_new_column_is_added_and_older_partitions_read_null(warehouse):
     assert written == 1
     rows = warehouse.query("SELECT region, score, likelihood FROM scores ORDER BY region").rows()
     assert rows == [("a", 1.0, None), ("b", 2.0, 0.5)]
+
+
+def test_a_transaction_commits_several_partition_replaces_together_or_none(warehouse):
+    import pytest
+
+    def rows(table: str, value: float) -> pl.DataFrame:
+        return pl.DataFrame({"day": [DAY], "region": ["a"], "value": [value]})
+
+    partition = {"day": DAY, "region": "a"}
+    with warehouse.transaction() as conn:
+        warehouse.replace_partition("raw_rows", partition, data=rows("raw_rows", 1.0), conn=conn)
+        warehouse.replace_partition("clean_rows", partition, data=rows("clean_rows", 1.0), conn=conn)
+    with pytest.raises(RuntimeError, match="cleaning failed"):
+        with warehouse.transaction() as conn:
+            warehouse.replace_partition("raw_rows", partition, data=rows("raw_rows", 2.0), conn=conn)
+            raise RuntimeError("cleaning failed")
+    assert warehouse.query("SELECT value FROM raw_rows").item() == 1.0  # the raw replace rolled back with it
+    assert warehouse.query("SELECT value FROM clean_rows").item() == 1.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+from netassets.lens.assets import lens_ingest
 from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 from netassets.lens.sample import write_lens
 
@@ -33,7 +33,7 @@ def lens_root(generated_lens_root: Path, monkeypatch: pytest.MonkeyPatch, netass
 # 10 samples a second: 150 points a group, so the threshold drops to match. For tests about
 # orchestration (idempotence, config) rather than about the data, at a tenth of the cost.
 LOW_RATE_HZ = 10
-LOW_RATE_CONFIG = {"ops": {"lens_clean_groups": {"config": {"min_samples": 100}}}}
+LOW_RATE_CONFIG = {"ops": {"lens_ingest": {"config": {"min_samples": 100}}}}
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +51,7 @@ def low_rate_root(generated_low_rate_root: Path, monkeypatch: pytest.MonkeyPatch
 
 def materialize_lens(warehouse, instance, partition_key: str, with_checks: bool = True, run_config=None):
     instance.add_dynamic_partitions("lens_regions", [partition_key.split("|")[1]])
-    assets = [lens_raw_irtt, lens_clean_groups] + ([lens_raw_irtt_gx, lens_clean_groups_gx] if with_checks else [])
+    assets = [lens_ingest] + ([lens_raw_irtt_gx, lens_clean_groups_gx] if with_checks else [])
     return dg.materialize(
         assets,
         partition_key=partition_key,
@@ -73,3 +73,9 @@ def _causes(error):
     while error is not None and error.cause is not None:
         error = error.cause
         yield error
+
+
+def lens_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    """The metadata of ``asset``'s materialisation in ``result`` (lens_ingest materialises two assets in one step)."""
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    return event.materialization.metadata

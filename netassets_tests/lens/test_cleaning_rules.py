@@ -62,7 +62,8 @@ def build_raw(
 def clean(warehouse, raw: pl.DataFrame, min_samples: int = 1300) -> pl.DataFrame:
     partition = {"day": DAY, "region": "handmade"}
     warehouse.replace_partition("lens_raw_irtt", partition, data=raw)
-    write_clean_groups(warehouse, DAY, "handmade", min_samples)
+    with warehouse.transaction() as conn:
+        write_clean_groups(warehouse, DAY, "handmade", min_samples, conn)
     return warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
 
 

@@ -6,7 +6,7 @@ import hashlib
 
 import dagster as dg
 
-from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, materialize_lens
+from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, lens_metadata, materialize_lens
 
 KEY = f"{DAY.isoformat()}|chicago"
 
@@ -21,11 +21,11 @@ def partition_digest(warehouse, table: str) -> tuple[int, str]:
 def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
     result = materialize_lens(warehouse, instance, KEY)
     assert result.success
-    raw_md = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    raw_md = lens_metadata(result, "lens_raw_irtt")
     assert raw_md["dagster/row_count"].value == 360_000
     assert raw_md["missing_hours"].value == list(range(1, 24))
     assert 0.0 < raw_md["lost_packet_share"].value < 0.1
-    clean_md = result.asset_materializations_for_node("lens_clean_groups")[0].metadata
+    clean_md = lens_metadata(result, "lens_clean_groups")
     assert 200 < clean_md["dagster/row_count"].value < 240  # 240 slots an hour, minus partial, lossy, last
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["lens_raw_irtt_gx"].passed and checks["lens_clean_groups_gx"].passed
@@ -48,17 +48,17 @@ def test_rematerialising_gives_the_same_rows(low_rate_root, warehouse, instance)
 
 
 def test_clean_threshold_is_run_config(low_rate_root, warehouse, instance):
-    config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 148}}}}
+    config = {"ops": {"lens_ingest": {"config": {"min_samples": 148}}}}
     strict = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
     assert strict.success
-    strict_groups = strict.asset_materializations_for_node("lens_clean_groups")[0].metadata["dagster/row_count"].value
+    strict_groups = lens_metadata(strict, "lens_clean_groups")["dagster/row_count"].value
     default = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=LOW_RATE_CONFIG)
-    default_groups = default.asset_materializations_for_node("lens_clean_groups")[0].metadata["dagster/row_count"].value
+    default_groups = lens_metadata(default, "lens_clean_groups")["dagster/row_count"].value
     assert strict_groups < default_groups
 
 
 def test_bad_threshold_is_rejected_before_running(low_rate_root, warehouse, instance):
-    config = {"ops": {"lens_clean_groups": {"config": {"min_samples": 1500}}}}
+    config = {"ops": {"lens_ingest": {"config": {"min_samples": 1500}}}}
     try:
         result = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
         assert not result.success

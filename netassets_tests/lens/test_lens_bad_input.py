@@ -14,7 +14,7 @@ import pytest
 from netassets.core.partitions import parse_partition_key
 from netassets.lens.raw import hour_path
 from netassets.lens.sample import write_lens
-from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, LOW_RATE_HZ, failure_message, materialize_lens
+from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, LOW_RATE_HZ, failure_message, lens_metadata, materialize_lens
 
 REGION = "badcase"
 KEY = f"{DAY.isoformat()}|{REGION}"
@@ -64,7 +64,7 @@ def digests(root: Path) -> dict[str, str]:
 def test_missing_hours_are_reported_not_fatal(root, warehouse, instance):
     result = materialize(warehouse, instance)
     assert result.success
-    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["missing_hours"].value == list(range(1, 24))
+    assert lens_metadata(result, "lens_raw_irtt")["missing_hours"].value == list(range(1, 24))
 
 
 def test_renamed_column_names_the_file(root, warehouse, instance):
@@ -101,7 +101,7 @@ def test_truncated_last_line_is_dropped_and_counted(root, warehouse, instance):
     add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body + f"{in_day_ns(1, 6)},30.")  # cut mid-write
     result = materialize(warehouse, instance)
     assert result.success
-    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    metadata = lens_metadata(result, "lens_raw_irtt")
     assert metadata["truncated_lines_dropped"].value == 1
     assert metadata["dagster/row_count"].value == ROWS_PER_HOUR + 5
 
@@ -118,7 +118,7 @@ def test_empty_file_is_reported_like_a_missing_hour(root, warehouse, instance):
     add_hour(root, 2, "timestamp,rtt,uplink,downlink\n")
     result = materialize(warehouse, instance)
     assert result.success
-    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    metadata = lens_metadata(result, "lens_raw_irtt")
     assert sorted(metadata["empty_files"].value) == [hour_path(root, REGION, DAY, h).name for h in (1, 2)]
 
 
@@ -134,7 +134,7 @@ def test_duplicate_timestamps_are_counted_and_cleaned_first_wins(root, warehouse
     add_hour(root, 1, "\n".join([original[0]] + duplicates) + "\n")
     result = materialize(warehouse, instance, with_checks=True)
     assert result.success  # a handful of duplicates is within the raw check's tolerance
-    assert result.asset_materializations_for_node("lens_clean_groups")[0].metadata["duplicate_ticks_dropped"].value == 3
+    assert lens_metadata(result, "lens_clean_groups")["duplicate_ticks_dropped"].value == 3
     worst = warehouse.query("SELECT max(list_max(rtt_token)) FROM lens_clean_groups").item()
     assert worst < 999.0  # the later duplicates lost to the first stamps
 
@@ -152,7 +152,7 @@ def test_a_few_rows_past_midnight_are_dropped_and_counted(root, warehouse, insta
     add_hour(root, 23, "timestamp,rtt,uplink,downlink\n" + body)
     result = materialize(warehouse, instance)
     assert result.success
-    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["rows_outside_day_dropped"].value == 3
+    assert lens_metadata(result, "lens_raw_irtt")["rows_outside_day_dropped"].value == 3
 
 
 def test_stamps_exactly_half_a_tick_from_midnight_go_to_the_even_tick(root, warehouse, instance):
@@ -165,7 +165,7 @@ def test_stamps_exactly_half_a_tick_from_midnight_go_to_the_even_tick(root, ware
     add_hour(root, 23, "timestamp,rtt,uplink,downlink\n" + "".join(
         f"{ns},-1,-1,-1\n" for ns in (DAY_START_NS - half - 1, DAY_START_NS - half)))  # out (lost), in (lost)
     result = materialize(warehouse, instance)
-    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    metadata = lens_metadata(result, "lens_raw_irtt")
     assert metadata["rows_outside_day_dropped"].value == 2
     kept = set(warehouse.query("SELECT timestamp FROM lens_raw_irtt WHERE region = ?", [REGION])["timestamp"].to_list())
     assert {day_end_ns - half - 1, DAY_START_NS - half} <= kept
@@ -203,7 +203,7 @@ def test_lost_packets_written_as_rtt_zero_are_lost_not_an_error(root, warehouse,
     add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body)
     result = materialize(warehouse, instance)
     assert result.success
-    metadata = result.asset_materializations_for_node("lens_raw_irtt")[0].metadata
+    metadata = lens_metadata(result, "lens_raw_irtt")
     lost = warehouse.query("SELECT count(*) FROM lens_raw_irtt WHERE rtt <= 0").item()
     assert lost >= 5 and metadata["lost_packet_share"].value == pytest.approx(lost / metadata["dagster/row_count"].value)
 
@@ -254,7 +254,7 @@ def test_far_outside_the_day_warns_in_the_run_log(root, warehouse, instance):
              + "86400000000000,30.0,10.0,20.0\n")  # 1970-01-02: a clock reset
     result = materialize(warehouse, instance)
     assert result.success
-    assert result.asset_materializations_for_node("lens_raw_irtt")[0].metadata["rows_outside_day_dropped"].value == 1
+    assert lens_metadata(result, "lens_raw_irtt")["rows_outside_day_dropped"].value == 1
     warnings = [e.message for e in instance.all_logs(result.run_id) if e.level == 30 and "outside 2023-11-01" in str(e.message)]
     assert warnings and "more than a minute away" in warnings[0]
 
@@ -288,4 +288,17 @@ def test_a_file_still_being_written_is_not_materialised(root, warehouse, instanc
     assert str(path) in message and "changed while it was read" in message
     after = warehouse.query("SELECT count(*) FROM lens_raw_irtt").item()
     record_property("rows_lost", before - after)
+    assert after == before
+
+
+def test_a_valid_but_too_short_day_changes_neither_raw_nor_clean(root, warehouse, instance):
+    # Raw and clean are written in one transaction: a day that cleans into no group leaves both
+    # tables on the previous files, never new raw rows beside old groups.
+    assert materialize(warehouse, instance).success
+    before = warehouse.query("SELECT (SELECT count(*) FROM lens_raw_irtt), (SELECT count(*) FROM lens_clean_groups)").row(0)
+    hour0(root).write_text("timestamp,rtt,uplink,downlink\n"
+                           + "".join(f"{in_day_ns(0, 12) + i * 10**7},30.0,10.0,20.0\n" for i in range(20)))
+    message = failure_message(materialize(warehouse, instance))
+    assert "no 15 s group" in message and "neither table was changed" in message
+    after = warehouse.query("SELECT (SELECT count(*) FROM lens_raw_irtt), (SELECT count(*) FROM lens_clean_groups)").row(0)
     assert after == before

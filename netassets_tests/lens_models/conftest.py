@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+from netassets.lens.assets import lens_ingest
 from netassets.lens.sample import write_lens
 
 DAYS = [dt.date(2023, 11, 1) + dt.timedelta(days=i) for i in range(3)]
@@ -52,7 +52,7 @@ def lens_world(tmp_path_factory: pytest.TempPathFactory) -> LensWorld:
         resources = {"warehouse": warehouse}
         instance.add_dynamic_partitions("lens_regions", REGIONS)
         for key in PARTITIONS:
-            dg.materialize([lens_raw_irtt, lens_clean_groups, lens_group_features], partition_key=key,
+            dg.materialize([lens_ingest, lens_group_features], partition_key=key,
                            resources=resources, instance=instance)
         gmm_result = dg.materialize([lens_gmm], resources=resources, instance=instance)
         cluster_results = {

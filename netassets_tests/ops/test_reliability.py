@@ -83,14 +83,14 @@ CHILD_MATERIALIZE = textwrap.dedent(
     import sys
     import dagster as dg
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_clean_groups, lens_raw_irtt
+    from netassets.lens.assets import lens_ingest
 
     database, region = sys.argv[1], sys.argv[2]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("lens_regions", [region])
-        result = dg.materialize([lens_raw_irtt, lens_clean_groups], partition_key=f"2023-11-01|{region}",
+        result = dg.materialize([lens_ingest], partition_key=f"2023-11-01|{region}",
                                 resources={"warehouse": DuckDBWarehouse(database=database)}, instance=instance,
-                                run_config={"ops": {"lens_clean_groups": {"config": {"min_samples": 100}}}})
+                                run_config={"ops": {"lens_ingest": {"config": {"min_samples": 100}}}})
     sys.exit(0 if result.success else 1)
     """
 )
@@ -119,23 +119,27 @@ def test_two_runs_writing_different_partitions_at_once_both_succeed(tmp_path: Pa
 CHILD_KILLED_AFTER_COMMIT = textwrap.dedent(
     """
     import os, signal, sys
+    from contextlib import contextmanager
     import dagster as dg
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_raw_irtt
+    from netassets.lens.assets import lens_ingest
 
     database, kill = sys.argv[1], sys.argv[2] == "kill"
     if kill:
         # The one fault injected by wrapping: the step dies right after DuckDB committed and before
         # Dagster records the materialisation, a window too short to hit with an outside kill.
-        commit = DuckDBWarehouse.replace_partition
-        def commit_then_die(self, *args, **kwargs):
-            written = commit(self, *args, **kwargs)
+        transaction = DuckDBWarehouse.transaction
+        @contextmanager
+        def commit_then_die(self):
+            with transaction(self) as conn:
+                yield conn
             os.kill(os.getpid(), signal.SIGKILL)
-        DuckDBWarehouse.replace_partition = commit_then_die
+        DuckDBWarehouse.transaction = commit_then_die
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("lens_regions", ["chicago"])
-        result = dg.materialize([lens_raw_irtt], partition_key="2023-11-01|chicago", instance=instance,
-                                resources={"warehouse": DuckDBWarehouse(database=database)})
+        result = dg.materialize([lens_ingest], partition_key="2023-11-01|chicago", instance=instance,
+                                resources={"warehouse": DuckDBWarehouse(database=database)},
+                                run_config={"ops": {"lens_ingest": {"config": {"min_samples": 100}}}})
     sys.exit(0 if result.success else 1)
     """
 )

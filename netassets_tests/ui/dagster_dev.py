@@ -38,7 +38,7 @@ MIN_SAMPLES = 100  # ... so keep groups with more than 100 (the seed's 1300 is f
 
 # The ops' config for 10 Hz sample data (the executor's forkserver comes from the definitions).
 RUN_CONFIG: dict[str, Any] = {
-    "ops": {"lens_clean_groups": {"config": {"min_samples": MIN_SAMPLES}}},
+    "ops": {"lens_ingest": {"config": {"min_samples": MIN_SAMPLES}}},
 }
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 

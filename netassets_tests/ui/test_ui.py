@@ -1,7 +1,7 @@
 """The Dagster UI in a real browser (Debian's Chromium driven by Playwright) against `dagster dev`.
 
-Launches one LENS partition of lens_ingest_job (lens_raw_irtt, lens_clean_groups and
-lens_group_features with their GX checks) through GraphQL, then follows it in the UI: the asset graph with every group of the
+Launches one LENS partition of lens_ingest_job (lens_ingest, which writes lens_raw_irtt and
+lens_clean_groups in one transaction, and lens_group_features, with their GX checks) through GraphQL, then follows it in the UI: the asset graph with every group of the
 project, the partitioned asset, the run, and the check results on the asset's Checks tab.
 Screenshots land in netassets_tests/artifacts/ui/.
 """
@@ -89,8 +89,8 @@ def test_ui_graph_partition_run_and_checks(browser, page: Page, dagster_dev: Dag
     assert status == "SUCCESS", f"run {run_id} ended {status}:\n{dagster_dev.log_tail()}"
     page.reload()
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-    # all six steps (three assets, three GX checks) succeeded, once the run's logs have loaded
-    expect(page.get_by_text(re.compile(r"^Succeeded \(6\)$"))).to_be_visible()
+    # all five steps (lens_ingest: raw + clean in one transaction, features, three GX checks) succeeded
+    expect(page.get_by_text(re.compile(r"^Succeeded \(5\)$"))).to_be_visible()
     shot(page, artifacts, "04_run_success")
 
     # 4. Check results on each asset's Checks tab: passed, for this partition, from this run.
