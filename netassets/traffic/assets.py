@@ -26,6 +26,7 @@ from typing import Literal
 
 import dagster as dg
 import polars as pl
+from pydantic import Field, field_validator, model_validator
 
 from netassets.core.evaluation import Evaluation, promotion_refusal
 from netassets.core.files import copy_file
@@ -34,7 +35,7 @@ from netassets.core.settings import artifacts_dir, landing_dir, safe_name
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse
-from netassets.traffic.readers import index_files, landing_files
+from netassets.traffic.readers import MAX_EXAMPLES, index_files, landing_files
 from netassets.traffic.report import plots, validation_table
 from netassets.traffic.split import assign_splits
 
@@ -46,9 +47,19 @@ traffic_partitions = day_by(SITE, "traffic_sites")
 
 
 class TrafficFlowsConfig(dg.Config):
-    skip_bad_flows: bool = False
-    """False: the first bad flow fails the partition, naming file and line. True: bad flows are
-    left out and counted per reason in the metadata (with examples)."""
+    skip_bad_flows: bool = Field(default=False, description=(
+        "False: the first bad flow fails the partition, naming file and line. True: bad flows are left "
+        "out and counted per reason in the metadata and a log warning, with file:line of the first few"))
+
+    @field_validator("skip_bad_flows", mode="before")
+    @classmethod
+    def _strict_bool(cls, value):
+        if not isinstance(value, bool):
+            raise ValueError(f"skip_bad_flows must be true or false, got {value!r}")
+        return value
+
+
+WARN_EXAMPLES = 5  # skipped flows named in the log warning (the metadata keeps up to MAX_EXAMPLES)
 
 
 @dg.asset(partitions_def=traffic_partitions, pool=POOL, group_name=PIPELINE, kinds={"duckdb"})
@@ -61,7 +72,10 @@ def traffic_flows(context: dg.AssetExecutionContext, config: TrafficFlowsConfig,
         raise FileNotFoundError(f"no .csv/.json/.jsonl flow files in {root / partition.other / partition.day.isoformat()}")
     index = index_files(files, root, skip_bad=config.skip_bad_flows)
     if index.skipped:
-        context.log.warning("skipped %d bad flows: %s", sum(index.skipped.values()), "; ".join(index.skipped_examples))
+        shown = index.skipped_examples[:WARN_EXAMPLES]
+        context.log.warning("skipped %d bad flows (%s); first %d: %s", sum(index.skipped.values()),
+                            ", ".join(f"{n} {reason}" for reason, n in sorted(index.skipped.items())), len(shown),
+                            "; ".join(shown))
     frame = index.frame.with_columns(day=pl.lit(partition.day), site=pl.lit(partition.other))
     rows = warehouse.replace_partition("traffic_flows", {"day": partition.day, "site": partition.other}, data=frame)
     packets = index.frame["n_packets"]
@@ -78,24 +92,63 @@ def traffic_flows(context: dg.AssetExecutionContext, config: TrafficFlowsConfig,
     })
 
 
+def _finite(**bounds) -> dict:
+    """Field bounds for a float that must be a finite number (NaN and inf refused, naming the field)."""
+    return {"allow_inf_nan": False, **bounds}
+
+
 class TrafficLSTMConfig(dg.Config):
-    sites: list[str] = []  # train on these sites only; empty: every site in traffic_flows
-    # "scratch", "resume" (the live model) or a checkpoint path, relative: under the models folder,
-    # e.g. runs/<run_id>/checkpoint.pt, the best epoch of a run that failed or was killed later
-    init_from: str = "scratch"
-    seq_len: int = 100
+    """Every value is checked here, when the run's config is read, before anything is launched:
+    a message names the field and its allowed range."""
+
+    sites: list[str] = Field(default=[], description="train on these sites only; empty: every site in traffic_flows")
+    init_from: str = Field(default="scratch", min_length=1, max_length=500, description=(
+        "'scratch', 'resume' (the live model) or a checkpoint path relative to the models folder, "
+        "e.g. runs/<run_id>/checkpoint.pt (the best epoch of a run that failed or was killed later)"))
+    seq_len: int = Field(default=100, ge=1, le=100_000, description="packets per flow the model sees (padded/truncated), 1..100000")
     normalisation: Literal["l2", "standardise", "minmax"] = "standardise"
-    hidden_size: int = 128
-    num_layers: int = 1
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 5
+    hidden_size: int = Field(default=128, ge=1, le=8192, description="LSTM hidden units, 1..8192")
+    num_layers: int = Field(default=1, ge=1, le=32, description="stacked LSTM layers, 1..32")
+    epochs: int = Field(default=10, ge=0, le=100_000, description=(
+        "epochs to train, 0..100000 (0 only when continuing: the loaded model is scored as it is)"))
+    batch_size: int = Field(default=64, ge=1, le=1_000_000, description="flows per batch, 1..1000000")
+    learning_rate: float = Field(default=1e-3, **_finite(gt=0, le=10), description="Adam learning rate, finite, in (0, 10]")
+    patience: int = Field(default=5, ge=1, le=100_000, description="epochs without a validation improvement before stopping, 1..100000")
     # fractions of the days (or day x site partitions) that validate and test; see split.py
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    nproc: int = 0  # torchrun processes; 0: one per GPU, or 1 on CPU
+    val_fraction: float = Field(default=0.15, **_finite(gt=0, lt=1), description="share of partitions that validate, in (0, 1)")
+    test_fraction: float = Field(default=0.15, **_finite(gt=0, lt=1), description="share of partitions that test, in (0, 1)")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="random seed, 0..2**32-1")
+    nproc: int = Field(default=0, ge=0, le=1024, description="torchrun processes, 0..1024; 0: one per GPU, or 1 on CPU")
+
+    @field_validator("sites")
+    @classmethod
+    def _valid_sites(cls, value: list[str]) -> list[str]:
+        for site in value:
+            safe_name(site, "site in sites")
+        if len(set(value)) != len(value):
+            raise ValueError(f"sites lists a site twice: {value}")
+        return value
+
+    @field_validator("init_from")
+    @classmethod
+    def _valid_init_from(cls, value: str) -> str:
+        if value in ("scratch", "resume"):
+            return value
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts or "\0" in value:
+            raise ValueError(f"init_from must be 'scratch', 'resume' or a path inside the models folder "
+                             f"(e.g. runs/<run_id>/checkpoint.pt), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrafficLSTMConfig":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"val_fraction + test_fraction must be < 1 (some partitions must train), "
+                             f"got {self.val_fraction} + {self.test_fraction}")
+        if self.epochs == 0 and self.init_from == "scratch":
+            raise ValueError("epochs must be >= 1 for a model trained from scratch (epochs 0 only scores a "
+                             "continued model, init_from 'resume' or a checkpoint)")
+        return self
 
 
 def resume_from(checkpoint: Path, run_dir: Path, architecture: dict) -> Path:
@@ -155,16 +208,21 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
 
     models = artifacts_dir(PIPELINE)
     live = models / CHECKPOINT
+    # Everything that can be refused is refused before the run's folder exists.
+    source = None
+    if config.init_from != "scratch":
+        source = live if config.init_from == "resume" else checkpoint_under(models, config.init_from)
+        if not source.is_file():
+            raise FileNotFoundError(f"init_from {config.init_from!r}: checkpoint to continue from not found: {source}")
+    flows, split_rule = assign_splits(flows, config.val_fraction, config.test_fraction)
     run_dir = models / "runs" / safe_name(context.run_id, "run id")
     run_dir.mkdir(parents=True, exist_ok=True)
     # A retried step reuses its run's folder: a checkpoint an earlier attempt left must not be
     # promoted as this attempt's.
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
     init_from = config.init_from
-    if init_from != "scratch":
-        init_from = resume_from(live if init_from == "resume" else checkpoint_under(models, init_from), run_dir,
-                                {**config.model_dump(), "n_features": int(flows["n_features"][0])})
-    flows, split_rule = assign_splits(flows, config.val_fraction, config.test_fraction)
+    if source is not None:
+        init_from = resume_from(source, run_dir, {**config.model_dump(), "n_features": int(flows["n_features"][0])})
     context.log.info("split: %s", split_rule)
     flows.write_parquet(run_dir / "flows.parquet")
     args = {

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from netassets.core.automation import daily_ingestion_schedule, landing_sensor, monthly_retrain_schedule
+from netassets.core.settings import landing_dir
 from netassets.traffic.assets import traffic_flows, traffic_lstm
 from netassets.traffic.checks import traffic_flows_valid
 from netassets.traffic.readers import scan_landing
@@ -12,6 +13,7 @@ traffic_landing_sensor = landing_sensor(
     target=[traffic_flows],
     dynamic_partitions_name="traffic_sites",
     scan=scan_landing,
+    root=lambda: landing_dir("traffic"),  # links leading outside the landing root are refused, named in the log
     description="New or changed files in landing/traffic/<site>/<YYYY-MM-DD>/ -> traffic_flows for that day and site.",
 )
 

@@ -21,13 +21,24 @@ byte offset and length (memory holds one flow at a time plus O(flows) integers),
 Pages already scanned are released with ``madvise(MADV_DONTNEED)``: a mapped file otherwise
 counts in the process's resident set up to its whole size. Raw files are opened read-only.
 
-Bad input (malformed JSON, packets of inconsistent dimension, empty flows, NaN or inf,
-non-numeric values) raises ``BadFlowError`` naming the file and line, or is skipped and
-counted per reason when the caller asks for that (``skip_bad=True``).
+Bad input raises ``BadFlowError`` naming the file and the 1-based line, with at most a short
+escaped excerpt of the offending bytes (``core.files.excerpt``), or is skipped and counted per
+reason when the caller asks for that (``skip_bad=True``). Reasons: ``nul_byte``,
+``invalid_utf8``, ``malformed`` (bad JSON, binary junk, a truncated record), ``truncated_file``
+(a .json array that ends before its ``]``), ``compressed_file`` (gzip / zip / bzip2 / xz /
+zstd bytes under a flow file name), ``empty_file`` (0 bytes, blank, or an empty JSON array),
+``empty_flow``, ``inconsistent_dimension``, ``non_numeric``, ``non_finite`` (NaN, Infinity, or
+a number beyond float64). A problem with the file itself (compressed, truncated array,
+malformed array structure) skips the rest of that file when skipping.
+
+``index_files`` refuses, by name and before reading anything, a file whose resolved path lies
+outside the landing root (a link leading elsewhere), and refuses the whole scan when a file
+changed while it was read (size or mtime before != after): nothing is returned to store.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import json
 import mmap
@@ -39,23 +50,88 @@ from typing import Any, Iterator
 import numpy as np
 import polars as pl
 
+from netassets.core.files import changed_since, excerpt, file_states, inside_root
 from netassets.core.settings import landing_dir, safe_name
 
 FORMATS = (".csv", ".json", ".jsonl")
 _RELEASE_EVERY = 64 << 20  # bytes scanned between two madvise calls
 _JSON_CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+               b"\x28\xb5\x2f\xfd": "zstd"}
+_QUOTE_BEFORE, _QUOTE_BYTES = 10, 40  # an excerpt starts a little before the bad spot
+MAX_EXAMPLES = 10  # skipped flows quoted (file:line: reason) in the index's examples
 
 
 class BadFlowError(ValueError):
-    """A flow that cannot be used; ``reason`` is the short category it is counted under."""
+    """A flow that cannot be used; ``reason`` is the short category it is counted under.
 
-    def __init__(self, reason: str, detail: str, path: Path | None = None, line: int | None = None):
-        self.reason, self.detail, self.path, self.line = reason, detail, path, line
+    ``lines_in`` is how many lines into its record the problem lies (a multi-line JSON object):
+    ``located`` adds it to the record's first line."""
+
+    def __init__(self, reason: str, detail: str, path: Path | None = None, line: int | None = None,
+                 lines_in: int = 0):
+        self.reason, self.detail, self.path, self.line, self.lines_in = reason, detail, path, line, lines_in
         where = f"{path}:{line}: " if path is not None else ""
         super().__init__(f"{where}{detail}")
 
     def located(self, path: Path, line: int) -> "BadFlowError":
-        return BadFlowError(self.reason, self.detail, path, line)
+        return BadFlowError(self.reason, self.detail, path, line + self.lines_in)
+
+
+class RefusedFileError(ValueError):
+    """A landing file that is not read at all: it leads outside the landing root, or it changed
+    while it was being read."""
+
+
+def quote(raw: bytes | str, at: int = 0) -> str:
+    """A short escaped excerpt of ``raw`` around position ``at``."""
+    start = max(0, at - _QUOTE_BEFORE)
+    return excerpt(raw[start : start + _QUOTE_BYTES])
+
+
+def _position(raw: bytes | str, at: int) -> tuple[int, int]:
+    """(lines into ``raw``, 1-based column on that line) of position ``at``."""
+    newline = b"\n" if isinstance(raw, bytes) else "\n"
+    return raw.count(newline, 0, at), at - (raw.rfind(newline, 0, at) + 1) + 1
+
+
+def check_bytes(raw: bytes, final: bool = True) -> str:
+    """``raw`` as UTF-8 text; NUL bytes and invalid UTF-8 refused, naming the column and quoting the
+    bytes around it. ``final=False``: a multi-byte character cut off at the end is no error."""
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        lines_in, column = _position(raw, nul)
+        raise BadFlowError("nul_byte", f"NUL byte at column {column} (binary data, not text): {quote(raw, nul)}",
+                           lines_in=lines_in)
+    try:
+        return raw.decode("utf-8") if final else codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+    except UnicodeDecodeError as exc:
+        lines_in, column = _position(raw, exc.start)
+        raise BadFlowError("invalid_utf8", f"invalid UTF-8 at column {column} ({exc.reason}): {quote(raw, exc.start)}",
+                           lines_in=lines_in) from None
+
+
+def _json_error(text: str, exc: json.JSONDecodeError, shift: int = 0) -> BadFlowError:
+    """``exc`` raised on ``text`` -> a malformed-JSON error at its line and column, quoting the
+    text there; ``shift``: characters added in front of the record before decoding."""
+    record = text[shift:]
+    at = min(max(exc.pos - shift, 0), len(record))
+    lines_in, column = _position(record, at)
+    early = "; the record ends early (truncated?)" if exc.pos >= len(text) - 1 else ""
+    return BadFlowError("malformed", f"malformed JSON ({exc.msg}, column {column}{early}): {quote(record, at)}",
+                        lines_in=lines_in)
+
+
+def _loads(text: str, shift: int = 0) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _json_error(text, exc, shift) from None
+    except RecursionError:
+        raise BadFlowError("malformed", f"malformed JSON (nested too deeply): {quote(text[shift:])}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise BadFlowError("malformed", f"unreadable JSON value ({excerpt(str(exc), 60)})") from None
 
 
 @dataclass(frozen=True)
@@ -65,8 +141,9 @@ class FlowRecord:
     length: int  # bytes
 
 
-def packets_from_rows(rows: Any) -> np.ndarray:
+def packets_from_rows(rows: Any, names: tuple[str, ...] | None = None) -> np.ndarray:
     """Validate a flow given as a list of per-packet feature lists -> float64 (packets, features).
+    ``names``: what the features are called in the input, for messages.
 
     float64 until normalised: a float32 loses the small variations of large-valued features
     (byte counters, absolute times) before standardisation can bring them back to scale."""
@@ -84,14 +161,22 @@ def packets_from_rows(rows: Any) -> np.ndarray:
             )
     if width == 0:
         raise BadFlowError("empty_flow", "packets have no features")
+
+    def where(i: int, j: int) -> str:
+        return f"packet {i + 1}, {repr(names[j]) if names else f'feature {j + 1}'}"
+
     try:
         packets = np.asarray(rows, dtype=np.float64)
+    except OverflowError:  # an integer literal beyond float64
+        raise BadFlowError("non_finite", "non-finite value: a number too large for float64") from None
     except (TypeError, ValueError):
         raise BadFlowError("non_numeric", "non-numeric feature value") from None
     finite = np.isfinite(packets)
     if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        raise BadFlowError("non_finite", f"non-finite value {packets[i, j]} at packet {i + 1}, feature {j + 1}")
+        i, j = (int(k) for k in np.argwhere(~finite)[0])
+        if rows[i][j] is None:  # numpy reads JSON null as NaN
+            raise BadFlowError("non_numeric", f"null value at {where(i, j)}")
+        raise BadFlowError("non_finite", f"non-finite value {packets[i, j]} at {where(i, j)}")
     return packets
 
 
@@ -106,27 +191,22 @@ def packets_from_flow_object(flow: Any) -> np.ndarray:
         raise BadFlowError(
             "inconsistent_dimension", f"{len(times)} timestamps but {len(signed)} direction_length values"
         )
-    packets = packets_from_rows([[t, d] for t, d in zip(times, signed)])
-    gaps = np.diff(packets[:, 0], prepend=packets[0, 0])
+    packets = packets_from_rows([[t, d] for t, d in zip(times, signed)], names=("timestamp", "direction_length"))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gaps = np.diff(packets[:, 0], prepend=packets[0, 0])
+    if not np.isfinite(gaps).all():
+        raise BadFlowError("non_finite", f"non-finite inter-arrival time at packet {int(np.argmax(~np.isfinite(gaps))) + 1}")
     if (gaps < 0).any():
         raise BadFlowError("malformed", f"timestamps go backwards at packet {int(np.argmax(gaps < 0)) + 1}")
     return np.stack([np.sign(packets[:, 1]), np.abs(packets[:, 1]), gaps], axis=1)
 
 
 def _parse_csv_line(raw: bytes) -> np.ndarray:
-    try:
-        rows = json.loads(b"[" + raw + b"]")
-    except json.JSONDecodeError as exc:
-        raise BadFlowError("malformed", f"malformed JSON ({exc.msg} at column {exc.colno - 1})") from None
-    return packets_from_rows(rows)
+    return packets_from_rows(_loads("[" + check_bytes(raw) + "]", shift=1))
 
 
 def _parse_flow_object(raw: bytes) -> np.ndarray:
-    try:
-        flow = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadFlowError("malformed", f"malformed JSON ({exc.msg})") from None
-    return packets_from_flow_object(flow)
+    return packets_from_flow_object(_loads(check_bytes(raw)))
 
 
 class LineCounter:
@@ -179,12 +259,20 @@ class FlowFile:
             self._mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def records(self) -> Iterator[FlowRecord]:
+        """The file's flows, in order; a problem with the file itself (compressed, or a .json
+        array whose structure breaks) is raised from here, named by file and line."""
         if self._mm is None:
             return iter(())
-        return self._json_array_records() if self.format == ".json" else self._line_records()
+        head = self._mm[:8]
+        for magic, kind in _COMPRESSED.items():
+            if head.startswith(magic):
+                raise BadFlowError("compressed_file", f"{kind}-compressed data, not a {self.format} flow file: "
+                                   f"decompress it first (first bytes {excerpt(head)})", self.path, 1)
+        start = len(_BOM) if head.startswith(_BOM) else 0
+        return self._json_array_records(start) if self.format == ".json" else self._line_records(start)
 
-    def _line_records(self) -> Iterator[FlowRecord]:
-        mm, pos, line, released = self._mm, 0, 1, 0
+    def _line_records(self, start: int) -> Iterator[FlowRecord]:
+        mm, pos, line, released = self._mm, start, 1, 0
         while pos < self.size:
             end = mm.find(b"\n", pos)
             end = self.size if end < 0 else end
@@ -195,14 +283,14 @@ class FlowFile:
                 self._release(released, pos)
                 released = pos - pos % mmap.PAGESIZE
 
-    def _json_array_records(self) -> Iterator[FlowRecord]:
+    def _json_array_records(self, start: int) -> Iterator[FlowRecord]:
         """Walk a JSON array object by object, decoding 1 MB windows of the mmap.
 
         Bytes are decoded as latin-1 so a character index equals a byte offset; JSON's
         structure is ASCII, and ``read`` decodes each record properly as UTF-8 later.
         """
         decoder, mm, lines = json.JSONDecoder(), self._mm, LineCounter()
-        state = {"buf": "", "base": 0}  # buf covers bytes [base, base + len(buf))
+        state = {"buf": "", "base": start}  # buf covers bytes [base, base + len(buf))
 
         def fill() -> bool:
             start = state["base"] + len(state["buf"])
@@ -222,27 +310,61 @@ class FlowFile:
         def line_at(pos: int) -> int:
             return lines.at(state["buf"], pos)
 
+        def bad_bytes(pos: int, end: int) -> BadFlowError | None:
+            """NUL bytes or invalid UTF-8 in buf[pos:end], as an error to raise; None if there are none."""
+            raw = state["buf"][pos:end].encode("latin-1")
+            try:
+                check_bytes(raw, final=False)
+            except BadFlowError as exc:
+                return exc.located(self.path, line_at(pos))
+            return None
+
+        def refuse(reason: str, detail: str, pos: int) -> BadFlowError:
+            return bad_bytes(pos, pos + _QUOTE_BYTES) or BadFlowError(
+                reason, f"{detail}: {quote(state['buf'][pos : pos + _QUOTE_BYTES].encode('latin-1'))}",
+                self.path, line_at(pos))
+
         pos = skip_space(0)
+        if pos >= len(state["buf"]):
+            raise BadFlowError("empty_file", "blank file: no flows", self.path, 1)
         if state["buf"][pos : pos + 1] != "[":
-            raise BadFlowError("malformed", "a .json flow file must hold a JSON array of flow objects", self.path, line_at(pos))
+            raise refuse("malformed", "a .json flow file must hold a JSON array of flow objects", pos)
         pos = skip_space(pos + 1)
         if state["buf"][pos : pos + 1] == "]":
             return
         while True:
+            if pos >= len(state["buf"]):
+                raise BadFlowError("truncated_file", "the JSON array ends before its closing ']' "
+                                   "(a truncated or unfinished copy?)", self.path, line_at(pos))
             while True:
                 try:
                     _, end = decoder.raw_decode(state["buf"], pos)
                     break
                 except json.JSONDecodeError as exc:
                     if not fill():  # the error is real, not a record cut by the window
-                        raise BadFlowError("malformed", f"malformed JSON ({exc.msg})", self.path, line_at(pos)) from None
+                        line = line_at(pos)
+                        if exc.pos >= len(state["buf"]):
+                            raise BadFlowError("truncated_file", f"the file ends inside the flow that starts on line "
+                                               f"{line} (a truncated or unfinished copy?)", self.path, line) from None
+                        found = bad_bytes(pos, exc.pos + 1)
+                        if found is not None:
+                            raise found from None
+                        lines_in, column = _position(state["buf"], exc.pos)
+                        lines_in -= state["buf"].count("\n", 0, pos)
+                        near = state["buf"][max(exc.pos - _QUOTE_BEFORE, 0) : exc.pos + _QUOTE_BYTES]
+                        raise BadFlowError("malformed", f"malformed JSON ({exc.msg}, column {column}) in the flow "
+                                           f"starting on line {line}: {quote(near.encode('latin-1'))}",
+                                           self.path, line + lines_in) from None
             yield FlowRecord(line_at(pos), state["base"] + pos, end - pos)
             pos = skip_space(end)
             separator = state["buf"][pos : pos + 1]
             if separator == "]":
                 return
+            if separator == "":
+                raise BadFlowError("truncated_file", "the JSON array ends before its closing ']' "
+                                   "(a truncated or unfinished copy?)", self.path, line_at(pos))
             if separator != ",":
-                raise BadFlowError("malformed", "expected ',' or ']' between flows", self.path, line_at(pos))
+                raise refuse("malformed", "expected ',' or ']' between flows", pos)
             pos = skip_space(pos + 1)
             if pos > _JSON_CHUNK:  # drop the consumed part of the window
                 line_at(pos)
@@ -260,6 +382,9 @@ class FlowFile:
                 raise BadFlowError("empty_flow", "empty flow: blank line")
             return _parse_csv_line(raw) if self.format == ".csv" else _parse_flow_object(raw)
         except BadFlowError as exc:
+            if record.line == 1 and exc.reason == "malformed" and raw[:1].isalpha():
+                exc = BadFlowError(exc.reason, exc.detail + f" (a header line? {self.format} flow files have none)",
+                                   lines_in=exc.lines_in)
             raise exc.located(self.path, record.line) from None
 
 
@@ -289,52 +414,96 @@ _INDEX_SCHEMA = {
 }
 
 
+def refuse_outside(files: list[Path], root: Path) -> None:
+    """Refuse, by name and without reading it, a file whose resolved path leaves the landing root."""
+    for path in files:
+        if not inside_root(path, root):
+            raise RefusedFileError(f"{path}: leads outside the landing root {root} (resolves to {path.resolve()}); "
+                                   "refused, not read")
+
+
 def index_files(files: list[Path], root: Path, skip_bad: bool = False) -> FlowIndex:
     """Scan files flow by flow; ``source_file`` is stored relative to ``root`` (the landing folder).
 
     Every flow is parsed once, so bad input is found here, before anything trains on it. All
     flows of the scanned files must share one packet dimension (a model has one input width).
+    Files leading outside ``root`` are refused before any is read; a file that changed while it
+    was read fails the whole scan (``RefusedFileError``), so nothing half-read is stored.
     """
+    refuse_outside(files, root)
+    states = file_states(files)
+    try:
+        index = _index(files, root, states, skip_bad)
+    except BadFlowError as exc:
+        _refuse_changed(states, exc)  # bad bytes in a file still being written: say that, not the bytes
+        raise
+    _refuse_changed(states)
+    return index
+
+
+def _refuse_changed(states: dict[Path, tuple[int, int]], cause: BaseException | None = None) -> None:
+    changed = changed_since(states)
+    if changed:
+        raise RefusedFileError(
+            f"{', '.join(map(str, changed))}: changed while it was read (size or modification time differ "
+            "before and after); nothing stored: materialise the partition again once the file is complete"
+        ) from cause
+
+
+def _index(files: list[Path], root: Path, states: dict[Path, tuple[int, int]], skip_bad: bool) -> FlowIndex:
     columns: dict[str, list] = {name: [] for name in _INDEX_SCHEMA}
     skipped: Counter = Counter()
     examples: list[str] = []
     width_seen: tuple[int, str] | None = None
+
+    def skip(exc: BadFlowError, note: str = "") -> None:
+        if not skip_bad:
+            raise exc
+        skipped[exc.reason] += 1
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(f"{exc}{note}")
+
     for path in files:
-        stat = path.stat()
+        size, mtime_ns = states[path]
         relative = path.relative_to(root).as_posix()
-        if stat.st_size == 0:  # a capture that wrote nothing: say which file, not just "no rows"
-            if not skip_bad:
-                raise BadFlowError("empty_file", "empty file: no flows", path, 1)
-            skipped["empty_file"] += 1
-            if len(examples) < 10:
-                examples.append(f"{path}:1: empty file: no flows")
+        if size == 0:  # a capture that wrote nothing: say which file, not just "no rows"
+            skip(BadFlowError("empty_file", "empty file (0 bytes): no flows", path, 1))
             continue
         with FlowFile(path) as flow_file:
-            for record in flow_file.records():
-                try:
-                    packets = flow_file.read(record)
-                    if width_seen is None:
-                        width_seen = (packets.shape[1], f"{path}:{record.line}")
-                    elif packets.shape[1] != width_seen[0]:
-                        raise BadFlowError(
-                            "inconsistent_dimension",
-                            f"packets have {packets.shape[1]} features, but {width_seen[1]} has {width_seen[0]}",
-                            path, record.line,
-                        )
-                except BadFlowError as exc:
-                    if not skip_bad:
-                        raise
-                    skipped[exc.reason] += 1
-                    if len(examples) < 10:
-                        examples.append(str(exc))
-                    continue
-                for name, value in zip(
-                    _INDEX_SCHEMA,
-                    (relative, flow_file.format.lstrip("."), stat.st_size, stat.st_mtime_ns, record.line,
-                     record.offset, record.length, packets.shape[0], packets.shape[1]),
-                ):
-                    columns[name].append(value)
-    return FlowIndex(pl.DataFrame(columns, schema=_INDEX_SCHEMA), skipped, examples)
+            seen = 0
+            try:
+                for record in flow_file.records():
+                    seen += 1
+                    try:
+                        packets = flow_file.read(record)
+                        if width_seen is None:
+                            width_seen = (packets.shape[1], f"{path}:{record.line}")
+                        elif packets.shape[1] != width_seen[0]:
+                            raise BadFlowError(
+                                "inconsistent_dimension",
+                                f"packets have {packets.shape[1]} features, but {width_seen[1]} has {width_seen[0]}",
+                                path, record.line,
+                            )
+                    except BadFlowError as exc:
+                        skip(exc)
+                        continue
+                    for name, value in zip(
+                        _INDEX_SCHEMA,
+                        (relative, flow_file.format.lstrip("."), size, mtime_ns, record.line,
+                         record.offset, record.length, packets.shape[0], packets.shape[1]),
+                    ):
+                        columns[name].append(value)
+            except BadFlowError as exc:  # the file itself is unusable from here on
+                skip(exc, "; the rest of the file is skipped")
+                continue
+            if seen == 0:
+                skip(BadFlowError("empty_file", "no flows in the file (blank, or an empty JSON array)", path, 1))
+    frame = pl.DataFrame(columns, schema=_INDEX_SCHEMA)
+    if frame.is_empty():
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        raise BadFlowError("no_flows", f"no usable flows in {len(files)} file(s) ({', '.join(map(str, files))}): "
+                           f"{sum(skipped.values())} skipped ({reasons}); first: {'; '.join(examples[:3])}")
+    return FlowIndex(frame, skipped, examples)
 
 
 def landing_files(root: Path, day: dt.date, site: str) -> list[Path]:

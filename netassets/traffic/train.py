@@ -88,8 +88,12 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     config = TrainConfig(**vars(parser.parse_args(argv)))
     if config.normalisation not in NORMALISATIONS:
         parser.error(f"--normalisation must be one of {NORMALISATIONS}")
-    if config.seq_len < 1 or config.epochs < 0:
-        parser.error("need seq_len >= 1, epochs >= 0")
+    # the asset's config refuses these first; a worker started by hand checks them again
+    if config.seq_len < 1 or config.epochs < 0 or config.batch_size < 1 or config.hidden_size < 1 \
+            or config.num_layers < 1 or config.patience < 1 or config.torch_threads < 1:
+        parser.error("need seq_len, batch_size, hidden_size, num_layers, patience, torch_threads >= 1 and epochs >= 0")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        parser.error(f"--learning_rate must be a finite number > 0, got {config.learning_rate}")
     return config
 
 

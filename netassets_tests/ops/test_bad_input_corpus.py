@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ from netassets.device_load.partitions import device_load_regions_name
 from netassets.dwcp import sample as dwcp_sample
 from netassets.dwcp.assets import dwcp_raw
 from netassets.dwcp.schema import DYNAMIC_PARTITIONS as DWCP_REGIONS
-from netassets.lens.assets import lens_raw_irtt
+from netassets.lens.assets import lens_ingest
 from netassets.lens.partitions import lens_regions_name
 from netassets.lens.raw import hour_path
 from netassets.lens.sample import write_lens
@@ -86,7 +87,7 @@ class Pipeline:
 
 
 PIPELINES = {
-    "lens": Pipeline(lens_raw_irtt, "lens_raw_irtt", "region", lens_regions_name, LENS_DAY, LENS_REGION),
+    "lens": Pipeline(lens_ingest, "lens_raw_irtt", "region", lens_regions_name, LENS_DAY, LENS_REGION),
     "device_load": Pipeline(device_load_raw, "device_load_raw", "region", device_load_regions_name, DEVICE_DAY, DEVICE_REGION),
     "dwcp": Pipeline(dwcp_raw, "dwcp_raw", "region", DWCP_REGIONS, DWCP_DAY, DWCP_REGION),
     "perfsonar": Pipeline(perfsonar_packet_loss, "perfsonar_packet_loss", "source", perfsonar_sources_name, PS_DAY, SIM_SOURCE),
@@ -94,6 +95,8 @@ PIPELINES = {
 }
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# The corpus's LENS day is a 10 Hz capture (150 points a group): the cleaning threshold follows.
+LENS_LOW_RATE_CONFIG = {"ops": {"lens_ingest": {"config": {"min_samples": 100}}}}
 PS_GOOD_INDEX = "ps_corpus-good"
 
 LENS_DAY_NS = int(dt.datetime.combine(LENS_DAY, dt.time(), dt.timezone.utc).timestamp()) * 10**9
@@ -198,11 +201,13 @@ class Corpus:
         resources: dict[str, Any] = {"warehouse": self.warehouse}
         if pipeline == "perfsonar":
             resources["perfsonar_search"] = search or make_search(self.search_url, index_pattern=PS_GOOD_INDEX)
+        defaults = LENS_LOW_RATE_CONFIG if pipeline == "lens" else {}
         result = dg.materialize([p.asset], partition_key=key, resources=resources, instance=self.instance,
-                                raise_on_error=False, run_config={**QUIET, **(run_config or {})})
+                                raise_on_error=False, run_config={**QUIET, **defaults, **(run_config or {})})
         if not result.success:
             return Outcome(False, failure_message(result))
-        [event] = result.asset_materializations_for_node(p.asset.key.path[-1])
+        [event] = [e.materialization for e in result.get_asset_materialization_events()
+                   if e.asset_key == dg.AssetKey(p.table)]  # the raw table's (lens_ingest also makes the clean one)
         return Outcome(True, metadata={k: v.value for k, v in event.metadata.items()})
 
     def baseline(self, pipeline: str) -> str:
@@ -338,6 +343,39 @@ def traffic_file(name: str, text: str) -> Callable[[Corpus], None]:
 
 def traffic_bad_line(line: str) -> Callable[[Corpus], None]:
     return traffic_file("bad.csv", "[1,0,0.5,2],[0,1,0.25,3]\n" + line + "\n[5,6,7,8]\n")
+
+
+def traffic_bytes(name: str, data: bytes) -> Callable[[Corpus], None]:
+    def build(c: Corpus) -> None:
+        (traffic_dir(c) / name).write_bytes(data)
+    return build
+
+
+TRAFFIC_CSV_GOOD = b"[1,0,0.5,2],[0,1,0.25,3]\n"
+TRAFFIC_OBJ = json.dumps({"timestamp": [0.0, 0.5], "direction_length": [60, -60]}).encode()
+TRAFFIC_JUNK = bytes(range(0x80, 0x100)) + bytes(b for b in range(1, 32) if b != 0x0A) * 4  # 380 bytes, no newline
+
+
+def traffic_csv_bytes(bad: bytes) -> Callable[[Corpus], None]:
+    return traffic_bytes("bad.csv", TRAFFIC_CSV_GOOD + bad + b"\n[5,6,7,8]\n")
+
+
+def traffic_json_bytes(bad: bytes) -> Callable[[Corpus], None]:
+    """A .json array: a good object on line 2, the bad one on line 3."""
+    return traffic_bytes("bad.json", b"[\n" + TRAFFIC_OBJ + b",\n" + bad + b"\n]\n")
+
+
+def traffic_jsonl_bytes(bad: bytes) -> Callable[[Corpus], None]:
+    return traffic_bytes("bad.jsonl", TRAFFIC_OBJ + b"\n" + bad + b"\n")
+
+
+def traffic_link_outside(c: Corpus) -> None:
+    target = c.home.parent / "outside_landing.csv"
+    target.write_bytes(TRAFFIC_CSV_GOOD)
+    (traffic_dir(c) / "linked.csv").symlink_to(target)
+
+
+TRAFFIC_SKIP = {"ops": {"traffic_flows": {"config": {"skip_bad_flows": True}}}}
 
 
 def traffic_truncate_good(c: Corpus) -> None:
@@ -548,6 +586,67 @@ CASES: list[Case] = [
          handled=lambda m: m["skipped_by_reason"] == {"malformed": 1, "non_finite": 1, "empty_flow": 1} and m["flows"] == 20),
     hostile("traffic", "x y"),
     Case("traffic", "zero_byte_flow_file", traffic_truncate_good, (TRAFFIC_GOOD,)),
+    # bad bytes, in each format the reader accepts: the file, the 1-based line, a short escaped excerpt
+    Case("traffic", "csv_invalid_utf8", traffic_csv_bytes(b"[1,2,\xff\xfe,4]"),
+         ("bad.csv:2:", "invalid UTF-8 at column 6", "\\\\xff")),
+    Case("traffic", "csv_nul_bytes", traffic_csv_bytes(b"[1,2,\x00\x00,4]"), ("bad.csv:2:", "NUL byte at column 6")),
+    Case("traffic", "csv_binary_junk_line", traffic_csv_bytes(TRAFFIC_JUNK),
+         ("bad.csv:2:", "invalid UTF-8 at column 1", "more characters)")),
+    Case("traffic", "csv_gzip_named_csv", traffic_bytes("bad.csv", gzip.compress(TRAFFIC_CSV_GOOD * 4)),
+         ("bad.csv:1:", "gzip-compressed data, not a .csv flow file")),
+    Case("traffic", "csv_header_only", traffic_bytes("bad.csv", b"direction,length,gap,flags\n"),
+         ("bad.csv:1:", "malformed JSON", "a header line?")),
+    Case("traffic", "csv_truncated_last_line", traffic_bytes("bad.csv", TRAFFIC_CSV_GOOD + b"[1,2,3,4],[5,6"),
+         ("bad.csv:2:", "malformed JSON", "the record ends early (truncated?)")),
+    Case("traffic", "csv_infinity_feature", traffic_bad_line("[1,2,3,4],[1,2,-Infinity,4]"),
+         ("bad.csv:2:", "non-finite value -inf at packet 2, feature 3")),
+    Case("traffic", "json_invalid_utf8", traffic_json_bytes(TRAFFIC_OBJ[:5] + b"\xff" + TRAFFIC_OBJ[5:]),
+         ("bad.json:3:", "invalid UTF-8 at column 6")),
+    Case("traffic", "json_nul_bytes", traffic_json_bytes(b'{"timestamp": [0, \x00]}'), ("bad.json:3:", "NUL byte at column 19")),
+    Case("traffic", "json_binary_junk", traffic_json_bytes(TRAFFIC_JUNK), ("bad.json:3:", "invalid UTF-8 at column 1")),
+    Case("traffic", "json_gzip_named_json", traffic_bytes("bad.json", gzip.compress(b"[" + TRAFFIC_OBJ + b"]")),
+         ("bad.json:1:", "gzip-compressed data, not a .json flow file")),
+    Case("traffic", "json_unterminated_array", traffic_bytes("bad.json", b"[\n" + TRAFFIC_OBJ + b",\n" + TRAFFIC_OBJ + b"\n"),
+         ("bad.json:4:", "the JSON array ends before its closing ']'")),
+    Case("traffic", "json_unterminated_object", traffic_bytes("bad.json", b"[\n" + TRAFFIC_OBJ + b",\n" + TRAFFIC_OBJ[:20]),
+         ("bad.json:3:", "the file ends inside the flow that starts on line 3")),
+    Case("traffic", "json_empty_array", traffic_bytes("bad.json", b"[]\n"), ("bad.json:1:", "no flows in the file")),
+    Case("traffic", "json_nan_timestamp", traffic_json_bytes(b'{"timestamp": [0, NaN], "direction_length": [1, 2]}'),
+         ("bad.json:3:", "non-finite value nan at packet 2, 'timestamp'")),
+    Case("traffic", "json_infinity_length", traffic_json_bytes(b'{"timestamp": [0, 1], "direction_length": [1, Infinity]}'),
+         ("bad.json:3:", "non-finite value inf at packet 2, 'direction_length'")),
+    Case("traffic", "jsonl_invalid_utf8", traffic_jsonl_bytes(TRAFFIC_OBJ[:5] + b"\xc3\x28" + TRAFFIC_OBJ[5:]),
+         ("bad.jsonl:2:", "invalid UTF-8 at column 6 (invalid continuation byte)")),
+    Case("traffic", "jsonl_nul_bytes", traffic_jsonl_bytes(b"\x00" * 300), ("bad.jsonl:2:", "NUL byte at column 1")),
+    Case("traffic", "jsonl_binary_junk_line", traffic_jsonl_bytes(TRAFFIC_JUNK), ("bad.jsonl:2:", "invalid UTF-8 at column 1")),
+    Case("traffic", "jsonl_gzip_named_jsonl", traffic_bytes("bad.jsonl", gzip.compress(TRAFFIC_OBJ + b"\n")),
+         ("bad.jsonl:1:", "gzip-compressed data, not a .jsonl flow file")),
+    Case("traffic", "jsonl_truncated_object", traffic_bytes("bad.jsonl", TRAFFIC_OBJ + b"\n" + TRAFFIC_OBJ[:25]),
+         ("bad.jsonl:2:", "malformed JSON", "the record ends early (truncated?)")),
+    Case("traffic", "jsonl_zero_bytes", traffic_bytes("bad.jsonl", b""), ("bad.jsonl:1:", "empty file (0 bytes)")),
+    Case("traffic", "jsonl_nan_timestamp", traffic_jsonl_bytes(b'{"timestamp": [NaN], "direction_length": [1]}'),
+         ("bad.jsonl:2:", "non-finite value nan at packet 1, 'timestamp'")),
+    Case("traffic", "jsonl_infinity_length", traffic_jsonl_bytes(b'{"timestamp": [0], "direction_length": [-Infinity]}'),
+         ("bad.jsonl:2:", "non-finite value -inf at packet 1, 'direction_length'")),
+    Case("traffic", "link_outside_landing_root", traffic_link_outside,
+         ("linked.csv: leads outside the landing root", "refused, not read")),
+    # skip_bad_flows: each bad flow (or unusable file) left out and counted, the GOOD rows exactly
+    Case("traffic", "csv_bad_bytes_skipped_when_asked",
+         traffic_bytes("bad.csv", b"[1,\xff]\n[1,\x00]\n" + TRAFFIC_JUNK + b"\n[1,2,Infinity,4]\n"),
+         ("skipped_by_reason", "bad.csv:1:", "bad.csv:3:"), kind="documented", run_config=TRAFFIC_SKIP,
+         handled=lambda m: m["skipped_by_reason"] == {"invalid_utf8": 2, "nul_byte": 1, "non_finite": 1} and m["flows"] == 20),
+    Case("traffic", "json_bad_bytes_skipped_when_asked",
+         traffic_bytes("bad.json", b"[\n" + TRAFFIC_OBJ[:5] + b"\xff" + TRAFFIC_OBJ[5:] + b",\n"
+                       + b'{"timestamp": [NaN], "direction_length": [1]},\n' + TRAFFIC_OBJ[:20]),
+         ("skipped_by_reason", "bad.json:2:", "bad.json:4:", "the rest of the file is skipped"), kind="documented",
+         run_config=TRAFFIC_SKIP,
+         handled=lambda m: m["skipped_by_reason"] == {"invalid_utf8": 1, "non_finite": 1, "truncated_file": 1} and m["flows"] == 20),
+    Case("traffic", "jsonl_and_gzip_skipped_when_asked",
+         lambda c: (traffic_bytes("bad.jsonl", b"\x00" * 300 + b"\n" + b'{"timestamp": [NaN], "direction_length": [1]}\n')(c),
+                    traffic_bytes("packed.csv", gzip.compress(TRAFFIC_CSV_GOOD))(c)) and None,
+         ("skipped_by_reason", "bad.jsonl:1:", "bad.jsonl:2:", "packed.csv:1:"), kind="documented", run_config=TRAFFIC_SKIP,
+         handled=lambda m: m["skipped_by_reason"] == {"nul_byte": 1, "non_finite": 1, "compressed_file": 1}
+         and m["flows"] == 20),
 ]
 
 

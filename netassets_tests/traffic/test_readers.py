@@ -181,7 +181,9 @@ def test_bad_flow_deep_in_json_array_names_its_line(tmp_path, monkeypatch, chunk
 
     text, starts = _json_array_with_bad_flow(400, 301, '{"timestamp": [1,\n "direction_length": }')
     path = write(tmp_path, "g.json", text)
-    with pytest.raises(BadFlowError, match=rf"^{path}:{starts[301]}: malformed JSON"):
+    # the line of the error itself (the object's second line), and the line its flow starts on
+    with pytest.raises(BadFlowError, match=rf"^{path}:{starts[301] + 1}: malformed JSON .*"
+                                           rf"in the flow starting on line {starts[301]}: "):
         index_files([path], tmp_path)
 
 
