@@ -65,7 +65,8 @@ def main() -> int:
                "delta_scale": [0.1] * len(TARGETS)}
     arch = {"n_features": len(FEATURES), "n_targets": len(TARGETS), "lstm_sizes": [256, 128, 64],
             "dense_sizes": [128, 64, 32], "dropout": 0.3, "dense2_dropout": 0.21, "window": 20,
-            "target_index": [FEATURES.index(t) for t in TARGETS]}
+            "target_index": [FEATURES.index(t) for t in TARGETS],
+            "time_index": FEATURES.index("time_of_day"), "weekday_index": FEATURES.index("day_of_week")}  # as train.py sets them
     model = build_model(arch, scaling).eval()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

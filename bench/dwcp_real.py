@@ -2,6 +2,7 @@
 
     python -m bench.dwcp_real [--horizons 1,3,5] [--epochs 40] [--full-size]
     python -m bench.dwcp_real --synthetic [--horizons 1,15] [--days 2]
+    python -m bench.dwcp_real --seed 7 --out bench/results/dwcp_real_seed7.json   # other training seeds (also seed 1)
 
 Real traces (default): throughput only, windows of 20 samples (~1 s each) from the 80 HSDPA
 traces, split by trace (held-out journeys). ``--synthetic``: the demo's generated data (regions
@@ -12,7 +13,8 @@ torchrun entry point the asset uses (1 process) and judged by the same
 ``report.model_evaluation`` as the ``dwcp_bandwidth_lstm`` asset: persistence, mean and harmonic
 mean of the last 5 values, ridge AR(20) (penalty chosen on validation), all on the same test
 windows in the same run. Prints test RMSE per horizon, predictor and target with the ratio to
-persistence and the verdict; writes bench/results/dwcp_real.json or dwcp_synthetic_<days>d.json.
+persistence and the verdict, and the validation figures every choice was made on; writes
+bench/results/dwcp_real.json or dwcp_synthetic_<days>d.json (or --out).
 Skips the real traces with a message when ../shared/data is absent.
 """
 
@@ -35,7 +37,7 @@ from netassets.core.settings import SHARED_DATA_DIR
 from netassets.core.torchrun import torchrun_command
 from netassets.dwcp import report, sample
 from netassets.dwcp.artifacts import HISTORY, PREDICTIONS
-from netassets.dwcp.baselines import PERSISTENCE
+from netassets.dwcp.baselines import PERSISTENCE, all_baselines
 from netassets.dwcp.real_traces import SPLIT_RULE, hsdpa_windows
 from netassets.dwcp.schema import FEATURES, LINK, TARGETS
 from netassets.dwcp.windows import CHRONOLOGICAL_RULE, Windows, build_windows, chronological_split
@@ -76,9 +78,20 @@ def run_horizon(windows: Windows, split_rule: str, args: argparse.Namespace, wor
     test_rmse = {name: dict(zip(windows.targets, np.sqrt(((f - actual) ** 2).mean(axis=0)).tolist()))
                  for name, f in report.forecasts(windows, index, predicted).items()}
     history = json.loads((out / HISTORY).read_text())
+    val = windows.part("val")
+    val_actual = windows.y[val].astype(np.float64)
+    spread = np.where(val_actual.std(axis=0) > 0, val_actual.std(axis=0), 1.0)
+    validation = {name: float((np.sqrt(((f - val_actual) ** 2).mean(axis=0)) / spread).mean())
+                  for name, f in all_baselines(windows, val).items()}
+    best_val = history["start_val_loss"] if history["best_epoch"] == 0 else next(
+        e["val_loss"] for e in history["epochs"] if e["epoch"] == history["best_epoch"])
+    validation.update({"linear start (epoch 0)": history["start_val_loss"], "best epoch, network share 1": best_val,
+                       "BandwidthLSTM (final: network share chosen on validation)":
+                           min(history["net_share_val"].values()) if history.get("net_share_val") else best_val})
     return {"horizon": horizon, "windows": len(windows),
+            "validation_mean_nrmse": validation, "linear_start": history.get("linear_start"),
             "windows_train_val_test": [len(windows.part(s)) for s in ("train", "val", "test")],
-            "epochs_run": len(history["epochs"]), "best_epoch": history["best_epoch"], "train_seconds": seconds,
+            "epochs_run": len(history["epochs"]), "best_epoch": history["best_epoch"], "net_share": history.get("net_share"), "train_seconds": seconds,
             "test_rmse": test_rmse, "evaluation": evaluation.to_dict()}
 
 
@@ -93,6 +106,7 @@ def print_table(results: list[dict]) -> None:
                 print(f"{r['horizon']:>7} {target:<16} {name:<28} {rmse:>10.4f} {rmse / persist:>8.3f}")
         print(f"{'':>7} {r['evaluation']['verdict']}; {r['epochs_run']} epochs (best {r['best_epoch']}) "
               f"in {r['train_seconds']:.0f} s")
+        print(f"{'':>7} validation mean_nrmse: " + ", ".join(f"{k} {v:.4f}" for k, v in r["validation_mean_nrmse"].items()))
 
 
 def main() -> int:
@@ -102,6 +116,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=2, help="synthetic days (the demo generates 2)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", help="where to write the JSON (default bench/results/dwcp_real.json or dwcp_synthetic_<days>d.json)")
     parser.add_argument("--full-size", action="store_true", help="the guide's 256/128/64 LSTM (slow on CPU)")
     args = parser.parse_args()
     horizons = [int(h) for h in (args.horizons or ("1,15" if args.synthetic else "1,3,5")).split(",")]
@@ -118,9 +133,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dwcp_real_") as tmp:
         results = [run_horizon(make(h), rule, args, Path(tmp)) for h in horizons]
     print_table(results)
-    path = RESULTS / (f"dwcp_synthetic_{args.days}d.json" if args.synthetic else "dwcp_real.json")
+    name = f"dwcp_synthetic_{args.days}d" if args.synthetic else "dwcp_real"
+    path = Path(args.out) if args.out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": path.stem, "data": data, "model": "full" if args.full_size else SMALL,
+    path.write_text(json.dumps({"benchmark": name, "data": data, "model": "full" if args.full_size else SMALL,
                                 "split": rule, "horizon_units": units, "results": results}, indent=1))
     print(f"wrote {path}")
     return 0

@@ -6,12 +6,14 @@ The steps that need torch import it in their bodies: the code location loads thi
 
 import datetime as dt
 import json
+import math
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field, field_validator, model_validator
 
 from netassets.core.files import copy_file, write_json
 from netassets.core.partitions import context_partition, day_by
@@ -23,7 +25,7 @@ from netassets.core.warehouse import POOL, DuckDBWarehouse
 from netassets.dwcp import artifacts, onnx_export, report
 from netassets.dwcp.artifacts import CHECKPOINT, HISTORY, PREDICTIONS
 from netassets.dwcp.gates import candidate_problems
-from netassets.dwcp.sample import expected_targets, is_generated
+from netassets.dwcp.sample import MINUTES_PER_DAY, expected_targets, is_generated
 from netassets.dwcp.schema import (
     DIMENSION, DYNAMIC_PARTITIONS, FEATURES, LINK, PIPELINE, STEP_SECONDS, TARGETS, landing_file, read_raw_file,
 )
@@ -52,12 +54,35 @@ def dwcp_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> d
 
 
 class WindowsConfig(dg.Config):
-    window: int = 20                 # the guide's --window-size
-    horizon_minutes: int = 15        # the guide's promise; 1 reproduces the seed's code
-    regions: list[str] = []          # empty: every region in dwcp_raw
-    first_day: str = ""              # YYYY-MM-DD, empty: from the first day loaded
-    last_day: str = ""
-    throughput_only: bool = False    # one feature, one target (the mode evaluated on real traces)
+    """Validated when Dagster builds the step's config, before the step body reads the warehouse."""
+
+    window: int = Field(default=20, ge=2, le=MINUTES_PER_DAY,
+                        description="the guide's --window-size: minutes per window, 2 to 1440")
+    horizon_minutes: int = Field(default=15, ge=1, le=MINUTES_PER_DAY,
+                                 description="minutes ahead, 1 to 1440 (the guide's promise: 15; 1 reproduces the seed's code)")
+    regions: list[str] = Field(default=[], description="regions to read; empty: every region in dwcp_raw")
+    first_day: str = Field(default="", description="YYYY-MM-DD; empty: from the first day loaded")
+    last_day: str = Field(default="", description="YYYY-MM-DD; empty: to the last day loaded")
+    throughput_only: bool = Field(default=False, description="one feature, one target (the mode evaluated on real traces)")
+
+    @field_validator("first_day", "last_day")
+    @classmethod
+    def _a_day(cls, value: str, info) -> str:
+        _optional_day(value, info.field_name)
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, value: list[str]) -> list[str]:
+        for region in value:
+            safe_name(region, DIMENSION)
+        return value
+
+    @model_validator(mode="after")
+    def _days_in_order(self) -> "WindowsConfig":
+        if self.first_day and self.last_day and self.first_day > self.last_day:
+            raise ValueError(f"first_day={self.first_day} is after last_day={self.last_day}")
+        return self
 
 
 def _optional_day(value: str, field: str) -> str | None:
@@ -111,20 +136,49 @@ def dwcp_windows(context: dg.AssetExecutionContext, config: WindowsConfig,
 
 class BandwidthLSTMConfig(dg.Config):
     """Every knob of the guide's training CLI. --data-path is dwcp_windows' file and --output-dir
-    this run's folder under NETASSETS_HOME; --window-size is dwcp_windows' `window`."""
+    this run's folder under NETASSETS_HOME; --window-size is dwcp_windows' `window`.
 
-    epochs: int = 150
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 42
-    lstm_sizes: list[int] = [256, 128, 64]
-    dense_sizes: list[int] = [128, 64, 32]
-    dropout: float = 0.3
-    dense2_dropout: float = 0.21
-    early_stopping_patience: int = 15
-    lr_patience: int = 5
-    lr_factor: float = 0.5
-    nproc: int = 0  # torchrun processes; 0 = one per GPU, or 1 on CPU
+    Every value is checked when Dagster builds the step's config (a ValidationError naming the
+    field and its allowed range), so a bad value never reaches torchrun."""
+
+    epochs: int = Field(default=150, ge=1, le=100_000, description="training epochs, 1 to 100000")
+    batch_size: int = Field(default=64, ge=2, le=1_000_000,
+                            description="windows per batch, 2 to 1000000 (batch norm cannot train on one window)")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1, allow_inf_nan=False,
+                                 description="Adam learning rate, finite, in (0, 1]")
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="random seed, 0 to 2**32-1")
+    lstm_sizes: list[int] = Field(default=[256, 128, 64], min_length=1, max_length=8,
+                                  description="hidden size of each stacked LSTM, 1 to 8 layers of 1 to 4096 units")
+    dense_sizes: list[int] = Field(default=[128, 64, 32], min_length=3, max_length=3,
+                                   description="the three dense layers' sizes, each 1 to 4096")
+    dropout: float = Field(default=0.3, ge=0, lt=1, allow_inf_nan=False, description="dropout between LSTMs and after dense 1, in [0, 1)")
+    dense2_dropout: float = Field(default=0.21, ge=0, lt=1, allow_inf_nan=False, description="dropout after dense 2, in [0, 1)")
+    early_stopping_patience: int = Field(default=15, ge=1, le=100_000,
+                                         description="epochs without a better validation score before stopping, >= 1")
+    lr_patience: int = Field(default=5, ge=0, le=100_000,
+                             description="ReduceLROnPlateau: flat epochs before the rate is cut, >= 0")
+    lr_factor: float = Field(default=0.5, gt=0, lt=1, allow_inf_nan=False,
+                             description="ReduceLROnPlateau: factor the rate is multiplied by, in (0, 1)")
+    nproc: int = Field(default=0, ge=0, le=64, description="torchrun processes, 0 to 64; 0 = one per GPU, or 1 on CPU")
+
+    @field_validator("learning_rate", "dropout", "dense2_dropout", "lr_factor", mode="before")
+    @classmethod
+    def _finite(cls, value, info):
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError(f"{info.field_name}={value} is not a finite number; allowed: "
+                             f"{cls.model_fields[info.field_name].description}")
+        return value
+
+    @field_validator("lstm_sizes", "dense_sizes")
+    @classmethod
+    def _layer_sizes(cls, value: list[int], info) -> list[int]:
+        bad = [size for size in value if not 1 <= size <= MAX_LAYER]
+        if bad:
+            raise ValueError(f"{info.field_name}: every size must be in [1, {MAX_LAYER}], got {value}")
+        return value
+
+
+MAX_LAYER = 4096
 
 
 @dg.asset(deps=[dwcp_windows], group_name=GROUP, kinds={"pytorch"})

@@ -61,14 +61,15 @@ def fit_ridge(inputs: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarr
     return weights, y.mean(axis=0) - mean @ weights
 
 
-def fit_ridge_on_validation(inputs: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray):
-    """The ridge fit on ``train`` rows whose penalty (from RIDGE_ALPHAS) does best on ``val`` rows:
+def fit_ridge_on_validation(inputs: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+                            alphas: tuple[float, ...] = RIDGE_ALPHAS):
+    """The ridge fit on ``train`` rows whose penalty (from ``alphas``) does best on ``val`` rows:
     (weights, intercept, alpha)."""
     if len(train) <= inputs.shape[1] or not len(val):
         raise ValueError(f"a ridge model of {inputs.shape[1]} inputs needs more training rows than inputs and a "
                          f"validation split: train/val hold {len(train)}/{len(val)}")
     best = None
-    for alpha in RIDGE_ALPHAS:
+    for alpha in alphas:
         weights, intercept = fit_ridge(inputs[train], y[train], alpha)
         mse = float(((inputs[val] @ weights + intercept - y[val].reshape(len(val), -1)) ** 2).mean())
         if best is None or mse < best[0]:

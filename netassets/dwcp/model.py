@@ -20,11 +20,21 @@ DeltaForecaster wraps it, and is what trains, exports and serves:
   (or a link) it never saw. The network sees each target's window in those units only (its
   absolute level would let it memorise journeys), next to the other, globally standardised,
   features;
-- a linear path over those relative windows (an AR model inside the forecaster; train.py sets
-  it to the closed-form ridge fit and freezes it), so the LSTM learns only what a linear model
-  cannot.
+- a linear start, frozen, so the LSTM learns only what a linear model cannot. It blends two
+  closed-form ridge fits (train.py fits both, picks the penalties and the per-target blend weight
+  on validation and freezes them):
+  * relative: an AR model of each target's own relative window (predicts the relative change);
+  * absolute: one ridge per target over every feature's standardised window (rtt, cwnd, loss and
+    queue depth carry the throughput level with independent noise: a multivariate AR), plus,
+    where the windows carry ``time_of_day`` / ``day_of_week``, the hour of the last row one-hot,
+    a weekend flag, and each feature's mean over the rows of the last row's hour with a flag for
+    "the window crosses an hour" (the generator's level is a step function of the hour). It
+    predicts the standardised level.
 
-With the network's last layer and the linear path at zero, the forecast is exactly persistence.
+The network's output is scaled by ``net_share`` (1 while training; afterwards the share from a
+small grid that does best on validation: an average of the trained model and the linear start).
+With the network's last layer, both linear paths and the blend at zero, the forecast is exactly
+persistence; with the network's last layer at zero it is exactly the frozen linear start.
 The "+ last value" and every scaling happen inside the module, so the exported ONNX graph keeps
 its contract: standardised inputs in, standardised levels out (``level = output * y_scale + y_mean``).
 """
@@ -83,7 +93,8 @@ class DeltaForecaster(nn.Module):
 
     SCALING = ("x_mean", "x_scale", "y_mean", "y_scale", "level_floor", "delta_scale")
 
-    def __init__(self, net: BandwidthLSTM, window: int, target_index: list[int], scaling: dict):
+    def __init__(self, net: BandwidthLSTM, window: int, target_index: list[int], scaling: dict,
+                 time_index: int = -1, weekday_index: int = -1):
         super().__init__()
         self.net = net
         self.register_buffer("target_index", torch.tensor(target_index, dtype=torch.long))
@@ -91,8 +102,16 @@ class DeltaForecaster(nn.Module):
         self.register_buffer("other_index", torch.tensor(others, dtype=torch.long))
         for name in self.SCALING:
             self.register_buffer(name, torch.tensor(scaling[name], dtype=torch.float32))
-        self.linear = nn.Linear(window * len(target_index), len(target_index))
-        for layer in (self.linear, net.fc_out):  # zero: before training, the forecast is persistence
+        self.window = window
+        self.time_index, self.weekday_index = time_index, weekday_index  # -1: the windows carry no clock
+        n_targets = len(target_index)
+        self.linear = nn.Linear(window * n_targets, n_targets)
+        self.linear_abs = nn.Linear(absolute_size(window, len(scaling["x_mean"]), time_index, weekday_index), n_targets)
+        # Per target: 0 = the relative path only, 1 = the absolute path only (chosen on validation).
+        self.register_buffer("blend", torch.zeros(n_targets))
+        # The network's share of the forecast (1: all of it; below: averaged with the linear start), chosen on validation.
+        self.register_buffer("net_share", torch.ones(()))
+        for layer in (self.linear, self.linear_abs, net.fc_out):  # zero: before training, the forecast is persistence
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -112,11 +131,38 @@ class DeltaForecaster(nn.Module):
         raw, _, level = self.targets_of(x)
         return raw / level[:, None] - 1.0
 
+    def absolute_features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the absolute linear path reads: every standardised window, and the clock features."""
+        parts = [x.flatten(1)]
+        if self.time_index >= 0:
+            t = self.time_index
+            hour = torch.round(x[:, :, t] * self.x_scale[t] + self.x_mean[t])  # [batch, window]
+            last_hour = hour[:, -1:]
+            parts.append((last_hour == torch.arange(24, device=x.device, dtype=x.dtype)).to(x.dtype))
+            if self.weekday_index >= 0:
+                d = self.weekday_index
+                weekday = torch.round(x[:, -1, d] * self.x_scale[d] + self.x_mean[d])
+                parts.append((weekday >= 5).to(x.dtype)[:, None])
+            same = (hour == last_hour).to(x.dtype)  # rows in the last row's hour
+            count = same.sum(dim=1, keepdim=True)
+            same_mean = (x * same[:, :, None]).sum(dim=1) / count
+            crosses = (count < self.window).to(x.dtype)
+            parts += [same_mean, same_mean * crosses, crosses]
+        return torch.cat(parts, dim=1)
+
+    def linear_start(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen linear forecast as a relative change in units of its training std (what ``delta`` predicts)."""
+        relative = self.relative_windows(x)
+        _, last, level = self.targets_of(x)
+        absolute = self.linear_abs(self.absolute_features(x)) * self.y_scale + self.y_mean
+        absolute_delta = (absolute - last) / (level * self.delta_scale)
+        return (1 - self.blend) * self.linear(relative.flatten(1)) + self.blend * absolute_delta
+
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The forecast relative change, in units of its training std."""
         relative = self.relative_windows(x)
         inputs = torch.cat([relative, x[:, :, self.other_index]], dim=2) if len(self.other_index) else relative
-        return self.net(inputs) + self.linear(relative.flatten(1))
+        return self.net_share * self.net(inputs) + self.linear_start(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, last, level = self.targets_of(x)
@@ -134,4 +180,12 @@ def build_network(arch: dict) -> BandwidthLSTM:
 
 def build_model(arch: dict, scaling: dict) -> DeltaForecaster:
     """The forecaster a checkpoint describes: its architecture dict and its scaler statistics."""
-    return DeltaForecaster(build_network(arch), arch["window"], arch["target_index"], scaling)
+    return DeltaForecaster(build_network(arch), arch["window"], arch["target_index"], scaling,
+                           arch.get("time_index", -1), arch.get("weekday_index", -1))
+
+
+def absolute_size(window: int, n_features: int, time_index: int, weekday_index: int) -> int:
+    """Inputs of the absolute linear path (see ``DeltaForecaster.absolute_features``)."""
+    if time_index < 0:
+        return window * n_features
+    return window * n_features + 24 + (weekday_index >= 0) + 2 * n_features + 1

@@ -6,12 +6,19 @@
 ``out_dir``: best_model.pt (tensors and plain values only), history.json and predictions.npz
 (test-split predictions in original units, with their window indices).
 
-The network is trained as a DeltaForecaster (see model.py): its linear path is set to the ridge
-fit and frozen; the LSTM's loss is the MSE of the change from the last observed value, relative
-to the window's level and in units of its training std. (Weighting it by the level squared, to
-match RMSE in original units, was tried on HSDPA: worse at horizons 1 and 3.) Epoch 0 is the linear start; early
-stopping and the learning-rate schedule read the validation split only; the test split is
-predicted once, by the best epoch. StandardScaler statistics (mean, population std) come from the training split
+The network is trained as a DeltaForecaster (see model.py). Its linear start is fitted in closed
+form and frozen before any epoch: a relative ridge AR per target (own relative window) and an
+absolute ridge per target (every feature's window plus the clock features, when the windows carry
+them), penalties chosen on validation, blended per target with the absolute share from BLEND_GRID
+that does best on validation in original units. The LSTM's loss is the MSE of what the linear start
+leaves of the change from the last observed value, relative to the window's level and in units of
+its training std. (Weighting it by the level squared, to match RMSE in original units, was tried on
+HSDPA: worse at horizons 1 and 3.) Epoch 0 is the linear start; the best epoch, early stopping and
+the learning-rate schedule read the validation split only, in the verdict's metric (mean over
+targets of RMSE / std, original units); the best epoch's network output is then scaled by the
+share from NET_SHARE_GRID that does best on validation (averaging it with the linear start); the
+test split is predicted once, by that model.
+StandardScaler statistics (mean, population std) come from the training split
 only; the seed fit them before splitting, which leaks test statistics into training.
 """
 
@@ -78,6 +85,10 @@ def parse_config(argv: list[str]) -> TrainConfig:
 # A window's level (mean |target|) is floored at this fraction of the target's training mean, so a
 # window of zeros (an outage) does not turn a small change into a huge relative one.
 LEVEL_FLOOR = 0.05
+TIME, WEEKDAY = "time_of_day", "day_of_week"  # clock features the absolute linear path encodes, when present
+ABSOLUTE_ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e3)
+BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # absolute share of the linear start, chosen per target on validation
+NET_SHARE_GRID = (0.25, 0.5, 0.75, 1.0)  # the network's share in the final forecast, chosen on validation
 
 
 def standardise(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,15 +137,19 @@ def main(argv: list[str]) -> None:
 
         arch = {"n_features": len(data.features), "n_targets": len(data.targets), "lstm_sizes": list(cfg.lstm_sizes),
                 "dense_sizes": list(cfg.dense_sizes), "dropout": cfg.dropout, "dense2_dropout": cfg.dense2_dropout,
-                "window": data.window, "target_index": [data.features.index(t) for t in data.targets]}
+                "window": data.window, "target_index": [data.features.index(t) for t in data.targets],
+                "time_index": data.features.index(TIME) if TIME in data.features else -1,
+                "weekday_index": data.features.index(WEEKDAY) if TIME in data.features and WEEKDAY in data.features else -1}
         raw_model = build_model(arch, scaler)
         with torch.no_grad():
             change = raw_model.relative_change(X, torch.from_numpy(data.y.astype(np.float32))).numpy()
             lags = raw_model.relative_windows(X).flatten(1).numpy().astype(np.float64)
+            level = raw_model.targets_of(X)[2].numpy().astype(np.float64)
         _, delta_scale = standardise(change[train_idx])
         scaler["delta_scale"] = delta_scale.tolist()
         raw_model.delta_scale.copy_(torch.from_numpy(delta_scale.astype(np.float32)))
         D = torch.from_numpy((change / delta_scale).astype(np.float32))  # no centring: 0 = persistence
+        level_weight = (level * delta_scale) ** 2  # D's squared error times this = squared error in original units
         # The linear path is, per target, the closed-form ridge fit of D on that target's own
         # relative window (training rows, penalty chosen on validation; other targets' lags get 0,
         # as in an AR model: with 4 targets they overfitted), frozen: the LSTM learns what it leaves.
@@ -148,7 +163,34 @@ def main(argv: list[str]) -> None:
         with torch.no_grad():
             raw_model.linear.weight.copy_(torch.from_numpy(weight))
             raw_model.linear.bias.copy_(torch.from_numpy(bias))
+            absolute_inputs = raw_model.absolute_features(X).numpy().astype(np.float64)
+            relative_start = raw_model.linear_start(X).numpy().astype(np.float64)  # blend 0: the relative path
+        # The absolute path: per target, ridge of the standardised level on every feature's window
+        # and the clock features (training rows, penalty on validation).
+        y_std = (data.y.astype(np.float64) - y_mean) / y_scale
+        abs_weight, abs_bias, abs_alphas = np.zeros((n_targets, absolute_inputs.shape[1])), np.zeros(n_targets), []
+        absolute_fits = len(train_idx) > absolute_inputs.shape[1]  # else: the relative path alone (blend 0)
+        for i in range(n_targets if absolute_fits else 0):
+            w, b, alpha = fit_ridge_on_validation(absolute_inputs, y_std[:, i], train_idx, val_idx, ABSOLUTE_ALPHAS)
+            abs_weight[i], abs_bias[i] = w[:, 0], b[0]
+            abs_alphas.append(alpha)
+        # The blend weight per target: the one whose linear start does best on validation (original units).
+        with torch.no_grad():
+            raw_model.linear_abs.weight.copy_(torch.from_numpy(abs_weight))
+            raw_model.linear_abs.bias.copy_(torch.from_numpy(abs_bias))
+            raw_model.blend.fill_(1.0)
+            absolute_start = raw_model.linear_start(X).numpy().astype(np.float64)
+        blend, blend_val_mse = np.zeros(n_targets), []
+        for i in range(n_targets):
+            scores = {beta: float(((((1 - beta) * relative_start[val_idx, i] + beta * absolute_start[val_idx, i])
+                                    - D[val_idx, i].numpy()) ** 2 * level_weight[val_idx, i]).mean())
+                      for beta in (BLEND_GRID if absolute_fits else (0.0,))}
+            blend[i] = min(scores, key=scores.get)
+            blend_val_mse.append(scores)
+        with torch.no_grad():
+            raw_model.blend.copy_(torch.from_numpy(blend.astype(np.float32)))
         raw_model.linear.requires_grad_(False)
+        raw_model.linear_abs.requires_grad_(False)
         raw_model = raw_model.to(env.device)
         model = _DeltaLoss(raw_model)
         model = DistributedDataParallel(model) if env.distributed else model
@@ -156,17 +198,22 @@ def main(argv: list[str]) -> None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience)
         stopper = EarlyStopping(mode="min", patience=cfg.early_stopping_patience)
         n_params = sum(p.numel() for p in raw_model.parameters())
-        session.log(f"BandwidthLSTM {n_params:,} parameters; linear path: ridge, alphas {alphas}; windows train/val/test "
+        session.log(f"BandwidthLSTM {n_params:,} parameters; linear start: relative ridge alphas {alphas}, "
+                    f"absolute ridge alphas {abs_alphas} ({absolute_inputs.shape[1]} inputs), blend (absolute share) "
+                    f"{blend.tolist()} chosen on validation; windows train/val/test "
                     f"{len(train_idx)}/{len(val_idx)}/{len(test_idx)}; world size {env.world_size}")
 
         # Every rank takes the same number of batches (DDP all-reduces gradients per batch).
         per_rank = len(train_idx) // env.world_size
         val_mine = val_idx[env.rank::env.world_size]
+        # Validation reads the verdict's metric: mean over targets of RMSE (original units) / std.
+        val_spread = np.where(data.y[val_idx].std(axis=0) > 0, data.y[val_idx].std(axis=0), 1.0)
+        val_level_weight = torch.from_numpy(level_weight.astype(np.float32))
         def validation_loss() -> float:
             raw_model.eval()
-            val_sq = ((_batched(raw_model.delta, X, val_mine, env.device) - D[val_mine]) ** 2).mean(1).sum().item()
-            val_sq, val_n = all_reduce_sum([val_sq, len(val_mine)], env)
-            return val_sq / val_n
+            err = (_batched(raw_model.delta, X, val_mine, env.device) - D[val_mine]) ** 2 * val_level_weight[val_mine]
+            *val_sq, val_n = all_reduce_sum([*err.double().sum(0).tolist(), len(val_mine)], env)
+            return float((np.sqrt(np.array(val_sq) / val_n) / val_spread).mean())
 
         def save(epoch: int, val_loss: float) -> None:
             if env.is_main:
@@ -226,17 +273,32 @@ def main(argv: list[str]) -> None:
             best = load_checkpoint(out / CHECKPOINT)
             raw_model.load_state_dict(best["model"])
             raw_model.eval()
+            # Model averaging of the linear start and the best epoch: the network's share, on validation.
+            shrink_val = {}
+            if best["epoch"] > 0:
+                for share in NET_SHARE_GRID:
+                    raw_model.net_share.fill_(share)
+                    err = (_batched(raw_model.delta, X, val_idx, env.device) - D[val_idx]) ** 2 * val_level_weight[val_idx]
+                    shrink_val[share] = float((np.sqrt(err.double().mean(0).numpy()) / val_spread).mean())
+                raw_model.net_share.fill_(min(shrink_val, key=shrink_val.get))
+                best["model"] = raw_model.state_dict()
+                save_checkpoint(out / CHECKPOINT, best)
             predictions = _batched(raw_model, X, test_idx, env.device).numpy().astype(np.float64) * y_scale + y_mean
             np.savez(out / PREDICTIONS, index=test_idx, prediction=predictions)
             duration = time.monotonic() - started
             (out / HISTORY).write_text(json.dumps({"epochs": history, "start_val_loss": start_loss,
+                                                   "validation_metric": "mean over targets of RMSE / std (original units)",
+                                                   "linear_start": {"relative_alphas": alphas, "absolute_alphas": abs_alphas,
+                                                                    "blend": blend.tolist(),
+                                                                    "blend_val_mse": [{str(k): v for k, v in m.items()} for m in blend_val_mse]},
                                                    "best_epoch": best["epoch"],
+                                                   "net_share": float(raw_model.net_share), "net_share_val": {str(k): v for k, v in shrink_val.items()},
                                                    "stop_reason": stop_reason, "training_time_seconds": duration, "world_size": env.world_size,
                                                    "n_params": n_params, "config": config_dict(cfg)}, indent=1))
             test_rmse = np.sqrt(((predictions - data.y[test_idx]) ** 2).mean(axis=0))
             session.report(metadata={
                 "epochs_run": len(history), "best_epoch (by validation loss)": best["epoch"],
-                "validation_best_loss (MSE of scaled relative change)": float(best["val_loss"]),
+                "validation_best_loss (mean RMSE / std)": float(best["val_loss"]),
                 "parameters": n_params, "world_size": env.world_size, "training_time_s": round(duration, 2),
                 "windows_train_val_test": f"{len(train_idx)}/{len(val_idx)}/{len(test_idx)}",
                 **{f"test_rmse_{t}": float(v) for t, v in zip(data.targets, test_rmse)},

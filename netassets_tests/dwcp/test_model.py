@@ -1,7 +1,9 @@
-"""The delta formulation: a zero change is persistence (torch and ONNX); training stops cleanly on
-a non-finite validation loss."""
+"""The delta formulation: a zero change is persistence (torch and ONNX), a zero network the frozen
+linear start; training stops cleanly on a non-finite validation loss."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -92,3 +94,81 @@ def test_a_non_finite_validation_loss_names_the_windows_file(tmp_path):
     w.x[w.part("val")[0], -1, 0] = np.inf  # a bad value that reached the validation windows
     with pytest.raises(ValueError, match=r"windows\.npz: validation loss nan before training"):
         _train(tmp_path, w)
+
+
+def _clock_windows(n: int = 600, seed: int = 1) -> Windows:
+    """A 'throughput' whose level steps with the hour, a noisy copy of it, and the two clock features."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    minute = np.arange(n)
+    hour, weekday = (minute // 60) % 24, (minute // 300 + 4) % 7  # a fast weekday: both kinds of day occur
+    level = 500 + 20 * hour
+    frame = pl.DataFrame({"link": "a", "t": minute * 60, "thr": level + rng.normal(0, 50, n),
+                          "cwnd": 2 * level + rng.normal(0, 100, n), "time_of_day": hour.astype(float),
+                          "day_of_week": weekday.astype(float)})
+    w = build_windows(frame, link_columns=["link"], time_column="t", features=["thr", "cwnd", "time_of_day", "day_of_week"],
+                      targets=["thr"], window=20, horizon=1, step=60)
+    w.split = chronological_split(w.target_time)
+    return w
+
+
+def test_a_zero_network_gives_exactly_the_frozen_linear_start_in_torch_and_onnx(tmp_path):
+    """The absolute path (every feature's window, the hour one-hot, the weekend flag, same-hour
+    means) blended with the relative one: with the network's output at zero, the forecast is that
+    linear formula, computed here again in numpy, and ONNX agrees."""
+    w = _clock_windows()
+    x_mean, x_scale = train.standardise(w.x)
+    y_mean, y_scale = train.standardise(w.y)
+    scaling = {"x_mean": x_mean.tolist(), "x_scale": x_scale.tolist(), "y_mean": y_mean.tolist(),
+               "y_scale": y_scale.tolist(), "level_floor": [1.0], "delta_scale": [0.1]}
+    arch = {"n_features": 4, "n_targets": 1, "lstm_sizes": [8, 8, 8], "dense_sizes": [8, 8, 8], "dropout": 0.3,
+            "dense2_dropout": 0.21, "window": 20, "target_index": [0], "time_index": 2, "weekday_index": 3}
+    model = build_model(arch, scaling).eval()
+    rng = np.random.default_rng(0)
+    w_rel, w_abs = rng.normal(0, 0.1, (1, 20)), rng.normal(0, 0.05, (1, model.linear_abs.in_features))
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.from_numpy(w_rel))
+        model.linear.bias.fill_(0.2)
+        model.linear_abs.weight.copy_(torch.from_numpy(w_abs))
+        model.linear_abs.bias.fill_(-0.1)
+        model.blend.fill_(0.75)
+    x = ((w.x - x_mean) / x_scale).astype(np.float32)
+    with torch.no_grad():
+        levels = model(torch.from_numpy(x)).numpy().astype(np.float64) * y_scale + y_mean
+
+    xs = x.astype(np.float64)
+    hour = w.x[:, :, 2].astype(int)
+    same = (hour == hour[:, -1:]).astype(float)
+    same_mean = (xs * same[:, :, None]).sum(1) / same.sum(1, keepdims=True)
+    crosses = (same.sum(1) < 20).astype(float)[:, None]
+    features = np.hstack([xs.reshape(len(xs), -1), np.eye(24)[hour[:, -1]], (w.x[:, -1, 3] >= 5)[:, None],
+                          same_mean, same_mean * crosses, crosses])
+    assert crosses.any() and not crosses.all() and (w.x[:, -1, 3] >= 5).any()
+    absolute = (features @ w_abs.T - 0.1) * y_scale + y_mean
+    last, level = w.x[:, -1, :1].astype(np.float64), np.maximum(np.abs(w.x[:, :, :1]).mean(1), 1.0)
+    relative = last + level * 0.1 * ((w.x[:, :, 0] / level - 1) @ w_rel.T + 0.2)
+    np.testing.assert_allclose(levels, 0.25 * relative + 0.75 * absolute, rtol=1e-4, atol=1e-2)
+
+    path = onnx_export.export(model, 20, 4, tmp_path / "linear.onnx")
+    assert onnx_export.parity(path, model, x) < 1e-4
+
+
+def test_training_picks_the_blend_on_validation_and_beats_the_window_mean(tmp_path):
+    w = _clock_windows(n=1500)
+    out = _train(tmp_path, w, epochs=1)
+    history = json.loads((out / "history.json").read_text())
+    start = history["linear_start"]
+    assert start["blend"][0] in train.BLEND_GRID
+    scores = start["blend_val_mse"][0]
+    assert scores[str(start["blend"][0])] == min(scores.values())
+    # The level is a step function of the hour: the absolute path, which reads the hour, must win here.
+    assert start["blend"][0] > 0
+
+
+def test_too_few_training_windows_for_the_absolute_path_keep_the_relative_one(tmp_path):
+    w = _windows(n=70)  # 35 training windows: enough for a 20-lag AR, not for 2 features x 20 lags
+    assert 20 < len(w.part("train")) <= 40
+    out = _train(tmp_path, w, epochs=1)
+    start = json.loads((out / "history.json").read_text())["linear_start"]
+    assert start["blend"] == [0.0] and start["absolute_alphas"] == []
