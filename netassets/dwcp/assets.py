@@ -15,10 +15,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator, model_validator
 
-from netassets.core.files import copy_file, write_json
+from netassets.core.files import changed_since, copy_file, file_states, inside_root, write_json
 from netassets.core.partitions import context_partition, day_by
 from netassets.core.plots import figure_metadata, table_markdown
-from netassets.core.settings import safe_name
+from netassets.core.settings import landing_dir, safe_name
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import launch_torchrun
 from netassets.core.warehouse import POOL, DuckDBWarehouse
@@ -27,7 +27,8 @@ from netassets.dwcp.artifacts import CHECKPOINT, HISTORY, PREDICTIONS
 from netassets.dwcp.gates import candidate_problems
 from netassets.dwcp.sample import MINUTES_PER_DAY, expected_targets, is_generated
 from netassets.dwcp.schema import (
-    DIMENSION, DYNAMIC_PARTITIONS, FEATURES, LINK, PIPELINE, STEP_SECONDS, TARGETS, landing_file, read_raw_file,
+    DIMENSION, DYNAMIC_PARTITIONS, FEATURES, LINK, PIPELINE, STEP_SECONDS, TARGETS, RawFileError, landing_file,
+    read_raw_file,
 )
 from netassets.dwcp.windows import CHRONOLOGICAL_RULE, SPLITS, Windows, build_windows, chronological_split
 
@@ -40,7 +41,12 @@ def dwcp_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> d
     """One region's day of DWCP link telemetry (the guide's 20 columns), validated, in DuckDB."""
     part = context_partition(context, DIMENSION)
     path = landing_file(part.other, part.day)
+    if path.exists() and not inside_root(path, landing_dir(PIPELINE)):
+        raise RawFileError(f"{path}: leads outside the landing folder {landing_dir(PIPELINE)} (a link?); refused without reading it")
+    before = file_states([path]) if path.exists() else {}
     frame, ignored = read_raw_file(path, part.other, part.day)
+    if changed_since(before):  # a copy still in progress: what was read may be a prefix
+        raise RawFileError(f"{path}: changed while it was read (still being written?); nothing stored, retry once it is complete")
     rows = warehouse.replace_partition(
         "dwcp_raw", {"day": part.day, "region": part.other},
         data=frame.with_columns(day=pl.lit(part.day), source_file=pl.lit(str(path))),

@@ -7,7 +7,8 @@ from netassets.dwcp.assets import (
     dwcp_bandwidth_lstm, dwcp_onnx, dwcp_onnx_production, dwcp_raw, dwcp_report, dwcp_windows,
 )
 from netassets.dwcp.checks import checks
-from netassets.dwcp.schema import DYNAMIC_PARTITIONS, scan_landing
+from netassets.core.settings import landing_dir
+from netassets.dwcp.schema import DYNAMIC_PARTITIONS, PIPELINE, scan_landing
 
 model_assets = [dwcp_windows, dwcp_bandwidth_lstm, dwcp_report, dwcp_onnx, dwcp_onnx_production]
 
@@ -16,7 +17,9 @@ dwcp_landing_sensor = landing_sensor(
     target=[dwcp_raw],
     dynamic_partitions_name=DYNAMIC_PARTITIONS,
     scan=scan_landing,
-    description="New or changed <region>/<day>.csv files in the DWCP landing folder -> dwcp_raw runs.",
+    root=lambda: landing_dir(PIPELINE),
+    description="New or changed <region>/<day>.csv files in the DWCP landing folder (quiet for the settle "
+                "interval) -> dwcp_raw runs.",
 )
 
 dwcp_daily_ingestion = daily_ingestion_schedule(
