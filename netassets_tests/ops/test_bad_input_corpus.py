@@ -271,6 +271,18 @@ def lens_file(hour: int, text: str) -> Callable[[Corpus], None]:
     return build
 
 
+def lens_bytes(hour: int, content: bytes) -> Callable[[Corpus], None]:
+    def build(c: Corpus) -> None:
+        lens_hour(c, hour).write_bytes(content)
+    return build
+
+
+def lens_link_outside(c: Corpus) -> None:
+    target = c.home.parent / "outside_lens_hour.csv"
+    target.write_text(LENS_HEADER + lens_body(1))
+    lens_hour(c, 1).symlink_to(target)
+
+
 def lens_body(hour: int, n: int = 5) -> str:
     return "".join(f"{lens_ns(hour, i)},30.{i},10.0,20.0\n" for i in range(n))
 
@@ -494,6 +506,16 @@ CASES: list[Case] = [
          (H1, "line 7:", "rtt")),
     Case("lens", "negative_rtt", lens_file(1, LENS_HEADER + lens_body(1) + f"{lens_ns(1, 9)},-7.5,10.0,20.0\n"),
          (H1, "line 7:", "rtt")),
+    Case("lens", "scientific_notation_stamps",
+         lens_file(1, LENS_HEADER + "".join(f"{lens_ns(1, i):.6e},30.0,10.0,20.0\n" for i in range(5))),
+         (H1, "line 2:", "not integer nanoseconds")),
+    Case("lens", "binary_junk", lens_bytes(1, bytes(range(11, 256)) * 40), (H1, "line 1:", "no header line within")),
+    Case("lens", "gzip_named_csv", lens_bytes(1, b"\x1f\x8b\x08\x00" + bytes(range(7, 250)) * 30 + b"\n"),
+         (H1, "line 1:", "does not match")),
+    Case("lens", "link_out_of_landing_root", lens_link_outside, (H1, "outside the landing root", "refused without reading")),
+    Case("lens", "stamp_in_1970", lens_file(1, LENS_HEADER + "86400000000000,30.0,10.0,20.0\n"),
+         ("rows_outside_day_dropped",), kind="documented",
+         handled=lambda m: m["rows_outside_day_dropped"] == 1 and m["dagster/row_count"] == 36_000),
 
     # ---- device_load: device_data CSVs (device_load_raw reads every landing file) -----------
     Case("device_load", "missing_column", device_file("bad.csv", [DEV_OK[:4]], header="hostname,ifname,timeslot,max_metric_value\n"),
