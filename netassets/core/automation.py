@@ -32,7 +32,7 @@ import dagster as dg
 if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from netassets.core.files import inside_root
+from netassets.core.files import file_states, inside_root
 from netassets.core.settings import landing_settle_seconds, safe_name
 
 RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
@@ -41,29 +41,26 @@ INGEST_CRON_ENV = "NETASSETS_INGEST_CRON"
 Scan = Callable[[], Mapping[tuple[str, str], Sequence[Path]]]
 
 
-def fingerprint(files: Sequence[Path]) -> str:
+def fingerprint(states: Mapping[Path, tuple[int, int]]) -> str:
+    """A short digest of each file's name, size and mtime (``core.files.file_states``)."""
     digest = hashlib.sha1()
-    for path in sorted(files):
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for path, (size, mtime_ns) in sorted(states.items()):
+        digest.update(f"{path.name}\0{size}\0{mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
-def _usable_files(files: Sequence[Path], root: Path | None, unusable: list[str]) -> tuple[list[Path], float]:
-    """The files that can be read and lie inside ``root``, and the newest modification time among them."""
-    usable, newest = [], 0.0
+def _usable_states(files: Sequence[Path], root: Path | None, unusable: list[str]) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of the files that can be read and lie inside ``root``; the others are named in ``unusable``."""
+    states = {}
     for path in files:
         try:
             if root is not None and not inside_root(path, root):
                 unusable.append(f"{path}: leads outside the landing root {root}; not read")
                 continue
-            modified = path.stat().st_mtime
+            states.update(file_states([path]))
         except OSError as exc:
             unusable.append(f"{path}: {exc.strerror or exc}")
-            continue
-        usable.append(path)
-        newest = max(newest, modified)
-    return usable, newest
+    return states
 
 
 def landing_sensor(
@@ -105,16 +102,16 @@ def landing_sensor(
             except ValueError as exc:
                 rejected.append(f"{day}|{region}: {exc}")
                 continue
-            usable, newest = _usable_files(files, landing_root, rejected)
-            if not usable:
+            states = _usable_states(files, landing_root, rejected)
+            if not states:
                 continue
             key = f"{day}|{region}"
-            if newest > settled_before:
+            if max(mtime_ns for _, mtime_ns in states.values()) > settled_before * 1e9:
                 settling.append(key)
                 if key in seen:  # keep the last complete version's fingerprint until this one settles
                     current[key] = seen[key]
                 continue
-            current[key] = fingerprint(usable)
+            current[key] = fingerprint(states)
         for reason in rejected:
             context.log.warning("ignoring landing entry %s", reason)
         if settling:

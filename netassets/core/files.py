@@ -82,7 +82,11 @@ def header_mismatch(path: Path, found: Sequence[str], expected: Sequence[str], o
 def file_states(files: Sequence[Path]) -> dict[Path, tuple[int, int]]:
     """(size, mtime in ns) of each file: taken before and after reading, a difference means the
     file was still being written while it was read."""
-    return {path: (stat.st_size, stat.st_mtime_ns) for path in files for stat in [path.stat()]}
+    states = {}
+    for path in files:
+        stat = path.stat()
+        states[path] = (stat.st_size, stat.st_mtime_ns)
+    return states
 
 
 def changed_since(states: dict[Path, tuple[int, int]]) -> list[Path]:
