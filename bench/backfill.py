@@ -7,7 +7,7 @@ each; lens_clean_groups with min_samples 100), each: lens_raw_irtt, its GX check
 lens_clean_groups, its GX check. Three ways, one after the other, each into its own DuckDB file:
 
   direct       in this process: the asset bodies called directly (lens_raw_irtt invoked with a
-               built context, netassets.lens.assets.write_clean_groups) and the GX suites run by
+               built context, netassets.lens.ingest) and the GX suites run by
                netassets.core.expectations.validate_frame; no runs, no event log
   materialize  in this process: dg.materialize of the two assets + two checks per partition
                (in-process executor, a temporary sqlite instance: run + event log, no subprocesses)
@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from netassets.pipelines import pipeline
+
 REGION = "chicago"
 FIRST_DAY = dt.date(2023, 11, 1)
 MIN_SAMPLES = 100
@@ -54,21 +56,49 @@ def clean_rows(database: Path, keys: list[str]) -> dict[str, int]:
     return {key: int(rows.get(key, 0)) for key in keys}
 
 
+LENS_ASSETS = ("lens_raw_irtt", "lens_clean_groups")
+LENS_RUN_CONFIG = {"ops": {"lens_ingest": {"config": {"min_samples": MIN_SAMPLES}}}}
+
+
+def dev_homes(root: Path, days: int, max_runs: int) -> dict[str, str]:
+    """DAGSTER_HOME (the repository's dagster.yaml with a run limit) and NETASSETS_HOME with the
+    partitions' LENS files; the environment for `dagster dev`."""
+    import dagster as dg
+    import yaml
+
+    from netassets.core.settings import REPO_ROOT
+    from netassets.lens.sample import write_lens
+
+    dagster_home, netassets_home = root / "dagster_home", root / "netassets_home"
+    dagster_home.mkdir(parents=True)
+    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    write_lens(netassets_home / "landing" / "lens", [REGION], FIRST_DAY, days, seed=0, hours=1, rate_hz=10)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        pipeline("lens").register(instance, [REGION])
+    env = {k: v for k, v in os.environ.items() if k not in ("NETASSETS_LENS_ROOT", "DAGSTER_HOME")}
+    env.update(DAGSTER_HOME=str(dagster_home), NETASSETS_HOME=str(netassets_home), GX_ANALYTICS_ENABLED="false",
+               OMP_NUM_THREADS="1", DAGSTER_DISABLE_TELEMETRY="1")
+    return env
+
+
 def method_direct(home: Path, keys: list[str]) -> dict:
     import dagster as dg
 
     from netassets.core.expectations import validate_frame
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens import checks
-    from netassets.lens.assets import LensCleanConfig, lens_ingest
+    from netassets.defs.lens.assets import LensCleanConfig, lens_ingest
+    from netassets.defs.lens.checks import clean_expectations, raw_expectations
+    from netassets.lens.quality import clean_group_summary, raw_rows
 
     warehouse = DuckDBWarehouse(database=str(home / "direct.duckdb"))
     suites = (
-        ("lens_raw_irtt_gx", checks._load_raw, checks._raw_expectations),
-        ("lens_clean_groups_gx", checks._load_clean, checks._clean_expectations),
+        ("lens_raw_irtt_gx", raw_rows, raw_expectations),
+        ("lens_clean_groups_gx", clean_group_summary, clean_expectations),
     )
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("lens_regions", [REGION])
+        pipeline("lens").register(instance, [REGION])
         start = time.perf_counter()
         for key in keys:
             context = dg.build_asset_context(partition_key=key, instance=instance)
@@ -84,8 +114,8 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
     import dagster as dg
 
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_ingest
-    from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
+    from netassets.defs.lens.assets import lens_ingest
+    from netassets.defs.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 
     warehouse = DuckDBWarehouse(database=str(home / "materialize.duckdb"))
     run_config = {
@@ -93,7 +123,7 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("lens_regions", [REGION])
+        pipeline("lens").register(instance, [REGION])
         start = time.perf_counter()
         for key in keys:
             result = dg.materialize(
@@ -111,14 +141,13 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
 
 
 def method_backfill(root: Path, keys: list[str], max_runs: int) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from netassets_tests.ui.dagster_dev import LENS_ASSETS, DagsterDev
+    from netassets.devserver import DagsterDev
 
-    server = DagsterDev.start(root, regions=[REGION], days=len(keys), max_runs=max_runs, timeout_s=300)
+    server = DagsterDev.launch(root, dev_homes(root, len(keys), max_runs)).wait_ready(timeout_s=300)
     try:
         start = time.perf_counter()
         launched_at = time.time()
-        backfill_id = server.launch_backfill(keys, assets=LENS_ASSETS)
+        backfill_id = server.launch_backfill(keys, assets=LENS_ASSETS, run_config=LENS_RUN_CONFIG)
         status, runs = server.wait_backfill(backfill_id, expected_runs=len(keys), timeout_s=1500)
         seconds = time.perf_counter() - start
     finally:

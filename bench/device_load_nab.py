@@ -48,17 +48,18 @@ from netassets.core.evaluation import Evaluation, split_of, time_cutoffs
 from netassets.core.settings import SHARED_DATA_DIR
 from netassets.core.sql import load_sql
 from netassets.core.torchrun import torchrun_command
-from netassets.device_load.assets import SPLIT_RULE
 from netassets.device_load.baselines import rolling_zscore, windowed_gaussian
+from netassets.device_load.config import TrainConfig
 from netassets.device_load.detect import Detector, SeedDbscan, detect
 from netassets.device_load.features import (
-    FEATURES, Scalers, build_windows, fit_scalers, infer_step_seconds, regular_grid,
+    FEATURES, SPLIT_RULE, Scalers, build_windows, fit_scalers, infer_step_seconds, regular_grid,
 )
 from netassets.device_load.landing import read_device_file
 from netassets.device_load.likelihood import LikelihoodConfig, anomaly_likelihood, flags, suppress_repeats
 from netassets.device_load.scoring import (
     load_windows_file, nab_raw_score, nab_score, probationary_length, window_counts, window_scores,
 )
+from netassets.device_load.store import EVALUATION, WEIGHTS, WORKER, worker_args
 
 RESULTS = Path(__file__).parent / "results" / "device_load_nab.json"
 TRAIN_SHARE, VAL_SHARE = 0.10, 0.05  # together NAB's 15 % probationary period
@@ -112,15 +113,15 @@ def split_series(frame: pl.DataFrame, window: int, step_seconds: int):
 
 
 def train(work: Path, windows, split, scalers: Scalers, epochs: int, seed: int, split_rule: str) -> tuple[Path, dict]:
+    """One training run of the pipeline's worker in ``work`` (its run folder): the weights' path, the evaluation."""
     work.mkdir(parents=True, exist_ok=True)
     windows.save(work / "windows.npz", split)
     scalers.save(work / "scalers.json")
-    out, evaluation = work / "model.pt", work / "evaluation.json"
-    command = torchrun_command("netassets.device_load.train", [
-        f"--windows={work / 'windows.npz'}", f"--scalers={work / 'scalers.json'}", f"--out={out}",
-        f"--evaluation={evaluation}", f"--split_rule={split_rule}", f"--epochs={epochs}", "--patience=4", f"--seed={seed}"], nproc=1)
+    args = worker_args(TrainConfig(epochs=epochs, patience=4, seed=seed), work, split_rule,
+                       windows=work / "windows.npz", scalers=work / "scalers.json")
+    command = torchrun_command(WORKER, args, nproc=1)
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
-    return out, json.loads(evaluation.read_text())
+    return work / WEIGHTS, json.loads((work / EVALUATION).read_text())
 
 
 def forest_scores(frame: pl.DataFrame, scalers: Scalers, test_start: dict) -> dict[str, np.ndarray]:
@@ -216,8 +217,8 @@ def run_nab(root: Path, args, work: Path) -> dict:
     runs = []
     for seed in args.seeds:
         started = time.perf_counter()
-        checkpoint, evaluation = train(work / f"nab_seed{seed}", windows, split, scalers, args.epochs, seed, NAB_SPLIT_RULE)
-        detector = Detector.load(checkpoint)
+        weights, evaluation = train(work / f"nab_seed{seed}", windows, split, scalers, args.epochs, seed, NAB_SPLIT_RULE)
+        detector = Detector.load(weights)
         run = {"seed": seed, "train_seconds": time.perf_counter() - started, "forecast_evaluation": evaluation}
         for method, label in (("likelihood", DEFAULT), ("seed_dbscan", "embed_lstm_seed_dbscan")):
             flagged = {}

@@ -36,7 +36,8 @@ import polars as pl
 from netassets.core.settings import SHARED_DATA_DIR
 from netassets.core.torchrun import torchrun_command
 from netassets.dwcp import report, sample
-from netassets.dwcp.artifacts import HISTORY, PREDICTIONS
+from netassets.dwcp.config import TrainConfig
+from netassets.dwcp.runs import HISTORY, PREDICTIONS
 from netassets.dwcp.baselines import PERSISTENCE, all_baselines
 from netassets.dwcp.real_traces import SPLIT_RULE, hsdpa_windows
 from netassets.dwcp.schema import FEATURES, LINK, TARGETS
@@ -63,12 +64,12 @@ def run_horizon(windows: Windows, split_rule: str, args: argparse.Namespace, wor
     horizon = windows.horizon
     windows_path = windows.save(work / f"windows_h{horizon}.npz")
     out = work / f"run_h{horizon}"
-    config = {"windows_path": str(windows_path), "out_dir": str(out), "epochs": args.epochs, "batch_size": 128,
-              "early_stopping_patience": 6, "lr_patience": 2, "seed": args.seed, **({} if args.full_size else SMALL)}
-    config_path = work / f"config_h{horizon}.json"
-    config_path.write_text(json.dumps(config))
+    config = TrainConfig(epochs=args.epochs, batch_size=128, early_stopping_patience=6, lr_patience=2, seed=args.seed,
+                         **({} if args.full_size else SMALL))
+    config_path = config.write(work / f"config_h{horizon}.json")
     started = time.perf_counter()
-    subprocess.run(torchrun_command("netassets.dwcp.train", [f"--config={config_path}"], nproc=1), check=True,
+    subprocess.run(torchrun_command("netassets.dwcp.train", [f"--config={config_path}", f"--windows={windows_path}",
+                                                             f"--out={out}"], nproc=1), check=True,
                    env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     with np.load(out / PREDICTIONS) as saved:

@@ -80,14 +80,15 @@ def method_netassets(root: Path) -> dict:
     os.environ["NETASSETS_LENS_ROOT"] = str(root)
     import netassets.definitions  # noqa: F401  (what a run worker has loaded before a step starts)
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_ingest
+    from netassets.defs.lens.assets import lens_ingest
+    from netassets.pipelines import pipeline
 
     database = root / "bench.duckdb"
     database.unlink(missing_ok=True)
     warehouse = DuckDBWarehouse(database=str(database))
     key = f"{DAY.isoformat()}|{REGION}"
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("lens_regions", [REGION])
+        pipeline("lens").register(instance, [REGION])
         start = time.perf_counter()
         result = dg.materialize([lens_ingest], partition_key=key,
                                 resources={"warehouse": warehouse}, instance=instance)

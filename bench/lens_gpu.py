@@ -41,8 +41,11 @@ def write_dataset(path: Path, samples: int, channels: int, classes: int, seed: i
 
 
 def torchrun_epochs(data: Path, out_dir: Path, amp: bool) -> list[dict]:
+    from netassets.lens.config import TrainConfig
+
+    config = TrainConfig(epochs=3, batch_size=512, amp=amp).write(out_dir / "config.json")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "netassets.lens.train",
-           "--data", str(data), "--out-dir", str(out_dir), "--epochs", "3", "--batch-size", "512", "--amp", str(amp).lower()]
+           "--config", str(config), "--data", str(data), "--out-dir", str(out_dir)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"torchrun failed:\n{(done.stdout + done.stderr)[-3000:]}")
@@ -53,14 +56,14 @@ def torchrun_epochs(data: Path, out_dir: Path, amp: bool) -> list[dict]:
 
 def resume_is_exact(tmp: Path) -> dict:
     from netassets.core.training import load_checkpoint
-    from netassets.lens.patchtst import TrainConfig
+    from netassets.lens.config import TrainConfig
     from netassets.lens.train import train
 
     data = write_dataset(tmp / "toy.npz", 120, channels=1, classes=3)
-    common = dict(data=str(data), epochs=3, batch_size=16, seed=3, amp=True, **TINY)
-    straight = train(TrainConfig(out_dir=str(tmp / "straight"), **common))
-    assert train(TrainConfig(out_dir=str(tmp / "resumed"), max_steps=11, **common)) is None
-    resumed = train(TrainConfig(out_dir=str(tmp / "resumed"), **common))
+    common = dict(epochs=3, batch_size=16, seed=3, amp=True, **TINY)
+    straight = train(TrainConfig(**common), data, tmp / "straight")
+    assert train(TrainConfig(max_steps=11, **common), data, tmp / "resumed") is None
+    resumed = train(TrainConfig(**common), data, tmp / "resumed")
     a, b = load_checkpoint(tmp / "straight" / "last.pt"), load_checkpoint(tmp / "resumed" / "last.pt")
     return {"max_weight_difference": max(float((a["model"][k] - b["model"][k]).abs().max()) for k in a["model"]),
             "same_loss_history": [h["train_loss"] for h in straight["history"]] == [h["train_loss"] for h in resumed["history"]]}

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from netassets.lens.patchtst import TrainConfig
+    from netassets.lens.config import TrainConfig
 
 REGIONS = ["chicago", "ottawa"]
 START = dt.date(2023, 11, 1)
@@ -97,19 +97,13 @@ def main() -> None:
 
     import dagster as dg
 
-    from netassets.core.evaluation import Evaluation
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_ingest
-    from netassets.lens.model_assets import (
-        LensPatchTSTConfig,
-        candidate_path,
-        lens_clusters,
-        lens_gmm,
-        lens_group_features,
-        lens_patchtst,
-        refusal_of,
-    )
+    from netassets.defs.lens.assets import lens_clusters, lens_group_features, lens_ingest
+    from netassets.defs.lens.model_assets import LensPatchTSTConfig, lens_gmm, lens_patchtst
+    from netassets.lens.config import TrainConfig
+    from netassets.lens.models import patchtst_store, refusal_of
     from netassets.lens.sample import write_lens
+    from netassets.pipelines import pipeline
 
     landing = home / "landing" / "lens"
     write_lens(landing, REGIONS, START, args.days, seed=0, hours=args.hours)
@@ -120,7 +114,7 @@ def main() -> None:
     report: dict = {"days": args.days, "hours": args.hours, "regions": REGIONS, "nproc": args.nproc,
                     "threads_per_process": threads, "recipe": recipe.identity() | {"epochs": recipe.epochs}}
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("lens_regions", REGIONS + ["fullday"])
+        pipeline("lens").register(instance, REGIONS + ["fullday"])
         for offset in range(args.days):
             for region in REGIONS:
                 dg.materialize([lens_ingest, lens_group_features], resources=resources,
@@ -136,11 +130,10 @@ def main() -> None:
                                      run_config={"ops": {"lens_patchtst": {"config": {**config, "seed": seed}}}})
             wall = time.perf_counter() - start
             meta = trained.asset_materializations_for_node("lens_patchtst")[0].metadata
-            run_dir = Path(meta["checkpoint"].path).parent
+            run_dir = Path(meta["run_folder"].path)
             history = json.loads((run_dir / "result.json").read_text())["history"]
             steady = history[1:] or history
-            candidate = json.loads(candidate_path().read_text())
-            evaluations = [Evaluation.from_dict(e) for e in candidate["evaluations"]]
+            evaluations = list(patchtst_store().candidate().evaluations)
             return {
                 "seed": seed, "wall_s": wall, "epochs": len(history), "best_epoch": meta["best_epoch"].value,
                 "samples_per_s": statistics.median(h["samples_per_s"] for h in steady),
@@ -151,7 +144,7 @@ def main() -> None:
             }, run_dir
 
         report["asset"], run_dir = train_asset(seed=0)
-        train_config = recipe.train_config(str(run_dir / "dataset.npz"), str(run_dir))
+        train_config = TrainConfig.of(recipe)
         start = time.perf_counter()
         report["bare"] = bare_loop(run_dir / "dataset.npz", train_config, threads)
         report["bare"]["wall_s"] = time.perf_counter() - start

@@ -77,6 +77,7 @@ def main() -> None:
         return
 
     from netassets.traffic import train
+    from netassets.traffic.config import TrainConfig
     from netassets.traffic.split import assign_splits
 
     index, rule = assign_splits(flow_index(DATA), args.val_fraction, args.test_fraction)
@@ -85,11 +86,13 @@ def main() -> None:
         folder = Path(folder)
         index.write_parquet(folder / "flows.parquet")
         start = time.perf_counter()
-        train.main([f"--flows={folder / 'flows.parquet'}", f"--landing={DATA}", f"--checkpoint={folder / 'model.pt'}",
-                    f"--report={folder / 'report.json'}", f"--split_rule={rule}", "--seq_len=100",
-                    "--normalisation=standardise", f"--hidden_size={args.hidden_size}", f"--epochs={args.epochs}",
-                    f"--patience={args.patience}", f"--learning_rate={args.learning_rate}",
-                    f"--seed={args.seed}"])
+        # the worker reads its TrainConfig from a file, as when the traffic_lstm asset launches it
+        TrainConfig(seq_len=100, normalisation="standardise", hidden_size=args.hidden_size, epochs=args.epochs,
+                    patience=args.patience, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
+                    test_fraction=args.test_fraction, seed=args.seed).write(folder / "config.json")
+        train.main([f"--config={folder / 'config.json'}", f"--flows={folder / 'flows.parquet'}", f"--landing={DATA}",
+                    f"--checkpoint={folder / 'checkpoint.pt'}", f"--weights={folder / 'model.safetensors'}",
+                    f"--report={folder / 'report.json'}", f"--split_rule={rule}"])
         seconds = time.perf_counter() - start
         report = json.loads((folder / "report.json").read_text())
 

@@ -1,74 +1,75 @@
-"""`netassets` command line: sample-data generators and the one-command demo.
+"""`netassets` command line: sample-data generators, partition registration and the demo.
 
     netassets generate lens --days 2 --regions chicago,ottawa --out DIR --seed 0
-    netassets demo
+    netassets register [PIPELINE ...]
+    netassets demo [PIPELINE ...]
+    netassets up                 # the demo, then the Dagster UI on it until Ctrl-C
 
-Each pipeline's ``sample.py`` provides ``add_arguments(parser)`` and ``generate(args)``.
+Every pipeline found in ``netassets/defs/`` gets its ``generate`` sub-command from its
+``Pipeline.sample`` module (``add_arguments(parser)`` and ``generate(args)``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-GENERATORS = {
-    "lens": "netassets.lens.sample",
-    "dwcp": "netassets.dwcp.sample",
-    "device_load": "netassets.device_load.sample",
-    "traffic": "netassets.traffic.sample",
-    "perfsonar": "netassets.perfsonar.sample",
-}
-
-# pipeline -> (module with the landing scan, scan function, dynamic partitions name)
-LANDING_SCANS = {
-    "lens": ("netassets.lens.sensors", "scan_lens_root", "lens_regions"),
-    "device_load": ("netassets.device_load.landing", "scan_partitions", "device_load_regions"),
-    "dwcp": ("netassets.dwcp.schema", "scan_landing", "dwcp_regions"),
-    "traffic": ("netassets.traffic.readers", "scan_landing", "traffic_sites"),
-}
+from netassets.pipelines import all_pipelines, pipeline
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netassets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    names = [p.name for p in all_pipelines()]
 
     generate = commands.add_parser("generate", help="write sample raw data in the real layout")
     kinds = generate.add_subparsers(dest="pipeline", required=True)
-    for pipeline, module_name in GENERATORS.items():
-        module = importlib.import_module(module_name)
-        sub = kinds.add_parser(pipeline, help=(module.__doc__ or "").strip().splitlines()[0])
-        module.add_arguments(sub)
-        sub.set_defaults(handler=module.generate)
+    for described in all_pipelines():
+        sub = kinds.add_parser(described.name, help=described.title,
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        described.sample.add_arguments(sub)
+        sub.set_defaults(handler=described.sample.generate)
 
     register = commands.add_parser(
         "register", help="register the regions found in landing folders as dynamic partitions of $DAGSTER_HOME"
     )
-    register.add_argument("pipelines", nargs="*", default=list(LANDING_SCANS), help="default: all")
+    register.add_argument("pipelines", nargs="*", default=[], help=f"default: all of {', '.join(names)}")
     register.set_defaults(handler=register_landed_partitions)
 
     demo = commands.add_parser("demo", help="generate sample data for every pipeline and materialise it end to end")
     demo.add_argument("--home", help="NETASSETS_HOME to use (default: $NETASSETS_HOME or ~/.netassets)")
-    demo.add_argument("pipelines", nargs="*", help="only these pipelines (default: all)")
-    demo.set_defaults(handler=lambda args: importlib.import_module("netassets.demo").run(args))
+    demo.add_argument("pipelines", nargs="*", help=f"only these pipelines (default: all of {', '.join(names)})")
+    demo.set_defaults(handler=lambda args: _demo_module().run(args))
+
+    up = commands.add_parser("up", help="the demo's data and runs for every pipeline, then the Dagster UI on them "
+                                        "(with perfSONAR's search server) until Ctrl-C",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    up.add_argument("--home", help="NETASSETS_HOME to use (default: $NETASSETS_HOME or ~/.netassets)")
+    up.add_argument("--host", default="127.0.0.1", help="interface the UI listens on")
+    up.add_argument("--port", type=int, default=0, help="UI port (0: a free one)")
+    up.add_argument("--no-materialise", action="store_true", help="land and register the sample data only")
+    up.set_defaults(handler=lambda args: _demo_module().up(args))
     return parser
+
+
+def _demo_module():
+    from netassets import demo  # dagster and the code location load only for the commands that need them
+
+    return demo
 
 
 def register_landed_partitions(args: argparse.Namespace) -> None:
     """What the landing sensors do on their first tick, for CI and scripts without a daemon."""
     import dagster as dg
 
-    from netassets.core.settings import safe_name
-
+    chosen = [pipeline(name) for name in args.pipelines] or list(all_pipelines())
     with dg.DagsterInstance.get() as instance:
-        for pipeline in args.pipelines:
-            if pipeline not in LANDING_SCANS:
-                raise ValueError(f"unknown pipeline {pipeline!r}; expected one of {sorted(LANDING_SCANS)}")
-            module_name, scan_name, dynamic_name = LANDING_SCANS[pipeline]
-            scan = getattr(importlib.import_module(module_name), scan_name)
-            found = sorted({safe_name(other, "partition value") for _day, other in scan()})
-            instance.add_dynamic_partitions(dynamic_name, found)
-            print(f"{pipeline}: {dynamic_name} <- {', '.join(found) or '(nothing landed)'}")
+        for described in chosen:
+            if described.landing_scan is None:
+                print(f"{described.name}: {described.dynamic.name} come from its sensor (no landing folder)")
+                continue
+            found = described.register(instance)
+            print(f"{described.name}: {described.dynamic.name} <- {', '.join(found) or '(nothing landed)'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,18 @@
-"""The one Definitions of the netassets code location: each pipeline's defs + shared resources."""
+"""The one Definitions of the netassets code location.
+
+Every pipeline's Dagster objects live in ``netassets/defs/<pipeline>/`` and are discovered
+there (``dg.load_from_defs_folder``, configured by ``[tool.dg]`` in pyproject.toml); this file
+adds what they share: the warehouse resource, the executor and the catalog metadata.
+"""
+
+from pathlib import Path
 
 import dagster as dg
 
+from netassets.core.catalog import enrich
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.lens import definitions as lens
-from netassets.dwcp import definitions as dwcp
-from netassets.device_load import definitions as device_load
-from netassets.traffic import definitions as traffic
-from netassets.perfsonar import definitions as perfsonar
+from netassets.pipelines import all_pipelines
 
-# Pipelines are imported as modules (not `defs as ...`): Dagster refuses a module that holds
-# more than one Definitions object at top level.
 # Each step of a run is a process. A forkserver that has imported the code location once
 # forks them ready-made; a fresh interpreter per step re-imported it each time (measured:
 # ~16 s a step under load vs ~1 s forked, bench/backfill.py, when the location still loaded
@@ -19,11 +21,10 @@ executor = dg.multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": ["netassets.definitions"]}}}
 )
 
-defs = dg.Definitions.merge(
-    dg.Definitions(resources={"warehouse": DuckDBWarehouse()}, executor=executor),
-    lens.defs,
-    dwcp.defs,
-    device_load.defs,
-    traffic.defs,
-    perfsonar.defs,
+defs = enrich(
+    dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        dg.Definitions(resources={"warehouse": DuckDBWarehouse()}, executor=executor),
+    ),
+    owners_by_group={p.name: p.owners for p in all_pipelines()},
 )

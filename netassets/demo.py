@@ -5,142 +5,53 @@ $NETASSETS_HOME/dagster_home (unless DAGSTER_HOME is set), so `dagster dev` afte
 every run, materialisation and check result. perfSONAR runs against an osmem-server (a real
 OpenSearch-compatible server) that the demo starts, seeds and stops.
 
-Each pipeline goes through stages: ingest every landed partition, train its models on them
-(small configs: this is a demo, benchmarks train at full size), then score a partition.
+Each pipeline's description (``netassets/defs/<name>/pipeline.py``) says how to prepare its
+sample data and which stages to run: ingest every landed partition, train its models on them
+(small configs: this is a demo, benchmarks train at full size), then score a partition. The
+terminal shows one line per stage with a counter and a summary table at the end; Dagster's
+own event log goes to ``$NETASSETS_HOME/demo-events.log``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import os
 import shutil
+import sys
 import time
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TextIO
 
 import dagster as dg
 
+from netassets.core.pipeline import DemoStage, Pipeline
 from netassets.core.settings import REPO_ROOT, netassets_home
+from netassets.pipelines import all_pipelines, pipeline
+
+# Dagster's console logger prints every event at DEBUG; the demo keeps the terminal for its
+# own lines and writes the events to a file instead.
+QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+VERDICT_CHECK = "beats_strongest_baseline"
 
 
 @dataclass
-class Stage:
-    selection: list[str]  # asset keys; their checks run with them
-    partitions: Callable[[], list[str | None]] = lambda: [None]
-    run_config: dict = field(default_factory=dict)
-
-
-@dataclass
-class Pipeline:
+class Tally:
     name: str
-    prepare: Callable[[dg.DagsterInstance, ExitStack], None]  # sample data, partitions, servers
-    stages: list[Stage]
+    runs: int = 0
+    ok: int = 0
+    checks: int = 0
+    checks_passed: int = 0
+    seconds: float = 0.0
+    verdicts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
-
-def _cli(module: str, *argv: str):
-    """Run a pipeline's generator exactly as `netassets generate` would."""
-    sample = importlib.import_module(module)
-    parser = argparse.ArgumentParser()
-    sample.add_arguments(parser)
-    return sample.generate(parser.parse_args(list(argv)))
-
-
-def _landed(pipeline: str) -> Callable[[], list[str]]:
-    def keys() -> list[str]:
-        from netassets.cli import LANDING_SCANS
-
-        module, scan, _ = LANDING_SCANS[pipeline]
-        return sorted(f"{day}|{other}" for day, other in getattr(importlib.import_module(module), scan)())
-
-    return keys
-
-
-def _register(instance: dg.DagsterInstance, pipeline: str) -> None:
-    from netassets.cli import LANDING_SCANS
-
-    dynamic = LANDING_SCANS[pipeline][2]
-    instance.add_dynamic_partitions(dynamic, sorted({key.split("|")[1] for key in _landed(pipeline)()}))
-
-
-def _prepare_generated(pipeline: str, module: str, *argv: str):
-    def prepare(instance: dg.DagsterInstance, _: ExitStack) -> None:
-        _cli(module, *argv)
-        _register(instance, pipeline)
-
-    return prepare
-
-
-_perfsonar_keys: list[str] = []
-_perfsonar_configs: dict[str, dict] = {}
-
-
-def _prepare_perfsonar(instance: dg.DagsterInstance, stack: ExitStack) -> None:
-    from netassets.perfsonar.sample import start_demo_server_and_seed
-
-    cluster = start_demo_server_and_seed(dt.date.today() - dt.timedelta(days=1))
-    stack.callback(cluster.server.close)
-    instance.add_dynamic_partitions("perfsonar_sources", cluster.sources)
-    _perfsonar_keys[:] = cluster.partition_keys
-    _perfsonar_configs.update(cluster.run_configs)
-
-
-PIPELINES = [
-    Pipeline(
-        "lens",
-        _prepare_generated("lens", "netassets.lens.sample", "--days", "3", "--regions", "chicago,ottawa", "--hours", "1"),
-        [
-            Stage(["lens_raw_irtt", "lens_clean_groups", "lens_group_features"], _landed("lens")),
-            Stage(
-                ["lens_gmm", "lens_patchtst", "lens_patchtst_production"],
-                run_config={"ops": {"lens_patchtst": {"config": {
-                    "channels": "nearest", "epochs": 20, "batch_size": 32, "lr": 0.01, "d_model": 32,
-                    "num_attention_heads": 2, "num_hidden_layers": 1, "ffn_dim": 64, "patch_length": 10}}}},
-            ),
-            Stage(["lens_clusters"], _landed("lens")),
-        ],
-    ),
-    Pipeline(
-        "device_load",
-        _prepare_generated("device_load", "netassets.device_load.sample", "--days", "7", "--regions", "nl,be"),
-        [
-            Stage(["device_load_raw", "device_load_features"], _landed("device_load")),
-            Stage(["device_load_windows", "device_load_model"], run_config={"ops": {"device_load_model": {"config": {"epochs": 3}}}}),
-            Stage(["device_load_anomalies"], lambda: _landed("device_load")()[-1:]),
-        ],
-    ),
-    Pipeline(
-        "dwcp",
-        _prepare_generated("dwcp", "netassets.dwcp.sample", "--days", "2", "--regions", "us-east-1,eu-west-1", "--links", "2"),
-        [
-            Stage(["dwcp_raw"], _landed("dwcp")),
-            Stage(
-                ["dwcp_windows", "dwcp_bandwidth_lstm", "dwcp_report", "dwcp_onnx", "dwcp_onnx_production"],
-                run_config={"ops": {"dwcp_bandwidth_lstm": {"config": {"epochs": 3}}}},
-            ),
-        ],
-    ),
-    Pipeline(
-        "traffic",
-        _prepare_generated("traffic", "netassets.traffic.sample", "--days", "3", "--flows", "120", "--features", "24"),
-        [
-            Stage(["traffic_flows"], _landed("traffic")),
-            Stage(["traffic_lstm"], run_config={"ops": {"traffic_lstm": {"config": {
-                "epochs": 6, "seq_len": 40, "learning_rate": 0.05}}}}),
-        ],
-    ),
-    Pipeline(
-        "perfsonar",
-        _prepare_perfsonar,
-        [
-            Stage(["perfsonar_packet_loss"], lambda: list(_perfsonar_keys)),
-            Stage(["perfsonar_anomaly_scores", "perfsonar_alarms"], lambda: list(_perfsonar_keys[1:])),
-        ],
-    ),
-]
+    @property
+    def status(self) -> str:
+        return "ok" if self.runs and self.ok == self.runs else "FAILED"
 
 
 def _instance_home(home: Path) -> Path:
@@ -152,53 +63,178 @@ def _instance_home(home: Path) -> Path:
     return dagster_home
 
 
-def run(args: argparse.Namespace) -> None:
+def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            user = data.user_failure_data
+            text = (user.description if user is not None and user.description else None) or data.error.message
+            return f"{event.step_key}: {text.strip().splitlines()[0]}"
+    return "run failed"
+
+
+def _write_events(log: TextIO, instance: dg.DagsterInstance, run_id: str) -> None:
+    for record in instance.all_logs(run_id):
+        stamp = dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc).strftime("%H:%M:%S")
+        kind = record.dagster_event.event_type_value if record.dagster_event else "LOG"
+        log.write(f"{stamp} {run_id[:8]} {record.step_key or '-'} {kind} {record.message}\n")
+
+
+class Progress:
+    """One line per stage: rewritten in place on a terminal, printed once when piped."""
+
+    def __init__(self, stream: TextIO = sys.stdout):
+        self.stream, self.live = stream, stream.isatty()
+
+    def update(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+
+    def done(self, text: str) -> None:
+        self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
+        self.stream.flush()
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = width * done // max(total, 1)
+    return "#" * filled + "." * (width - filled)
+
+
+def _run_stage(described: Pipeline, index: int, stage: DemoStage, job: dg.JobDefinition, keys: list[str | None],
+               data_configs: dict[str, dict], instance: dg.DagsterInstance, tally: Tally, log: TextIO,
+               progress: Progress) -> None:
+    label = f"[{described.name}] {index + 1}/{len(described.demo_stages)} {', '.join(stage.assets)}"
+    stage_ok = 0
+    for n, key in enumerate(keys):
+        progress.update(f"{label}  {_bar(n, len(keys))} {n}/{len(keys)}")
+        ops = {**stage.run_config.get("ops", {}),
+               **{op: cfg for op, cfg in data_configs.get(key or "", {}).get("ops", {}).items() if op in stage.assets}}
+        result = job.execute_in_process(partition_key=key, run_config={**QUIET_LOGGERS, **({"ops": ops} if ops else {})},
+                                        instance=instance, raise_on_error=False)
+        _write_events(log, instance, result.run_id)
+        tally.runs += 1
+        stage_ok += result.success
+        if not result.success:
+            tally.problems.append(f"run {result.run_id[:8]} {key or ''}: {_failure_reason(result)}")
+        for evaluation in result.get_asset_check_evaluations():
+            tally.checks += 1
+            tally.checks_passed += evaluation.passed
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            if evaluation.check_name == VERDICT_CHECK:
+                verdict = evaluation.metadata.get("verdict")
+                tally.verdicts.append(f"{evaluation.asset_key.to_user_string()} {verdict.value if verdict else evaluation.description}")
+            elif not evaluation.passed:
+                tally.problems.append(f"check {name} {key or ''}: {(evaluation.description or 'failed').splitlines()[0]}")
+    tally.ok += stage_ok
+    mark = "ok" if stage_ok == len(keys) else f"{len(keys) - stage_ok} FAILED"
+    progress.done(f"{label}  {_bar(len(keys), len(keys))} {len(keys)}/{len(keys)} runs {mark}")
+
+
+def _summary(tallies: list[Tally], home: Path, dagster_home: Path, events: Path) -> str:
+    lines = ["", f"{'pipeline':<12} {'status':<7} {'runs':>7} {'checks passed':>14} {'seconds':>8}"]
+    for t in tallies:
+        lines.append(f"{t.name:<12} {t.status:<7} {f'{t.ok}/{t.runs}':>7} {f'{t.checks_passed}/{t.checks}':>14} {t.seconds:>8.0f}")
+    verdicts = [(t.name, v) for t in tallies for v in t.verdicts]
+    if verdicts:
+        lines += ["", "model vs strongest baseline (held-out test rows):"]
+        lines += [f"  {name:<11} {verdict}" for name, verdict in verdicts]
+    problems = [(t.name, p) for t in tallies for p in t.problems]
+    if problems:
+        lines += ["", "needs a look:"] + [f"  {name:<11} {problem}" for name, problem in problems]
+    lines += [
+        "",
+        f"warehouse:  {home / 'warehouse.duckdb'}",
+        f"landing:    {home / 'landing'}",
+        f"models:     {home / 'models'}",
+        f"event log:  {events}",
+        f"browse:     DAGSTER_HOME={dagster_home} NETASSETS_HOME={home} dagster dev",
+    ]
+    return "\n".join(lines)
+
+
+def _homes(args: argparse.Namespace) -> tuple[Path, Path]:
     if args.home:
         os.environ["NETASSETS_HOME"] = str(Path(args.home).expanduser().resolve())
     home = netassets_home()
     home.mkdir(parents=True, exist_ok=True)
-    dagster_home = _instance_home(home)
-    selected = [p for p in PIPELINES if not args.pipelines or p.name in args.pipelines]
+    return home, _instance_home(home)
+
+
+def materialise(selected: list[Pipeline], home: Path, stack: ExitStack) -> tuple[list[Tally], Path]:
+    """Prepare every selected pipeline's sample data and run its demo stages; servers it starts
+    (perfSONAR's osmem-server) stay up until ``stack`` closes."""
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
     from netassets.definitions import defs
 
     jobs = {
-        (p.name, i): dg.define_asset_job(f"demo_{p.name}_{i}", selection=stage.selection)
-        for p in selected for i, stage in enumerate(p.stages)
+        (p.name, i): dg.define_asset_job(f"demo_{p.name}_{i}", selection=list(stage.assets))
+        for p in selected for i, stage in enumerate(p.demo_stages)
     }
     resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=list(jobs.values())))
-    failed: list[str] = []
-    with dg.DagsterInstance.get() as instance, ExitStack() as stack:
-        for pipeline in selected:
+    events = home / "demo-events.log"
+    progress = Progress()
+    tallies: list[Tally] = []
+    with dg.DagsterInstance.get() as instance, events.open("w") as log:
+        for described in selected:
+            tally = Tally(described.name)
+            tallies.append(tally)
             started = time.perf_counter()
-            print(f"[{pipeline.name}] preparing sample data", flush=True)
-            pipeline.prepare(instance, stack)
-            runs = ok = checks = checks_passed = 0
-            for i, stage in enumerate(pipeline.stages):
-                job = resolved.get_job_def(jobs[(pipeline.name, i)].name)
-                for key in stage.partitions():
-                    extra_ops = _perfsonar_configs.get(key or "", {}).get("ops", {})
-                    ops = {**stage.run_config.get("ops", {}),
-                           **{op: cfg for op, cfg in extra_ops.items() if op in stage.selection}}
-                    config = {"ops": ops} if ops else None
-                    result = job.execute_in_process(
-                        partition_key=key, run_config=config, instance=instance, raise_on_error=False
-                    )
-                    evaluations = result.get_asset_check_evaluations()
-                    runs, ok = runs + 1, ok + result.success
-                    checks, checks_passed = checks + len(evaluations), checks_passed + sum(e.passed for e in evaluations)
-                    if not result.success:
-                        print(f"[{pipeline.name}]   run {result.run_id} for {', '.join(stage.selection)} {key or ''} FAILED")
-            status = "ok" if ok == runs else "FAILED"
-            print(f"[{pipeline.name}] {status}: {ok}/{runs} runs, checks passed {checks_passed}/{checks}, "
-                  f"{time.perf_counter() - started:.0f}s", flush=True)
-            if ok != runs:
-                failed.append(pipeline.name)
+            progress.update(f"[{described.name}] preparing sample data")
+            data = described.prepare_demo(instance, stack)
+            progress.done(f"[{described.name}] sample data: {len(data.partition_keys)} partitions")
+            for i, stage in enumerate(described.demo_stages):
+                job = resolved.get_job_def(jobs[(described.name, i)].name)
+                _run_stage(described, i, stage, job, stage.keys(data), data.run_configs, instance, tally, log, progress)
+            tally.seconds = time.perf_counter() - started
+    return tallies, events
 
-    print(
-        f"\nwarehouse:  {home / 'warehouse.duckdb'}\n"
-        f"landing:    {home / 'landing'}\n"
-        f"models:     {home / 'models'}\n"
-        f"browse:     DAGSTER_HOME={dagster_home} NETASSETS_HOME={home} dagster dev"
-    )
+
+def run(args: argparse.Namespace) -> None:
+    home, dagster_home = _homes(args)
+    selected = [pipeline(name) for name in args.pipelines] or list(all_pipelines())
+    with ExitStack() as stack:
+        tallies, events = materialise(selected, home, stack)
+    print(_summary(tallies, home, dagster_home, events), flush=True)
+    failed = [t.name for t in tallies if t.status != "ok"]
     if failed:
         raise SystemExit(f"demo failed for: {', '.join(failed)}")
+
+
+def up(args: argparse.Namespace) -> None:
+    """`netassets up`: the demo's data and runs, then `dagster dev` on them until Ctrl-C.
+
+    perfSONAR's osmem-server stays up for the UI's sensor and runs (NETASSETS_ES_HOSTS is passed
+    to `dagster dev`); Ctrl-C (or SIGTERM) stops the server, the UI and the search cluster together.
+    """
+    import signal
+
+    from netassets.devserver import DagsterDev
+
+    home, dagster_home = _homes(args)
+    selected = list(all_pipelines())
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        if args.no_materialise:
+            with dg.DagsterInstance.get() as instance:
+                for described in selected:
+                    described.prepare_demo(instance, stack)
+                    print(f"[{described.name}] sample data landed, partitions registered", flush=True)
+        else:
+            tallies, events = materialise(selected, home, stack)
+            print(_summary(tallies, home, dagster_home, events), flush=True)
+        env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "NETASSETS_HOME": str(home),
+               "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "false"}
+        server = DagsterDev.launch(home / "dagster_dev", env, host=args.host, port=args.port)
+        stack.callback(server.stop)
+        server.wait_ready(timeout_s=300)
+        print(f"\nDagster UI: {server.url}  (ready {time.perf_counter() - started:.0f} s after start; "
+              f"log {server.log_path}); Ctrl-C stops everything", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while server.process.poll() is None:
+                time.sleep(1.0)
+            raise SystemExit(f"dagster dev exited with {server.process.returncode}; see {server.log_path}")
+        except KeyboardInterrupt:
+            print("stopping dagster dev and the search cluster", flush=True)

@@ -1,8 +1,8 @@
 -- lens_raw_irtt: one day x region of LENS irtt hour files, as read (nothing cleaned yet).
 -- Bound parameters: $files (list of paths), $day (DATE), $region (VARCHAR).
--- Malformed lines land in the reject tables named here; the asset turns them into errors
+-- Malformed lines land in the reject tables named here; netassets/lens/ingest.py turns them into errors
 -- naming file, line and column (or drops a truncated last line, counted). Rows whose
--- timestamp rounds outside the day are dropped, and counted, by the asset too.
+-- timestamp rounds outside the day are dropped, and counted, there too.
 SELECT
     CAST($day AS DATE)       AS day,
     CAST($region AS VARCHAR) AS region,

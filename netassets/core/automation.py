@@ -10,9 +10,11 @@
   progress is never ingested half-written. An entry that cannot be read (a broken symlink, no
   permission) or a link that leads outside the landing root is skipped and named in the tick's
   log; the rest of the landing folder proceeds.
-- ``materialization_sensor``: reacts to each new materialisation of one asset (a partition
-  re-loaded, a model refit) with the runs a callback asks for; its cursor is the storage id
-  of the last materialisation handled, and a first tick starts from now, not from history.
+- ``follow_upstream``: the declarative rule for assets that must be re-made after what they
+  read changes (clusters after a GMM refit or new features, perfSONAR's re-score of the day
+  after): requested once each time a dependency is updated, never while a dependency is
+  missing or in progress. One ``automation_sensor`` evaluates every such condition (Dagster's
+  own follow-up mechanism; no hand-written follow-up sensor).
 - ``monthly_retrain_schedule``: model assets, 1st of the month 03:00 UTC (NETASSETS_RETRAIN_CRON).
 - ``daily_ingestion_schedule``: yesterday x every known region, 02:00 UTC (NETASSETS_INGEST_CRON).
 """
@@ -25,12 +27,9 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import dagster as dg
-
-if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name
-    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from netassets.core.files import file_states, inside_root
 from netassets.core.settings import landing_settle_seconds, safe_name
@@ -67,7 +66,7 @@ def landing_sensor(
     *,
     name: str,
     target: dg.AssetSelection | Sequence[dg.AssetsDefinition] | Sequence[str],
-    dynamic_partitions_name: str,
+    dynamic: dg.DynamicPartitionsDefinition,
     scan: Scan,
     description: str,
     minimum_interval_seconds: int = 60,
@@ -121,7 +120,7 @@ def landing_sensor(
         if not changed:
             waiting = f"; {len(settling)} still being written" if settling else ""
             return dg.SkipReason(f"no new or changed files ({len(current)} partitions on disk{waiting})")
-        known = set(context.instance.get_dynamic_partitions(dynamic_partitions_name))
+        known = set(context.instance.get_dynamic_partitions(dynamic.name))
         new_regions = sorted({key.split("|")[1] for key in changed} - known)
         return dg.SensorResult(
             run_requests=[
@@ -129,7 +128,7 @@ def landing_sensor(
                 for key in changed
             ],
             dynamic_partitions_requests=(
-                [dg.AddDynamicPartitionsRequest(dynamic_partitions_name, new_regions)] if new_regions else []
+                [dynamic.build_add_request(new_regions)] if new_regions else []
             ),
             cursor=json.dumps({**seen, **current}, sort_keys=True),
         )
@@ -137,39 +136,27 @@ def landing_sensor(
     return _sensor
 
 
-MaterializationRequests = Callable[[dg.SensorEvaluationContext, Sequence[dg.EventLogRecord]], list[dg.RunRequest]]
+def follow_upstream() -> dg.AutomationCondition:
+    """Request a partition once after any dependency is updated, when none is missing or running."""
+    condition = dg.AutomationCondition
+    return (
+        condition.any_deps_updated().since_last_handled()
+        & ~condition.any_deps_missing()
+        & ~condition.any_deps_in_progress()
+        & ~condition.in_progress()
+    ).with_label("follow_upstream")
 
 
-def materialization_sensor(
-    *,
-    name: str,
-    watched: dg.AssetKey,
-    job: UnresolvedAssetJobDefinition,
-    requests: MaterializationRequests,
-    description: str,
-    minimum_interval_seconds: int = 60,
-) -> dg.SensorDefinition:
-    """Runs that must follow each materialisation of ``watched``, asked for once it is recorded.
-
-    Unlike requesting them beside the run that materialises ``watched``, this cannot race it: the
-    follow-up runs are requested only after the materialisation is in the event log.
-    """
-
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=minimum_interval_seconds,
-               default_status=dg.DefaultSensorStatus.STOPPED, description=description)
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=watched, after_storage_id=int(context.cursor or 0)),
-            limit=1000, ascending=True,
-        ).records
-        if not records:
-            return dg.SkipReason(f"no {watched.to_user_string()} materialisation since the last tick")
-        cursor = str(records[-1].storage_id)
-        if context.cursor is None:
-            return dg.SensorResult(cursor=cursor)
-        return dg.SensorResult(run_requests=requests(context, records), cursor=cursor)
-
-    return _sensor
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "netassets_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=60,
+        description="Evaluates every asset's automation condition (core.automation.follow_upstream): re-makes "
+                    "what read a dependency that changed, e.g. lens_clusters after lens_gmm or lens_group_features, "
+                    "perfSONAR's scores of the day after a day's re-score.",
+    )
 
 
 def monthly_retrain_schedule(
@@ -189,7 +176,7 @@ def daily_ingestion_schedule(
     *,
     name: str,
     target: dg.AssetSelection | Sequence[dg.AssetsDefinition] | Sequence[str],
-    dynamic_partitions_name: str,
+    dynamic: dg.DynamicPartitionsDefinition,
     description: str,
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
@@ -202,9 +189,9 @@ def daily_ingestion_schedule(
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         day = (context.scheduled_execution_time.date() - dt.timedelta(days=1)).isoformat()
-        regions = sorted(context.instance.get_dynamic_partitions(dynamic_partitions_name))
+        regions = sorted(context.instance.get_dynamic_partitions(dynamic.name))
         if not regions:
-            return dg.SkipReason(f"no partitions registered in {dynamic_partitions_name!r} yet")
+            return dg.SkipReason(f"no partitions registered in {dynamic.name!r} yet")
         return [dg.RunRequest(partition_key=f"{day}|{region}", run_key=f"{name}:{day}|{region}") for region in regions]
 
     return _schedule

@@ -20,13 +20,13 @@ DAY = "day"
 daily = dg.DailyPartitionsDefinition(start_date=start_date(), end_offset=1)
 
 
-def day_by(dimension: str, dynamic_name: str) -> dg.MultiPartitionsDefinition:
+def day_by(dimension: str, dynamic: dg.DynamicPartitionsDefinition) -> dg.MultiPartitionsDefinition:
     """MultiPartitionsDefinition of the shared calendar and one dynamic dimension."""
     if dimension <= DAY:
         # Dagster orders dimensions by name; keep 'day' first so keys read '<day>|<other>'.
         raise ValueError(f"second dimension {dimension!r} must sort after 'day'")
     return dg.MultiPartitionsDefinition(
-        {DAY: daily, dimension: dg.DynamicPartitionsDefinition(name=dynamic_name)}
+        {DAY: daily, dimension: dynamic}
     )
 
 

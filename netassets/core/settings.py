@@ -12,10 +12,10 @@ import os
 import re
 from pathlib import Path
 
-PIPELINES = ("lens", "device_load", "dwcp", "perfsonar", "traffic")
-
 HOME_ENV = "NETASSETS_HOME"
-LENS_ROOT_ENV = "NETASSETS_LENS_ROOT"
+# NETASSETS_<PIPELINE>_ROOT moves one pipeline's landing folder, e.g. NETASSETS_LENS_ROOT to
+# the unpacked LENS download.
+LANDING_ROOT_ENV = "NETASSETS_{}_ROOT"
 START_DATE_ENV = "NETASSETS_START_DATE"
 DEFAULT_START_DATE = "2023-01-01"
 # A landing file modified less than this many seconds ago may still be being copied in.
@@ -39,13 +39,12 @@ def warehouse_path() -> Path:
 
 
 def landing_dir(pipeline: str) -> Path:
-    if pipeline == "lens" and os.environ.get(LENS_ROOT_ENV):
-        return Path(os.environ[LENS_ROOT_ENV]).expanduser()
-    return netassets_home() / "landing" / _checked_pipeline(pipeline)
+    override = os.environ.get(LANDING_ROOT_ENV.format(safe_name(pipeline, "pipeline").upper()))
+    return Path(override).expanduser() if override else netassets_home() / "landing" / pipeline
 
 
 def artifacts_dir(pipeline: str) -> Path:
-    return netassets_home() / "models" / _checked_pipeline(pipeline)
+    return netassets_home() / "models" / safe_name(pipeline, "pipeline")
 
 
 def start_date() -> str:
@@ -73,9 +72,3 @@ def safe_name(value: str, what: str = "name") -> str:
             f"invalid {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
-
-
-def _checked_pipeline(pipeline: str) -> str:
-    if pipeline not in PIPELINES:
-        raise ValueError(f"unknown pipeline {pipeline!r}; expected one of {PIPELINES}")
-    return pipeline

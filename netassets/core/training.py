@@ -3,6 +3,8 @@
 - ``init_distributed``: DDP from torchrun's environment (gloo on CPU, NCCL on GPU).
 - ``save_checkpoint`` / ``load_checkpoint``: atomic writes; loads with ``weights_only=True``,
   so a checkpoint holds tensors and plain Python values only (no pickled objects).
+- ``save_weights`` / ``load_weights``: a model's tensors as safetensors (no code, no pickle),
+  with string metadata; the files a model store promotes.
 - ``EarlyStopping``: best value of a monitored metric, patience.
 """
 
@@ -78,6 +80,22 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """A state dict as safetensors, written atomically (tensors made contiguous, shared storage copied)."""
+    from safetensors.torch import save
+
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in state_dict.items()}
+    payload = save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    return atomic_write(path, lambda handle: handle.write(payload))
+
+
+def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}, dict(handle.metadata() or {})
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], keys: list[str], path: Path) -> None:

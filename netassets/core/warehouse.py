@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -30,6 +31,28 @@ _IN_TRANSACTION: set[int] = set()
 
 class EmptyPartitionError(ValueError):
     """A partition write produced no rows: an error, never a silent skip."""
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """What one partition replace wrote, and the catalog metadata every table asset reports:
+    ``dagster/row_count`` (the partition's rows), ``dagster/table_name`` and
+    ``dagster/column_schema`` (the table's columns as DuckDB has them after the write)."""
+
+    table: str
+    rows: int
+    columns: tuple[tuple[str, str], ...]
+    database: str
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "dagster/row_count": dg.MetadataValue.int(self.rows),
+            "dagster/table_name": dg.MetadataValue.text(f"{self.database}.main.{self.table}"),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name, type=column_type) for name, column_type in self.columns]
+            ),
+        }
 
 
 def ident(name: str) -> str:
@@ -111,7 +134,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         conn: duckdb.DuckDBPyConnection | None = None,
         before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
         allow_empty: bool = False,
-    ) -> int:
+    ) -> PartitionWrite:
         """Delete the partition's rows and insert the new ones in one transaction.
 
         The new rows come from a polars/Arrow frame (``data``) or from ``select_sql`` run inside
@@ -120,7 +143,8 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         ``before_commit(conn)`` may then inspect or prune the partition's new rows and raise to
         abort. The table is created from the first version's schema. If anything fails, or the
         result is empty and ``allow_empty`` is false, the transaction rolls back and the previous
-        version of the partition stays intact.
+        version of the partition stays intact. Returns the rows written and the table's catalog
+        metadata (``PartitionWrite.metadata``), for the asset's materialisation.
         """
         if (data is None) == (select_sql is None):
             raise ValueError("pass exactly one of data or select_sql")
@@ -154,6 +178,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 raise EmptyPartitionError(
                     f"{table}: partition {dict(partition)} produced no rows; refusing to replace it with nothing"
                 )
+            columns = tuple((name, column_type) for name, column_type, *_ in conn.execute(f"DESCRIBE {table}").fetchall())
             if not joined:
                 conn.execute("COMMIT")
         except BaseException:
@@ -163,7 +188,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         finally:
             if data is not None:
                 conn.unregister("_netassets_new_rows")
-        return int(written)
+        return PartitionWrite(table, int(written), columns, self.path.stem)
 
     def _add_new_columns(self, conn: duckdb.DuckDBPyConnection, table: str, source: str, params: Mapping[str, Any]) -> None:
         """A newer version of an asset may write more columns than the table has: add them (older

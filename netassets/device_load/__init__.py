@@ -1,1 +1,2 @@
-"""Device-load anomalies (seed 002): device_data CSVs -> features -> scaled windows -> Embed-LSTM -> DBSCAN."""
+"""Device-load compute (seed 002): device_data CSVs -> features -> scaled windows -> Embed-LSTM -> anomalies.
+The Dagster objects are in ``netassets/defs/device_load/``."""

@@ -5,7 +5,7 @@ Two rules (``method``):
 - ``"likelihood"`` (default): each router's error (sum of |error| over max and mean, in
   robust-scaled units) goes through Numenta's anomaly likelihood (``likelihood.py``): the
   short mean of recent errors against the running distribution of that router's earlier
-  errors. The history is the router's held-out validation errors saved in the checkpoint
+  errors. The history is the router's held-out validation errors saved with the weights
   (those before the first scored point), then its errors in the context rows before the
   scored period, then the scored points themselves, in time order: every point is judged
   only against errors before it. Points with fewer than ``min_history`` earlier errors are
@@ -24,6 +24,8 @@ Two rules (``method``):
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import polars as pl
 from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
-from netassets.core.training import load_checkpoint
+from netassets.core.training import load_weights
 from netassets.device_load.features import Scalers, Windows, build_windows
 from netassets.device_load.likelihood import LikelihoodConfig, anomaly_likelihood, flags
 from netassets.device_load.model import EmbedLSTM, ModelConfig, predict
@@ -100,15 +102,16 @@ class Detector:
 
     @classmethod
     def load(cls, path: Path) -> "Detector":
+        """The detector in a ``model.safetensors`` written by ``netassets.device_load.train``."""
         if not path.is_file():
             raise FileNotFoundError(f"no trained model at {path}: materialise device_load_model first")
-        state = load_checkpoint(path)
-        if "val_target_time" not in state:
-            raise ValueError(f"{path}: checkpoint predates the anomaly-likelihood detector: re-materialise device_load_model")
-        model = EmbedLSTM(ModelConfig(**state["model_config"]))
-        model.load_state_dict(state["model"])
-        return cls(model, Scalers.from_dict(state["scalers"]), state["val_errors"].numpy(), state["val_router_id"].numpy(),
-                   state["val_target_time"].numpy().astype("datetime64[us]"))
+        tensors, metadata = load_weights(path)
+        if "val_target_time" not in tensors or "model_config" not in metadata:
+            raise ValueError(f"{path}: not an anomaly-likelihood detector's weights: re-materialise device_load_model")
+        model = EmbedLSTM(ModelConfig(**json.loads(metadata["model_config"])))
+        model.load_state_dict({name.removeprefix("model."): t for name, t in tensors.items() if name.startswith("model.")})
+        return cls(model, Scalers.from_dict(json.loads(metadata["scalers"])), tensors["val_errors"].numpy(),
+                   tensors["val_router_id"].numpy(), tensors["val_target_time"].numpy().astype("datetime64[us]"))
 
 
 @dataclass
@@ -212,3 +215,40 @@ def router_figure(rows: pl.DataFrame, router: str):
     ax.legend(fontsize=7, ncol=5, loc="upper left")
     fig.autofmt_xdate()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# One partition, as device_load_anomalies scores it
+
+
+def context_days(detector: Detector, method: str, likelihood: LikelihoodConfig) -> int:
+    """Days of feature rows needed before the scored day: one window of inputs, plus the
+    running error history of the likelihood."""
+    steps = detector.scalers.window + (likelihood.long_window if method == "likelihood" else 0)
+    return -(-steps * detector.scalers.step_seconds // 86400)  # ceil
+
+
+def detect_day(history: pl.DataFrame, detector: Detector, day: dt.date, method: str,
+               likelihood: LikelihoodConfig, dbscan: SeedDbscan) -> Detection:
+    """Score the points of ``day``; the earlier rows of ``history`` are context."""
+    start = dt.datetime.combine(day, dt.time())
+    return detect(history, detector, (start, start + dt.timedelta(days=1)), method, likelihood, dbscan)
+
+
+def per_router(table: pl.DataFrame) -> pl.DataFrame:
+    """Points, anomalies and mean max-error per router."""
+    return (table.group_by("router").agg(pl.len().alias("points"), pl.col("is_anomaly").sum().alias("anomalies"),
+                                         pl.col("error_max").mean().alias("mean_error_max")).sort("router"))
+
+
+def router_plots(table: pl.DataFrame, detector: Detector, plot_dir: Path, max_plots: int) -> dict:
+    """Every router's figure written under ``plot_dir``; the first ``max_plots`` as inline metadata."""
+    from netassets.core.plots import figure_metadata
+
+    plots = {}
+    for i, ((router,), rows) in enumerate(table.group_by("router", maintain_order=True)):
+        figure = figure_metadata(router_figure(rows, router),
+                                 save_to=plot_dir / f"router_{detector.scalers.router_id(router)}.png")
+        if i < max_plots:
+            plots[f"plot {router}"] = figure
+    return plots

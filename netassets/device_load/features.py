@@ -9,18 +9,22 @@ values (sklearn's RobustScaler; an IQR of 0 scales by 1, as sklearn does).
 Model inputs are winsorised then scaled. Training targets (next max, next mean) are the scaled
 winsorised values, so a spike in the history does not teach the model to predict spikes; the
 *actual* used for anomaly errors is scaled but not winsorised, so a spike stays visible.
-Scalers are plain JSON (no pickle), saved beside the model and embedded in its checkpoint.
+Scalers are plain JSON (no pickle), saved beside the windows and embedded in the weights' safetensors metadata.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from netassets.core.evaluation import split_of, time_cutoffs
 from netassets.core.files import atomic_write, write_json
+from netassets.core.sql import load_sql
+from netassets.device_load.landing import PIPELINE
 
 FEATURES = (
     "max_metric_value", "mean_metric_value", "diff", "ratio",
@@ -217,3 +221,71 @@ def load_windows(path: Path) -> tuple[Windows, np.ndarray]:
         windows = Windows(data["x"], data["y"], data["actual"], data["router_id"],
                           data["target_time"].astype("datetime64[us]"), data["row"])
         return windows, data["split"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The training windows of device_load_windows
+
+SPLIT_RULE = "by target time: first 80 % of distinct times train, next 10 % validate (early stopping), last 10 % test"
+SPLITS = ("train", "val", "test")
+
+
+def load_history(warehouse, region: str | None, first_day: dt.date | None, last_day: dt.date | None) -> pl.DataFrame:
+    """Feature rows sorted by router and time (``dbt_like_sql/device_load/device_load_history.sql``);
+    None leaves the region or a bound open."""
+    return warehouse.query(load_sql(PIPELINE, "device_load_history"),
+                           {"region": region, "first_day": first_day, "last_day": last_day})
+
+
+@dataclass(frozen=True)
+class TrainingWindows:
+    """What ``save_training_windows`` wrote, for the asset's metadata."""
+
+    counts: dict[str, int]
+    routers: int
+    step_seconds: int
+    step_rule: str
+    train_end: np.datetime64
+    val_end: np.datetime64
+    skipped: dict[str, str]
+
+
+def save_training_windows(history: pl.DataFrame, window: int, step_minutes: int | None,
+                          windows_path: Path, scalers_path: Path) -> TrainingWindows:
+    """Scalers fitted on training times, windows split 80/10/10 by target time, both saved.
+
+    Raises ValueError naming the step, its origin and the window counts when the history is too
+    short for a train/validation split.
+    """
+    if window < 2 or (step_minutes is not None and step_minutes < 1):
+        raise ValueError(f"window must be >= 2 and step_minutes >= 1, got {window} and {step_minutes}")
+    if history.is_empty():
+        raise ValueError("device_load_features is empty for the chosen days: materialise some partitions first")
+    step_seconds = step_minutes * 60 if step_minutes is not None else infer_step_seconds(history)
+    step_rule = "configured" if step_minutes is not None else "inferred from the data"
+    times = history["timeslot"].to_numpy().astype("datetime64[us]")
+    # The cut-offs come from the row times; targets follow their rows, so the split is by target time.
+    train_end, val_end = time_cutoffs(times, train=0.8, val=0.1)
+    scalers = fit_scalers(history, window, step_seconds, train_end, val_end)
+    windows, skipped = build_windows(history, scalers)
+    split = split_of(windows.target_time, train_end, val_end)
+    counts = {name: int((split == i).sum()) for i, name in enumerate(SPLITS)}
+    if not counts["train"] or not counts["val"]:
+        raise ValueError(
+            f"too little history for a train/validation split of {window}-step windows at a step of "
+            f"{step_seconds} s ({step_rule}): {history.height} feature rows of {history['router'].n_unique()} routers "
+            f"gave windows {counts}; a window needs {window + 1} consecutive rows {step_seconds} s apart"
+            + ("" if step_minutes is None else "; is step_minutes right for this data?"))
+    windows.save(windows_path, split)
+    scalers.save(scalers_path)
+    return TrainingWindows(counts, len(scalers.routers), step_seconds, step_rule, train_end, val_end, skipped)
+
+
+def features_sql() -> str:
+    """The seed's features per router for one (day, region): ``dbt_like_sql/device_load/device_load_features.sql``."""
+    return load_sql(PIPELINE, "device_load_features")
+
+
+def router_gaps(warehouse, day: dt.date, region: str) -> pl.DataFrame:
+    """Each router's step to its previous sample, in minutes (``device_load_gaps.sql``), for the gap check."""
+    return warehouse.query(load_sql(PIPELINE, "device_load_gaps"), {"day": day, "region": region})

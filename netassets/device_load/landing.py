@@ -176,3 +176,11 @@ def scan_partitions(region_pattern: str = DEFAULT_REGION_PATTERN) -> dict[tuple[
         for day, region in placed.iter_rows():
             partitions.setdefault((day.isoformat(), region), []).append(path)
     return partitions
+
+
+def partition_rows(day, region: str, region_pattern: str = DEFAULT_REGION_PATTERN) -> tuple[pl.DataFrame, list[Path]]:
+    """The validated rows of one (day, region) from every landing file, and the files read."""
+    files = landing_files()
+    rows = read_landing(files, region_pattern, root=landing_dir(PIPELINE)).filter(
+        (pl.col("day") == day) & (pl.col("region") == region))
+    return rows, files

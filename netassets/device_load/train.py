@@ -1,14 +1,18 @@
-"""Train the Embed-LSTM on saved windows: ``torchrun -m netassets.device_load.train --windows=... --out=...``.
+"""Train the Embed-LSTM on saved windows:
+``torchrun -m netassets.device_load.train --config=RUN/config.json --windows=... --scalers=... --out=RUN``.
 
-One readable loop (nanoGPT style): every ``TrainConfig`` field is a ``--name=value`` flag.
+One readable loop (nanoGPT style). The training values come in one JSON file, a
+``netassets.device_load.config.TrainConfig`` (written by the asset, read here with the same
+model, bounds included); the command line carries only paths and the split rule of the windows.
 DDP over torchrun's ranks (gloo on CPU); each rank takes an equal shard of the shuffled
 training windows, so every rank runs the same number of steps. Validation runs on every rank
 (the set is small and the weights are identical), so early stopping and the LR schedule agree
-without a broadcast. Rank 0 saves the best checkpoint and reports, through dagster-pipes,
-its validation MSE (the split early stopping read) and its test MSE next to the simple
-baselines on the same test windows (``--evaluation``, a JSON
-``netassets.core.evaluation.Evaluation``): the asset promotes the checkpoint only when it wins
-on test.
+without a broadcast. Rank 0 writes, in the run folder ``--out``, the best epoch's weights as
+safetensors (``model.safetensors``, with the detector's held-out reference errors and its
+config as metadata) and ``evaluation.json`` (a ``netassets.core.evaluation.Evaluation``: test
+MSE next to the simple baselines on the same test windows), and reports its validation MSE
+(the split early stopping read) through dagster-pipes. The asset promotes the weights through
+the model store only when they win on test.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,41 +30,26 @@ from netassets.core.evaluation import Evaluation
 from netassets.core.files import write_json
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
-    EarlyStopping, all_reduce_sum, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
+    EarlyStopping, all_reduce_sum, init_distributed, load_checkpoint, save_checkpoint, save_weights, seed_everything,
     shutdown_distributed,
 )
+from netassets.device_load.config import TrainConfig
 from netassets.device_load.features import Windows, load_windows
 from netassets.device_load.model import EmbedLSTM, ModelConfig, persistence, predict, window_mean
+from netassets.device_load.store import EVALUATION, MODEL_NAME, WEIGHTS
 
-MODEL_NAME = "embed_lstm"
-
-
-@dataclass
-class TrainConfig:
-    windows: str = ""  # windows.npz written by device_load_windows
-    scalers: str = ""  # scalers.json beside it; embedded in the checkpoint
-    out: str = ""  # candidate checkpoint path (the asset promotes it)
-    evaluation: str = ""  # where to write the test-split Evaluation as JSON
-    split_rule: str = "by target time, as saved in the windows file"  # how the windows were split, for the verdict
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_factor: float = 0.5  # ReduceLROnPlateau on validation MSE
-    lr_patience: int = 2
-    patience: int = 5  # early stopping on validation MSE
-    seed: int = 0
-    threads: int = 1
+BEST = "best.pt"  # the best epoch so far, a resumable checkpoint beside the final files
+DEFAULT_SPLIT_RULE = "by target time, as saved in the windows file"
 
 
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field in dataclasses.fields(TrainConfig):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    config = TrainConfig(**vars(parser.parse_args(argv)))
-    for name in ("windows", "scalers", "out", "evaluation"):
-        if not getattr(config, name):
-            parser.error(f"--{name} is required")
-    return config
+    parser.add_argument("--config", type=Path, required=True, help="TrainConfig JSON (runs/<run id>/config.json)")
+    parser.add_argument("--windows", type=Path, required=True, help="windows.npz written by device_load_windows")
+    parser.add_argument("--scalers", type=Path, required=True, help="scalers.json beside it; stored with the weights")
+    parser.add_argument("--out", type=Path, required=True, help=f"run folder: {WEIGHTS} and {EVALUATION} go there")
+    parser.add_argument("--split_rule", default=DEFAULT_SPLIT_RULE, help="how the windows were split, for the verdict")
+    return parser.parse_args(argv)
 
 
 def mse(prediction: np.ndarray, target: np.ndarray) -> float:
@@ -69,15 +57,16 @@ def mse(prediction: np.ndarray, target: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_config(argv)
+    args = parse_args(argv)
+    config = TrainConfig.read(args.config)
     env = init_distributed(prefer_cuda=False)  # small model, CPU tensors throughout (gloo)
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    windows, split = load_windows(Path(config.windows))
-    scalers = json.loads(Path(config.scalers).read_text())
+    windows, split = load_windows(args.windows)
+    scalers = json.loads(args.scalers.read_text())
     train, val, test = (windows.take(split == s) for s in range(3))
     if not len(train) or not len(val):
-        raise SystemExit(f"{config.windows}: need training and validation windows, got {len(train)} and {len(val)}")
+        raise SystemExit(f"{args.windows}: need training and validation windows, got {len(train)} and {len(val)}")
 
     model_config = ModelConfig(n_routers=len(scalers["routers"]), n_features=windows.x.shape[2])
     model = EmbedLSTM(model_config).to(env.device)
@@ -88,11 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     x_train, r_train, y_train = (torch.as_tensor(a) for a in (train.x, train.router_id, train.y))
     shard = len(train) // env.world_size  # equal shards: DDP needs the same number of steps on every rank
     if shard == 0 or config.epochs < 1:
-        raise SystemExit(f"{config.windows}: {len(train)} training windows for {env.world_size} process(es) and "
+        raise SystemExit(f"{args.windows}: {len(train)} training windows for {env.world_size} process(es) and "
                          f"{config.epochs} epoch(s): need at least one window per process and one epoch")
-    # The best epoch so far waits beside config.out, which is written only once, finished
-    # (the asset then decides whether it replaces the live model).
-    best_path = Path(config.out).with_name(f".{Path(config.out).name}.best")
+    # The best epoch so far waits in the run folder; the weights are written only once, finished
+    # (the asset then decides whether they replace the production model).
+    args.out.mkdir(parents=True, exist_ok=True)
+    best_path = args.out / BEST
     if env.is_main:
         best_path.unlink(missing_ok=True)
 
@@ -121,24 +111,25 @@ def main(argv: list[str] | None = None) -> None:
 
         if env.is_main:
             if not best_path.exists():
-                raise SystemExit(f"{config.windows}: validation error was never finite; no model to keep")
+                raise SystemExit(f"{args.windows}: validation error was never finite; no model to keep")
             best = load_checkpoint(best_path)
             model.load_state_dict(best["model"])
-            evaluation = evaluate(model, val, test, scalers["routers"], config.split_rule)
+            evaluation = evaluate(model, val, test, scalers["routers"], args.split_rule)
             val_errors = np.abs(predict(model, val.x, val.router_id) - val.actual)
-            save_checkpoint(Path(config.out), {
-                "model": model.state_dict(),
-                "model_config": dataclasses.asdict(model_config),
-                "train_config": dataclasses.asdict(config),
-                "scalers": scalers,
-                "best_epoch": best["epoch"],
+            save_weights(args.out / WEIGHTS, {
+                **{f"model.{name}": tensor for name, tensor in model.state_dict().items()},
                 # The detector's reference at inference: held-out errors per router, in time order.
                 "val_errors": torch.as_tensor(val_errors),
                 "val_router_id": torch.as_tensor(val.router_id),
                 "val_target_time": torch.as_tensor(val.target_time.astype("int64")),
-                "evaluation": evaluation.to_dict(),
+            }, metadata={
+                "model_config": json.dumps(dataclasses.asdict(model_config)),
+                "train_config": json.dumps(config.as_dict()),
+                "scalers": json.dumps(scalers),
+                "best_epoch": str(best["epoch"]),
+                "evaluation": json.dumps(evaluation.to_dict()),
             })
-            write_json(Path(config.evaluation), evaluation.to_dict())
+            write_json(args.out / EVALUATION, evaluation.to_dict())
             best_path.unlink()
             session.report(metadata={
                 "val_mse": stopper.best,  # validation: the split early stopping chose the epoch on
@@ -150,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                 "train_windows": len(train),
                 "val_windows": len(val),
                 "test_windows": len(test),
-                "candidate": str(config.out),
+                "candidate": str(args.out / WEIGHTS),
             })
     shutdown_distributed()
 

@@ -27,7 +27,7 @@ import polars as pl
 
 from netassets.core.files import atomic_write, write_json
 from netassets.core.settings import landing_dir, safe_name
-from netassets.dwcp.schema import CATEGORIES, COLUMNS, PIPELINE, TARGETS
+from netassets.dwcp.schema import CATEGORIES, COLUMNS, NAME, TARGETS
 
 DEFAULT_START = "2024-01-01"
 MINUTES_PER_DAY = 24 * 60
@@ -52,7 +52,7 @@ def generate(args: argparse.Namespace) -> list[Path]:
         raise ValueError(f"--missing-rate must be in [0, 1), got {args.missing_rate}")
     start = dt.date.fromisoformat(args.start)
     regions = [safe_name(r.strip(), "region") for r in args.regions.split(",") if r.strip()]
-    out = Path(args.out) if args.out else landing_dir(PIPELINE)
+    out = Path(args.out) if args.out else landing_dir(NAME)
     written = []
     for region in regions:
         for offset in range(args.days):

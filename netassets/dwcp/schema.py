@@ -16,8 +16,7 @@ import polars as pl
 
 from netassets.core.settings import landing_dir, safe_name
 
-PIPELINE = "dwcp"
-DYNAMIC_PARTITIONS = "dwcp_regions"
+NAME = "dwcp"  # the pipeline (landing and artifacts folder name)
 DIMENSION = "region"
 STEP_SECONDS = 60  # the generator and the seed write one row a minute per link
 
@@ -82,12 +81,12 @@ class RawFileError(ValueError):
 
 
 def landing_file(region: str, day: dt.date) -> Path:
-    return landing_dir(PIPELINE) / safe_name(region, DIMENSION) / f"{day.isoformat()}.csv"
+    return landing_dir(NAME) / safe_name(region, DIMENSION) / f"{day.isoformat()}.csv"
 
 
 def scan_landing() -> dict[tuple[str, str], list[Path]]:
     """{(day, region): [file]} for every ``<region>/<day>.csv`` in the landing folder."""
-    root = landing_dir(PIPELINE)
+    root = landing_dir(NAME)
     found: dict[tuple[str, str], list[Path]] = {}
     if not root.is_dir():
         return found
@@ -96,6 +95,16 @@ def scan_landing() -> dict[tuple[str, str], list[Path]]:
         if match:
             found[(match.group(1), path.parent.name)] = [path]
     return found
+
+
+def optional_day(value: str, field: str) -> str | None:
+    """A config's optional ``YYYY-MM-DD`` (empty: None), refused naming the field."""
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"config {field}={value!r} is not a YYYY-MM-DD day") from None
 
 
 def _lines(mask: pl.Series, frame: pl.DataFrame, column: str) -> str:

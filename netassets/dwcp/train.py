@@ -1,10 +1,12 @@
 """Train BandwidthLSTM on a windows file. torchrun entry point, one readable loop (nanoGPT style).
 
-    torchrun --standalone --nproc_per_node=2 -m netassets.dwcp.train --config=run.json --epochs=3
+    torchrun --standalone --nproc_per_node=2 -m netassets.dwcp.train \
+        --config=<run>/config.json --windows=<run>/windows.npz --out=<run>
 
-``--config`` is a JSON file of TrainConfig fields; ``--field=value`` overrides one. Writes into
-``out_dir``: best_model.pt (tensors and plain values only), history.json and predictions.npz
-(test-split predictions in original units, with their window indices).
+``--config`` is the run's ``config.TrainConfig`` file (written by the asset), ``--windows`` the
+windows it trains on, ``--out`` the run's folder. Writes there: best_model.pt (tensors and plain
+values only, the best epoch), model.safetensors (its final weights), history.json and
+predictions.npz (test-split predictions in original units, with their window indices).
 
 The network is trained as a DeltaForecaster (see model.py). Its linear start is fitted in closed
 form and frozen before any epoch: a relative ridge AR per target (own relative window) and an
@@ -24,12 +26,10 @@ only; the seed fit them before splitting, which leaks test statistics into train
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,47 +39,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
-    EarlyStopping, all_reduce_sum, config_dict, dataclass_from_dict, init_distributed, load_checkpoint,
-    save_checkpoint, seed_everything, shutdown_distributed,
+    EarlyStopping, all_reduce_sum, init_distributed, load_checkpoint, save_checkpoint, save_weights, seed_everything,
+    shutdown_distributed,
 )
-from netassets.dwcp.artifacts import CHECKPOINT, HISTORY, PREDICTIONS
+from netassets.dwcp.config import TrainConfig
+from netassets.dwcp.runs import CHECKPOINT, HISTORY, PREDICTIONS, WEIGHTS
 from netassets.dwcp.baselines import fit_ridge_on_validation
 from netassets.dwcp.model import DeltaForecaster, build_model
 from netassets.dwcp.windows import Windows
 
 
-@dataclass
-class TrainConfig:
-    windows_path: str = ""             # the guide's --data-path (a windows .npz here)
-    out_dir: str = ""                  # the guide's --output-dir
-    epochs: int = 150
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 42
-    lstm_sizes: tuple[int, ...] = (256, 128, 64)
-    dense_sizes: tuple[int, int, int] = (128, 64, 32)
-    dropout: float = 0.3
-    dense2_dropout: float = 0.21
-    early_stopping_patience: int = 15
-    lr_patience: int = 5               # ReduceLROnPlateau, as in the seed: halve after 5 flat epochs
-    lr_factor: float = 0.5
-
-
-def parse_config(argv: list[str]) -> TrainConfig:
-    values: dict = {}
-    for arg in argv:
-        key, _, raw = arg.removeprefix("--").partition("=")
-        if key == "config":
-            values.update(json.loads(Path(raw).read_text()))
-        else:
-            try:
-                values[key.replace("-", "_")] = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                values[key.replace("-", "_")] = raw  # a plain string such as a path
-    cfg = dataclass_from_dict(TrainConfig, values)
-    if not cfg.windows_path or not cfg.out_dir:
-        raise ValueError("windows_path and out_dir are required")
-    return cfg
+def parse_args(argv: list[str]) -> tuple[TrainConfig, Path, Path]:
+    """``--config=<file> --windows=<file> --out=<folder>``: the training values come from the file only."""
+    values = dict(arg.removeprefix("--").partition("=")[::2] for arg in argv)
+    missing = [k for k in ("config", "windows", "out") if not values.get(k)]
+    unknown = sorted(set(values) - {"config", "windows", "out"})
+    if missing or unknown:
+        raise ValueError(f"usage: --config=<file> --windows=<file> --out=<folder> (missing {missing}, unknown {unknown})")
+    return TrainConfig.read(Path(values["config"])), Path(values["windows"]), Path(values["out"])
 
 
 # A window's level (mean |target|) is floored at this fraction of the target's training mean, so a
@@ -116,16 +93,15 @@ def _batched(model, X: torch.Tensor, index: np.ndarray, device: torch.device) ->
 
 
 def main(argv: list[str]) -> None:
-    cfg = parse_config(argv)
+    cfg, windows_path, out = parse_args(argv)
     env = init_distributed()
     seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
     started = time.monotonic()
     with worker_session() as session:
-        data = Windows.load(Path(cfg.windows_path))
+        data = Windows.load(windows_path)
         train_idx, val_idx, test_idx = (data.part(s) for s in ("train", "val", "test"))
         if min(len(train_idx), len(val_idx), len(test_idx)) < 2:
-            raise ValueError(f"{cfg.windows_path}: train/val/test hold {len(train_idx)}/{len(val_idx)}/"
+            raise ValueError(f"{windows_path}: train/val/test hold {len(train_idx)}/{len(val_idx)}/"
                              f"{len(test_idx)} windows; each needs at least 2")
         x_mean, x_scale = standardise(data.x[train_idx])
         y_mean, y_scale = standardise(data.y[train_idx])
@@ -220,14 +196,14 @@ def main(argv: list[str]) -> None:
                 save_checkpoint(out / CHECKPOINT, {
                     "model": raw_model.state_dict(), "arch": arch, "epoch": epoch, "val_loss": val_loss,
                     "features": data.features, "targets": data.targets, "window": data.window, "horizon": data.horizon,
-                    "scaler": scaler, "config": config_dict(cfg),
+                    "scaler": scaler, "config": cfg.as_dict(),
                 })
 
         # Epoch 0 is the linear start (the network's output is still zero): the LSTM is kept only
         # for an epoch that beats it on validation.
         start_loss = validation_loss()
         if not math.isfinite(start_loss):
-            raise ValueError(f"{cfg.windows_path}: validation loss {start_loss} before training: a non-finite value "
+            raise ValueError(f"{windows_path}: validation loss {start_loss} before training: a non-finite value "
                              f"reached the validation windows or the scalers")
         stopper.step(start_loss)
         save(0, start_loss)
@@ -285,6 +261,7 @@ def main(argv: list[str]) -> None:
                 save_checkpoint(out / CHECKPOINT, best)
             predictions = _batched(raw_model, X, test_idx, env.device).numpy().astype(np.float64) * y_scale + y_mean
             np.savez(out / PREDICTIONS, index=test_idx, prediction=predictions)
+            save_weights(out / WEIGHTS, raw_model.state_dict(), {"epoch": best["epoch"], "window": data.window})
             duration = time.monotonic() - started
             (out / HISTORY).write_text(json.dumps({"epochs": history, "start_val_loss": start_loss,
                                                    "validation_metric": "mean over targets of RMSE / std (original units)",
@@ -294,7 +271,7 @@ def main(argv: list[str]) -> None:
                                                    "best_epoch": best["epoch"],
                                                    "net_share": float(raw_model.net_share), "net_share_val": {str(k): v for k, v in shrink_val.items()},
                                                    "stop_reason": stop_reason, "training_time_seconds": duration, "world_size": env.world_size,
-                                                   "n_params": n_params, "config": config_dict(cfg)}, indent=1))
+                                                   "n_params": n_params, "config": cfg.as_dict()}, indent=1))
             test_rmse = np.sqrt(((predictions - data.y[test_idx]) ** 2).mean(axis=0))
             session.report(metadata={
                 "epochs_run": len(history), "best_epoch (by validation loss)": best["epoch"],

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from netassets.core.files import excerpt, header_mismatch, inside_root
+from netassets.core.settings import landing_dir
 
 EXPECTED_COLUMNS = ("timestamp", "rtt", "uplink", "downlink")
 RTT_MAX_MS = 10_000
@@ -158,3 +160,14 @@ def first_invalid_value(files: list[Path]) -> str:
                         return (f"{path}: line {line_number}: column {column!r}: value {excerpt(raw.strip())} is neither "
                                 f"the lost marker -1 nor a finite latency in [0, {RTT_MAX_MS}) ms (0 counts as lost)")
     return "the offending line could not be located again"
+
+
+def scan_lens_root(root: Path | None = None) -> dict[tuple[str, str], list[Path]]:
+    """The landing scan: {(day, region): hour files} for ``{root}/{region}/{day}/irtt-10ms-1h-{day}-{HH}-00-00.csv``."""
+    root = root or landing_dir("lens")
+    found: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    for path in root.glob("*/*/irtt-10ms-1h-*.csv"):
+        match = HOUR_FILE.match(path.name)
+        if match and match.group(1) == path.parent.name:
+            found[(path.parent.name, path.parent.parent.name)].append(path)
+    return found

@@ -1,17 +1,19 @@
 """Train the LENS PatchTST cluster classifier; the torchrun entry point.
 
     torchrun --standalone --nproc_per_node=2 -m netassets.lens.train \\
-        --data dataset.npz --out-dir run/ --epochs 20 --batch-size 128 --lr 1e-3
+        --config run/config.json --data run/dataset.npz --out-dir run/
 
-One config dataclass, one loop. ``dataset.npz`` (written by the lens_patchtst asset) holds
+One config (``netassets.lens.config.TrainConfig``, read from the JSON file the asset wrote),
+one loop. ``dataset.npz`` (written by the lens_patchtst asset) holds
 standardised inputs ``x_{train,val,test}`` of shape (groups, 100, channels), labels
 ``y_*``, ``class_weight`` and the standardisation ``input_mean``/``input_std``.
 
 Every ``save_interval`` epochs ``last.pt`` is written; a new run with the same ``out_dir``
-continues from it (``--resume``, default on), mid-epoch if it stopped there, with the RNG
+continues from it (``resume``, default on), mid-epoch if it stopped there, with the RNG
 state restored, so an interrupted run ends with the same weights as an uninterrupted one.
 ``best.pt`` holds the weights with the best monitored validation metric; the test split is
-scored once, with those weights, at the end. The learning rate follows
+scored once, with those weights, at the end, and those weights are written as
+``model.safetensors`` (the file the model store promotes). The learning rate follows
 ``TrainConfig.learning_rate`` (warmup, then cosine decay) by optimiser step, so a resumed run
 continues the schedule where it stopped.
 """
@@ -19,7 +21,6 @@ continues the schedule where it stopped.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from netassets.core.files import write_json
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
     DistEnv,
@@ -42,10 +44,12 @@ from netassets.core.training import (
     init_distributed,
     load_checkpoint,
     save_checkpoint,
+    save_weights,
     seed_everything,
     shutdown_distributed,
 )
-from netassets.lens.patchtst import ARCH_KEYS, MONITORS, TrainConfig, build_model, confusion, scores_from_confusion
+from netassets.lens.config import MONITORS, TrainConfig
+from netassets.lens.patchtst import ARCH_KEYS, WEIGHTS_FILE, build_model, confusion, scores_from_confusion
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -67,23 +71,13 @@ def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor, device: tor
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path, Path]:
     parser = argparse.ArgumentParser(prog="python -m netassets.lens.train", description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(TrainConfig):
-        kind = _bool if f.type in (bool, "bool") else {"int": int, "float": float, "str": str}.get(f.type, f.type)
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
-    config = TrainConfig(**vars(parser.parse_args(argv)))
-    if not config.data or not config.out_dir:
-        parser.error("--data and --out-dir are required")
-    return config
+    parser.add_argument("--config", type=Path, required=True, help="TrainConfig as JSON (written by the asset)")
+    parser.add_argument("--data", type=Path, required=True, help="dataset.npz written by the asset")
+    parser.add_argument("--out-dir", type=Path, required=True, help="the run folder: checkpoints, result, weights")
+    args = parser.parse_args(argv)
+    return TrainConfig.read(args.config), args.data, args.out_dir
 
 
 def load_dataset(path: Path) -> dict[str, np.ndarray]:
@@ -111,11 +105,11 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, num_
     return {"loss": float(totals[0] / max(matrix.sum(), 1)), "confusion": matrix.astype(int), **scores_from_confusion(matrix)}
 
 
-def train(config: TrainConfig) -> dict[str, Any] | None:
+def train(config: TrainConfig, data: Path | str, out_dir: Path | str) -> dict[str, Any] | None:
     env = init_distributed()
     seed_everything(config.seed)
-    out_dir = Path(config.out_dir)
-    data = load_dataset(Path(config.data))
+    out_dir = Path(out_dir)
+    data = load_dataset(Path(data))
     x = {split: torch.from_numpy(data[f"x_{split}"]).float() for split in ("train", "val", "test")}
     y = {split: torch.from_numpy(data[f"y_{split}"]).long() for split in ("train", "val", "test")}
     num_classes = len(data["class_weight"])
@@ -164,7 +158,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
 
         def checkpoint(epoch: int, batches: int) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "arch": arch,
-                    "config": dataclasses.asdict(config), "epoch": epoch, "batches_done": batches, "step": step,
+                    "config": config.as_dict(), "epoch": epoch, "batches_done": batches, "step": step,
                     "running": running, "history": history, "best": stopper.state(), "rng": rng_state(env.device),
                     "input_mean": data["input_mean"].tolist(), "input_std": data["input_std"].tolist()}
 
@@ -243,7 +237,12 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
                 "device": str(env.device), "amp": use_amp, "history": history,
             }
             if env.is_main:
-                (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+                # The weights a model store promotes: tensors only (safetensors), with what rebuilds the model.
+                save_weights(out_dir / WEIGHTS_FILE, best["model"], {
+                    "arch": json.dumps(arch), "best_epoch": str(best["epoch"]),
+                    "input_mean": json.dumps(data["input_mean"].tolist()),
+                    "input_std": json.dumps(data["input_std"].tolist())})
+                write_json(out_dir / "result.json", result)
                 session.log(f"test accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f} "
                             f"(best epoch {best['epoch']} by {config.monitor_metric})")
         if env.is_main:
@@ -257,7 +256,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_config(argv))
+    train(*parse_args(argv))
 
 
 if __name__ == "__main__":

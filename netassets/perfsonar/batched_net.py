@@ -1,7 +1,7 @@
 """The perfSONAR detector's torch half: every ready hour's classifier trained as one batched net.
 
 Kept apart from ``model`` (windows, settings, scores, baseline) so that importing the code
-location does not import torch; ``model.score_hours`` imports this module when it has hours to
+location does not import torch; ``scoring.score_hours`` imports this module when it has hours to
 score. See ``model`` for the method and what differs from the seed.
 """
 

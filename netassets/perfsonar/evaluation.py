@@ -7,11 +7,12 @@ every scored hour is a test row and the detector and each baseline get precision
 per hour on exactly those hours, in the same run (``netassets.core.evaluation.Evaluation``).
 
 Why every scored hour is a fair test row: an hour is scored only from its own minutes and the
-24 h before it (nothing later), by a classifier trained on 70 % of those minutes and judged on
-the other 30 %; the cut (0.05, the seed's) and the baselines' thresholds are fixed before any
-label is read, and no label is used to train anything.
+24 h before it (nothing later): by the rank-scan tail probability (the default) or by the seed's
+classifier trained on 70 % of those minutes and judged on the other 30 % (``method="seed"``);
+the cuts (2 for the rank scan, a family-wise p of 0.01; 0.05 for the seed's) and the baselines'
+thresholds are fixed before any label is read, and no label is used to fit anything.
 
-No promotion path exists: the detector trains one classifier per hour and keeps none.
+No promotion path exists: the detector keeps no model from one hour to the next.
 """
 
 from __future__ import annotations
@@ -26,13 +27,19 @@ import pandas as pd
 from netassets.core.evaluation import Evaluation
 from netassets.perfsonar.model import DetectorSettings, HourScore, Window, windows
 
-DETECTOR = "seed detector (scaled accuracy > cut)"
+DETECTOR = "detector (rank-scan tail probability > cut)"
+SEED_DETECTOR = "seed classifier (scaled accuracy > cut)"
 ZSCORE = "z-score of hourly loss vs previous 24 h"
 STEP = "loss step vs previous 24 h mean"
 METRIC = "f1"
 SPLIT_RULE = ("every scored hour of the source-day: each judged only from its own minutes and the 24 h before"
               " it, the cut and the baselines' thresholds fixed a priori, labels from the generator's truth file")
-NO_PROMOTION = "no promotion path: one classifier is trained per hour and none is kept"
+NO_PROMOTION = "no promotion path: each hour is scored against its own 24 h reference and no model is kept"
+
+
+def detector_name(settings: DetectorSettings) -> str:
+    """The name the detector's row carries: the rank scan's, or the seed classifier's."""
+    return DETECTOR if settings.method == "rank_scan" else SEED_DETECTOR
 
 
 def step_baseline(window: Window) -> float:
@@ -46,7 +53,7 @@ def scorer_flags(matrix: pd.DataFrame, scores: list[HourScore], settings: Detect
     scored = [s for s in scores if s.status == "scored"]
     steps = {w.hour: step_baseline(w) for w in windows(matrix, [s.hour for s in scored], settings.reference_hours)}
     return {
-        DETECTOR: {s.hour: s.flagged for s in scored},
+        detector_name(settings): {s.hour: s.flagged for s in scored},
         ZSCORE: {s.hour: s.baseline_flagged for s in scored},
         STEP: {s.hour: steps[s.hour] > settings.step_threshold for s in scored},
     }
@@ -65,8 +72,8 @@ def flag_metrics(flags: dict[pd.Timestamp, bool], anomalous: set[pd.Timestamp]) 
 
 
 def evaluate(flags: dict[str, dict[pd.Timestamp, bool]], anomalous: set[pd.Timestamp], split_rule: str = SPLIT_RULE,
-             notes: Iterable[str] = ()) -> Evaluation:
-    """The detector against every baseline on the same hours; the verdict reads F1."""
+             notes: Iterable[str] = (), model: str = DETECTOR) -> Evaluation:
+    """The detector (``model``) against every other scorer on the same hours; the verdict reads F1."""
     hours = [set(f) for f in flags.values()]
     if any(h != hours[0] for h in hours):
         raise ValueError("the detector and its baselines must be scored on exactly the same hours")
@@ -76,7 +83,7 @@ def evaluate(flags: dict[str, dict[pd.Timestamp, bool]], anomalous: set[pd.Times
     if len(f1s) == 1:
         extra.append(f"all scorers tie at F1 {f1s.pop():.4g}: these hours do not tell the detector from its"
                      " baselines, so it is not shown to be better")
-    return Evaluation(model=DETECTOR, metric=METRIC, higher_is_better=True, scores=scores, rows=len(hours[0]),
+    return Evaluation(model=model, metric=METRIC, higher_is_better=True, scores=scores, rows=len(hours[0]),
                       split_rule=split_rule, notes=(*extra, NO_PROMOTION))
 
 

@@ -215,7 +215,7 @@ def start_demo_server_and_seed(
     Returns the cluster, the sources and the partition keys worth materialising."""
     from osmem_server import OsmemServer
 
-    from netassets.perfsonar.resources import HOSTS_ENV
+    from netassets.perfsonar.search import HOSTS_ENV
 
     server = OsmemServer.start(japanese=False)
     sim = simulate(day - dt.timedelta(days=1), days=2, destinations=destinations, seed=seed)

@@ -132,3 +132,17 @@ def packet_cosine(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Te
 def flow_cosine(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean cosine similarity of each flow over its real packets (the seed's per-flow score)."""
     return packet_cosine(prediction, target, mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def load_model(path) -> tuple[NextPacketLSTM, FeatureStats, str]:
+    """A saved model (``model.safetensors`` of a run or of production), ready to predict: the
+    LSTM in eval mode, the training statistics and the normalisation it was trained with."""
+    import json
+
+    from netassets.core.training import load_weights
+
+    weights, metadata = load_weights(path)
+    architecture = json.loads(metadata["architecture"])
+    model = NextPacketLSTM(architecture["n_features"], architecture["hidden_size"], architecture["num_layers"])
+    model.load_state_dict(weights)
+    return model.eval(), FeatureStats.from_array(np.asarray(json.loads(metadata["stats"]))), architecture["normalisation"]

@@ -1,16 +1,21 @@
 """Train the next-packet LSTM on indexed flows; a torchrun entry point.
 
     torchrun --standalone --nproc_per_node=2 -m netassets.traffic.train \\
-        --flows flows.parquet --landing ~/.netassets/landing/traffic \\
-        --checkpoint model.pt --report report.json --epochs 5 [--init_from model.pt]
+        --config config.json --flows flows.parquet --landing ~/.netassets/landing/traffic \\
+        --checkpoint checkpoint.pt --weights model.safetensors --report report.json [--init_from init_from.pt]
 
-``--flows`` is the index written by the ``traffic_lstm`` asset (one row per flow: file,
-byte offset, length, line, and its ``split``: train / val / test, made by whole partitions in
+``--config`` is the run's ``TrainConfig`` (``config.py``), written by the ``traffic_lstm``
+asset into the run's folder and read here with the same model, so every value is parsed and
+bounded once. ``--flows`` is the index written by that asset (one row per flow: file, byte
+offset, length, line, and its ``split``: train / val / test, made by whole partitions in
 ``split.py``); flows are parsed from the raw files through that index one batch at a time, so
 a capture larger than memory trains as well as a small one.
 
 Validation chooses the best epoch (masked MSE); the test flows are scored once, by that
-epoch's weights, next to the simple baselines on the same flows (``core.evaluation``).
+epoch's weights, next to the simple baselines on the same flows (``core.evaluation``). The
+best epoch is saved twice: ``--checkpoint`` (resumable: optimizer, statistics, history) each
+time validation improves, and ``--weights`` (safetensors, the model's tensors with its
+architecture and statistics as metadata) once training ends.
 
 Each rank takes every world_size-th flow. Feature statistics for the normalisation come
 from one streaming pass over the training flows, merged across ranks, and are saved in the
@@ -23,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +44,12 @@ from netassets.core.training import (
     init_distributed,
     load_checkpoint,
     save_checkpoint,
+    save_weights,
     seed_everything,
     shutdown_distributed,
 )
+from netassets.traffic.config import TrainConfig
 from netassets.traffic.model import (
-    NORMALISATIONS,
     FeatureStats,
     NextPacketLSTM,
     flow_cosine,
@@ -61,40 +66,25 @@ MODEL, PERSISTENCE, TYPICAL = "next-packet LSTM", "persistence (next = current)"
 TYPICAL_START = "persistence, training mean first packet"
 
 
-@dataclass
-class TrainConfig:
-    flows: str = ""  # parquet index of the flows to use
-    landing: str = ""  # folder the index's source_file paths are relative to
-    checkpoint: str = ""  # where this run's best model is written (the asset makes it the live model afterwards)
-    report: str = ""  # JSON written by rank 0: history, validation scores and the test evaluation
-    split_rule: str = "as given by the index's split column"  # how the asset split the flows, in words
-    init_from: str = "scratch"  # "scratch" or a checkpoint to continue from
-    seq_len: int = 100
-    normalisation: str = "standardise"  # l2 | standardise | minmax
-    hidden_size: int = 128
-    num_layers: int = 1
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 5
-    seed: int = 0
-    torch_threads: int = 1
-
-
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """The run's ``TrainConfig`` (from ``--config``) and the paths of its data and outputs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(TrainConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
-    config = TrainConfig(**vars(parser.parse_args(argv)))
-    if config.normalisation not in NORMALISATIONS:
-        parser.error(f"--normalisation must be one of {NORMALISATIONS}")
-    # the asset's config refuses these first; a worker started by hand checks them again
-    if config.seq_len < 1 or config.epochs < 0 or config.batch_size < 1 or config.hidden_size < 1 \
-            or config.num_layers < 1 or config.patience < 1 or config.torch_threads < 1:
-        parser.error("need seq_len, batch_size, hidden_size, num_layers, patience, torch_threads >= 1 and epochs >= 0")
-    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-        parser.error(f"--learning_rate must be a finite number > 0, got {config.learning_rate}")
-    return config
+    parser.add_argument("--config", type=Path, required=True, help="the run's TrainConfig as JSON (config.py)")
+    parser.add_argument("--flows", required=True, help="parquet index of the flows to use, with their split")
+    parser.add_argument("--landing", type=Path, required=True, help="folder the index's source_file paths are relative to")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="this run's best epoch, resumable (torch.save)")
+    parser.add_argument("--weights", type=Path, required=True, help="this run's best epoch's weights (safetensors)")
+    parser.add_argument("--report", type=Path, required=True, help="JSON written by rank 0: history, validation, test evaluation")
+    parser.add_argument("--split_rule", default="as given by the index's split column", help="how the flows were split, in words")
+    parser.add_argument("--init_from", default="scratch", help="'scratch' or a checkpoint to continue from")
+    args = parser.parse_args(argv)
+    return TrainConfig.read(args.config), args
+
+
+def weights_metadata(architecture: dict, stats: FeatureStats, epoch: int) -> dict[str, str]:
+    """What a safetensors file needs beside the tensors to rebuild and feed the model (``model.load_model``)."""
+    return {"architecture": json.dumps({k: architecture[k] for k in ARCHITECTURE}), "epoch": str(epoch),
+            "stats": json.dumps(stats.to_array().tolist())}
 
 
 def split_indices(index: pl.DataFrame, path: str) -> dict[str, np.ndarray]:
@@ -214,7 +204,7 @@ def evaluate(predict, flows: Flows, rows: np.ndarray, config: TrainConfig, norma
 
 
 def score_test_flows(model, flows: Flows, test: np.ndarray, typical: torch.Tensor, config: TrainConfig,
-                    normalise, env) -> tuple[Evaluation, dict[str, list]]:
+                     split_rule: str, normalise, env) -> tuple[Evaluation, dict[str, list]]:
     """The test flows scored once: the chosen model and every baseline on exactly these flows.
     Returns the evaluation and each scorer's cosine by packet position (for the plot)."""
     def typical_start(inputs: torch.Tensor) -> torch.Tensor:
@@ -225,7 +215,7 @@ def score_test_flows(model, flows: Flows, test: np.ndarray, typical: torch.Tenso
                   TYPICAL: lambda inputs: typical.expand(len(inputs), -1, -1), TYPICAL_START: typical_start}
     scored = {name: evaluate(predict, flows, test, config, normalise, env) for name, predict in predictors.items()}
     evaluation = Evaluation(
-        model=MODEL, metric="cos_mean", higher_is_better=True, rows=len(test), split_rule=config.split_rule,
+        model=MODEL, metric="cos_mean", higher_is_better=True, rows=len(test), split_rule=split_rule,
         scores={name: {k: v for k, v in s.items() if k != "cos_by_position"} for name, s in scored.items()},
         notes=("rows are flows; cosine similarity per packet in the normalised feature space, masked beyond each "
                "flow's true length, averaged per flow (the seed's metric)",
@@ -234,32 +224,32 @@ def score_test_flows(model, flows: Flows, test: np.ndarray, typical: torch.Tenso
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_config(argv)
+    config, args = parse_args(argv)
     torch.set_num_threads(config.torch_threads)
     env = init_distributed()
     seed_everything(config.seed)
     with worker_session() as session:
-        index = pl.read_parquet(config.flows)
+        index = pl.read_parquet(args.flows)
         n_features = int(index["n_features"][0])
         if index["n_features"].n_unique() != 1:
-            raise ValueError(f"{config.flows}: flows of several packet dimensions {index['n_features'].unique().to_list()}")
-        split = split_indices(index, config.flows)
+            raise ValueError(f"{args.flows}: flows of several packet dimensions {index['n_features'].unique().to_list()}")
+        split = split_indices(index, args.flows)
         train, val, test = split["train"], split["val"], split["test"]
-        with Flows(index, Path(config.landing)) as flows:
+        with Flows(index, args.landing) as flows:
             model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers).to(env.device)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-            architecture = {**asdict(config), "n_features": n_features}
+            architecture = {**config.as_dict(), "n_features": n_features}
             history: list[dict] = []
             resumed_epoch = None
-            if config.init_from == "scratch":
+            if args.init_from == "scratch":
                 stats = feature_stats(flows, train[env.rank :: env.world_size], n_features, env)
             else:
-                saved = load_checkpoint(Path(config.init_from))
-                check_compatible(saved["architecture"], architecture, ARCHITECTURE, Path(config.init_from))
+                saved = load_checkpoint(Path(args.init_from))
+                check_compatible(saved["architecture"], architecture, ARCHITECTURE, Path(args.init_from))
                 model.load_state_dict(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
                 stats, history, resumed_epoch = FeatureStats.from_array(saved["stats"].numpy()), saved["history"], saved["epoch"]
-                session.log(f"continuing from {config.init_from} after epoch {resumed_epoch}")
+                session.log(f"continuing from {args.init_from} after epoch {resumed_epoch}")
             normalise = normaliser(config.normalisation, stats)
             on_gpu = env.device.type == "cuda"
             ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if on_gpu else None) if env.distributed else model
@@ -295,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
                     best = {**scores, "epoch": epoch}
                     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     if env.is_main:
-                        save_checkpoint(Path(config.checkpoint), {
+                        save_checkpoint(args.checkpoint, {
                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "architecture": architecture, "stats": torch.from_numpy(stats.to_array()),
                             "epoch": epoch, "history": history,
@@ -308,18 +298,21 @@ def main(argv: list[str] | None = None) -> None:
 
             model.load_state_dict(best_weights)
             model.eval()
+            if env.is_main and best["epoch"] != resumed_epoch:  # an epoch of this run was saved as its checkpoint
+                save_weights(args.weights, best_weights, weights_metadata(architecture, stats, best["epoch"]))
             typical = position_means(flows, train, n_features, config, normalise, env)
-            evaluation, test_curves = score_test_flows(model, flows, test, typical, config, normalise, env)
+            evaluation, test_curves = score_test_flows(model, flows, test, typical, config, args.split_rule, normalise, env)
         session.log(evaluation.verdict)
 
-        report = {"config": asdict(config), "n_features": n_features, "world_size": env.world_size,
+        report = {"config": {**config.as_dict(), "init_from": args.init_from, "split_rule": args.split_rule},
+                  "n_features": n_features, "world_size": env.world_size,
                   "flows": {name: len(rows) for name, rows in split.items()}, "history": history,
                   "best_epoch": best["epoch"], "val": {"model": best, "persistence": val_persistence},
                   "evaluation": evaluation.to_dict(), "test_cos_by_position": test_curves,
                   "stats": {"mean": stats.mean.tolist(), "std": stats.std.tolist(),
                             "min": stats.minimum.tolist(), "max": stats.maximum.tolist(), "packets": stats.count}}
         if env.is_main:
-            Path(config.report).write_text(json.dumps(report))
+            args.report.write_text(json.dumps(report))
         test_scores = evaluation.scores
         session.report(metadata={
             **{f"{name}_flows": len(rows) for name, rows in split.items()}, "n_features": n_features,
@@ -329,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             "test_cos_mean": test_scores[MODEL]["cos_mean"], "test_cos_median": test_scores[MODEL]["cos_median"],
             "test_persistence_cos_mean": test_scores[PERSISTENCE]["cos_mean"],
             "test_persistence_cos_median": test_scores[PERSISTENCE]["cos_median"],
-            "checkpoint": config.checkpoint, "world_size": env.world_size,
+            "checkpoint": str(args.checkpoint), "world_size": env.world_size,
         })
     shutdown_distributed()
 

@@ -11,11 +11,12 @@ import pytest
 from netassets.core.automation import landing_sensor
 
 DYNAMIC = "regions_under_test"
+REGIONS = dg.DynamicPartitionsDefinition(name=DYNAMIC)
 
 
 @dg.asset(partitions_def=dg.MultiPartitionsDefinition({
     "day": dg.DailyPartitionsDefinition(start_date="2024-01-01"),
-    "region": dg.DynamicPartitionsDefinition(name=DYNAMIC)}))
+    "region": REGIONS}))
 def raw_rows() -> None:
     ...
 
@@ -44,7 +45,7 @@ def _land(root: Path, region: str, day: str, name: str = "a.csv", text: str = "x
 
 
 def _sensor(root: Path, settle: float = 30.0):
-    return landing_sensor(name="landing_under_test", target=[raw_rows], dynamic_partitions_name=DYNAMIC,
+    return landing_sensor(name="landing_under_test", target=[raw_rows], dynamic=REGIONS,
                           scan=_scan_of(root), description="test", root=lambda: root, settle_seconds=settle)
 
 

@@ -14,9 +14,19 @@ def test_a_new_column_is_added_and_older_partitions_read_null(warehouse):
         "scores", {"day": DAY, "region": "b"},
         select_sql="SELECT CAST($day AS DATE) AS day, 'b' AS region, 2.0 AS score, 0.5 AS likelihood",
         params={"day": DAY})
-    assert written == 1
+    assert written.rows == 1
     rows = warehouse.query("SELECT region, score, likelihood FROM scores ORDER BY region").rows()
     assert rows == [("a", 1.0, None), ("b", 2.0, 0.5)]
+
+
+def test_a_write_reports_the_catalog_metadata_of_the_table(warehouse):
+    written = warehouse.replace_partition("scores", {"day": DAY, "region": "a"},
+                                          data=pl.DataFrame({"day": [DAY, DAY], "region": ["a", "a"], "score": [1.0, 2.0]}))
+    metadata = written.metadata
+    assert metadata["dagster/row_count"].value == 2
+    assert metadata["dagster/table_name"].value == "warehouse.main.scores"
+    columns = [(c.name, c.type) for c in metadata["dagster/column_schema"].columns]
+    assert columns == [("day", "DATE"), ("region", "VARCHAR"), ("score", "DOUBLE")]
 
 
 def test_a_transaction_commits_several_partition_replaces_together_or_none(warehouse):

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from netassets.device_load.partitions import device_load_regions_name
+from netassets.pipelines import pipeline
+
+PIPELINE = pipeline("device_load")
 
 HEADER = "hostname,ifname,timeslot,max_metric_value,mean_metric_value\n"
 
@@ -25,7 +27,7 @@ def hourly(hostname: str, ifname: str, start: dt.datetime, maxes, means) -> list
 
 def materialize(assets, partition_key, warehouse, instance, run_config=None) -> dg.ExecuteInJobResult:
     region = partition_key.split("|")[1] if partition_key else None
-    if region and region not in instance.get_dynamic_partitions(device_load_regions_name):
-        instance.add_dynamic_partitions(device_load_regions_name, [region])
+    if region and region not in instance.get_dynamic_partitions(PIPELINE.dynamic.name):
+        PIPELINE.register(instance, [region])
     return dg.materialize(assets, partition_key=partition_key, resources={"warehouse": warehouse},
                           instance=instance, run_config=run_config)

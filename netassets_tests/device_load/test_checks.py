@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from netassets.core.settings import landing_dir
-from netassets.device_load.assets import device_load_raw
-from netassets.device_load.checks import raw_gaps
+from netassets.defs.device_load.assets import device_load_raw
+from netassets.defs.device_load.checks import raw_gaps
 from netassets.device_load.landing import DeviceLoadInputError
 
 from .helpers import hourly, materialize, write_csv

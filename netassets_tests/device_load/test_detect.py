@@ -112,3 +112,13 @@ def test_kdistance_eps_follows_the_noise_level():
     assert 0 < eps_quiet < np.linalg.norm(quiet, axis=1).max()
     with pytest.raises(ValueError, match="too few"):
         kdistance_eps(quiet[:3], 5, 0.99)
+
+
+def test_weights_without_the_detector_reference_are_refused_by_name(tmp_path):
+    from netassets.core.training import save_weights
+
+    path = save_weights(tmp_path / "model.safetensors", EmbedLSTM(ModelConfig(n_routers=1)).state_dict())
+    with pytest.raises(ValueError, match="model.safetensors: not an anomaly-likelihood detector's weights"):
+        Detector.load(path)
+    with pytest.raises(FileNotFoundError, match="materialise device_load_model first"):
+        Detector.load(tmp_path / "missing.safetensors")

@@ -11,16 +11,16 @@ import numpy as np
 import polars as pl
 import pytest
 
+import netassets.defs.device_load
 from netassets.core.settings import artifacts_dir, landing_dir
-from netassets.device_load import sample
-from netassets.device_load.assets import (
+from netassets.defs.device_load.assets import (
     device_load_anomalies, device_load_features, device_load_model, device_load_raw, device_load_windows,
 )
-from netassets.device_load.checks import anomaly_rate, raw_gaps, raw_non_negative, raw_schema, raw_unique
-from netassets.device_load.definitions import defs
-from netassets.device_load.partitions import device_load_regions_name
+from netassets.defs.device_load.checks import anomaly_rate, raw_gaps, raw_non_negative, raw_schema, raw_unique
+from netassets.device_load import sample
+from netassets.device_load.store import model_store
 
-from .helpers import hourly, materialize, write_csv
+from .helpers import PIPELINE, hourly, materialize, write_csv
 
 START = dt.date(2025, 6, 1)
 DAYS = 4
@@ -63,6 +63,11 @@ def test_end_to_end(netassets_home, warehouse, instance):
     assert np.isfinite(model_meta["val_mse"].value) and model_meta["val_mse"].value > 0
     assert model_meta["evaluation_split"].value.startswith("test: ")
     assert (artifacts_dir("device_load") / "scalers.json").is_file()
+    (verdict,) = result.get_asset_check_evaluations()
+    assert verdict.check_name == "beats_strongest_baseline" and verdict.passed
+    live = model_store().production()  # the winning run went to production, as safetensors
+    assert live.run_id == result.run_id and live.path("weights").name == "model.safetensors"
+    assert model_meta["model_path"].value == str(live.path("weights"))
 
     # Score the day with the most injected anomaly hours.
     hours_by_day = {}
@@ -102,10 +107,29 @@ def test_end_to_end(netassets_home, warehouse, instance):
     assert warehouse.query("SELECT count(*) FROM device_load_anomalies").item() == 2 * 24
 
 
+def _defs() -> dg.Definitions:
+    """What the code location discovers in netassets/defs/device_load/ (this pipeline's folder only)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return dg.load_defs(netassets.defs.device_load)
+
+
 def test_definitions_sensor_and_schedules(netassets_home, instance):
     _generate(landing_dir("device_load"), regions="nl,be")
+    defs = _defs()
     names = {s.name for s in defs.sensors} | {s.name for s in defs.schedules}
-    assert names == {"device_load_landing_sensor", "device_load_daily_ingestion", "device_load_monthly_retrain"}
+    assert names == {"device_load_landing_sensor", "device_load_daily_ingestion_schedule",
+                     "device_load_monthly_retrain_schedule"}
+    assert {a.key.to_user_string() for a in defs.assets} == {
+        "device_load_raw", "device_load_features", "device_load_windows", "device_load_model", "device_load_anomalies"}
+    check_keys = {key for checks in defs.asset_checks for key in checks.check_keys}
+    check_keys |= {spec.key for asset in defs.assets for spec in asset.check_specs}
+    assert {f"{k.asset_key.to_user_string()}:{k.name}" for k in check_keys} == {
+        "device_load_raw:schema", "device_load_raw:metrics_non_negative", "device_load_raw:one_row_per_router_timeslot",
+        "device_load_raw:gaps_within_tolerance", "device_load_anomalies:anomaly_rate",
+        "device_load_model:beats_strongest_baseline"}
     sensor = next(iter(defs.sensors))
     result = sensor(dg.build_sensor_context(instance=instance))
     keys = sorted(r.partition_key for r in result.run_requests)
@@ -115,8 +139,8 @@ def test_definitions_sensor_and_schedules(netassets_home, instance):
     again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
     assert isinstance(again, dg.SkipReason)
 
-    instance.add_dynamic_partitions(device_load_regions_name, ["be", "nl"])
-    daily = next(s for s in defs.schedules if s.name == "device_load_daily_ingestion")
+    PIPELINE.register(instance, ["be", "nl"])
+    daily = next(s for s in defs.schedules if s.name == "device_load_daily_ingestion_schedule")
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2025, 6, 3, 2))
     requests = daily(context)
     assert sorted(r.partition_key for r in requests) == ["2025-06-02|be", "2025-06-02|nl"]

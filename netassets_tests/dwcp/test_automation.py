@@ -8,14 +8,22 @@ import os
 import dagster as dg
 
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.dwcp import definitions as dwcp
-from netassets.dwcp.definitions import dwcp_daily_ingestion, dwcp_landing_sensor, dwcp_monthly_retrain
-from netassets.dwcp.schema import DYNAMIC_PARTITIONS
+from netassets.defs.dwcp import assets, automation, checks
+from netassets.defs.dwcp.automation import (
+    dwcp_daily_ingestion_schedule, dwcp_landing_sensor, dwcp_monthly_retrain_schedule,
+)
+from netassets.defs.dwcp.pipeline import PIPELINE
 
 from .conftest import DAYS, REGION
 
 # The top level provides the shared warehouse; here it is provided the same way.
-defs = dg.Definitions.merge(dwcp.defs, dg.Definitions(resources={"warehouse": DuckDBWarehouse()}))
+defs = dg.Definitions(
+    assets=[v for v in vars(assets).values() if isinstance(v, dg.AssetsDefinition)],
+    asset_checks=[v for v in vars(checks).values() if isinstance(v, dg.AssetChecksDefinition)],
+    sensors=[automation.dwcp_landing_sensor],
+    schedules=[automation.dwcp_daily_ingestion_schedule, automation.dwcp_monthly_retrain_schedule],
+    resources={"warehouse": DuckDBWarehouse()},
+)
 
 
 def _tick(instance, cursor=None):
@@ -45,16 +53,16 @@ def test_daily_schedule_asks_for_yesterday_in_every_region(instance):
     when = dt.datetime(2024, 1, 7, 2, tzinfo=dt.timezone.utc)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
                                    repository_def=defs.get_repository_def()) as context:
-        assert isinstance(dwcp_daily_ingestion.evaluate_tick(context).skip_message, str)
-    instance.add_dynamic_partitions(DYNAMIC_PARTITIONS, ["eu-west-1", REGION])
+        assert isinstance(dwcp_daily_ingestion_schedule.evaluate_tick(context).skip_message, str)
+    instance.add_dynamic_partitions(PIPELINE.dynamic.name, ["eu-west-1", REGION])
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
                                    repository_def=defs.get_repository_def()) as context:
-        requests = dwcp_daily_ingestion.evaluate_tick(context).run_requests
+        requests = dwcp_daily_ingestion_schedule.evaluate_tick(context).run_requests
     assert sorted(r.partition_key for r in requests) == ["2024-01-06|eu-west-1", f"2024-01-06|{REGION}"]
 
 
 def test_retrain_schedule_targets_the_model_assets_monthly():
-    assert dwcp_monthly_retrain.cron_schedule == "0 3 1 * *"
-    job = defs.resolve_job_def(dwcp_monthly_retrain.job_name)
+    assert dwcp_monthly_retrain_schedule.cron_schedule == "0 3 1 * *"
+    job = defs.resolve_job_def(dwcp_monthly_retrain_schedule.job_name)
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {
         "dwcp_windows", "dwcp_bandwidth_lstm", "dwcp_report", "dwcp_onnx", "dwcp_onnx_production"}

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from netassets.core import torchrun
-from netassets.dwcp import artifacts
-from netassets.dwcp.assets import BandwidthLSTMConfig, WindowsConfig, dwcp_bandwidth_lstm, dwcp_windows
+from netassets.defs.dwcp.assets import BandwidthLSTMConfig, WindowsConfig, dwcp_bandwidth_lstm, dwcp_windows
+from netassets.dwcp import runs
+from netassets.dwcp.config import TrainConfig
 
 BAD_TRAINING = [
     ("epochs", -1, "greater than or equal to 1"),
@@ -53,6 +54,16 @@ def test_each_bad_value_is_refused_naming_the_field(field, value, message):
     assert field in str(refused.value) and message in str(refused.value)
 
 
+def test_the_worker_reads_the_same_bounds_from_its_config_file(tmp_path):
+    """One parser: the asset's config and the file the worker reads are the same pydantic model."""
+    assert set(TrainConfig.model_fields) == set(BandwidthLSTMConfig.model_fields) - {"nproc"}
+    path = TrainConfig.of(BandwidthLSTMConfig(epochs=3, lstm_sizes=[4])).write(tmp_path / "config.json")
+    assert TrainConfig.read(path).epochs == 3 and TrainConfig.read(path).lstm_sizes == [4]
+    path.write_text(path.read_text().replace('"epochs": 3', '"epochs": 0'))
+    with pytest.raises(ValueError, match="invalid TrainConfig: epochs: Input should be greater than or equal to 1"):
+        TrainConfig.read(path)
+
+
 def test_the_defaults_and_the_demo_values_are_accepted():
     BandwidthLSTMConfig()
     BandwidthLSTMConfig(epochs=1, batch_size=2, learning_rate=1.0, lstm_sizes=[1], dense_sizes=[1, 1, 1], dropout=0.0,
@@ -82,7 +93,8 @@ def test_a_bad_run_config_fails_before_torchrun_starts(netassets_home, instance,
     text = str(failure.event_specific_data.error)
     assert "validation error for BandwidthLSTMConfig" in text and f"\n{field}\n" in text, text
     assert not launched
-    assert not (artifacts.root() / "runs").exists() or not any((artifacts.root() / "runs").iterdir())
+    runs_dir = runs.model_store().root / "runs"
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
 def test_a_bad_windows_config_fails_before_the_warehouse_is_read(netassets_home, instance):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from netassets.dwcp.assets import dwcp_raw
-from netassets.dwcp.schema import DYNAMIC_PARTITIONS
+from netassets.defs.dwcp.assets import dwcp_raw
+from netassets.defs.dwcp.pipeline import PIPELINE
 
 from .conftest import DAYS, REGION
 
@@ -20,7 +20,7 @@ def _failure(result) -> str:
 
 
 def _materialize(warehouse, instance):
-    instance.add_dynamic_partitions(DYNAMIC_PARTITIONS, [REGION])
+    instance.add_dynamic_partitions(PIPELINE.dynamic.name, [REGION])
     return dg.materialize([dwcp_raw], partition_key=f"{DAYS[0]}|{REGION}", instance=instance,
                           resources={"warehouse": warehouse}, raise_on_error=False)
 
@@ -36,10 +36,10 @@ def test_a_link_out_of_the_landing_folder_is_refused_unread(landing, tmp_path, w
 
 
 def test_a_file_changing_while_it_is_read_is_refused(landing, warehouse, instance, monkeypatch):
-    import netassets.dwcp.assets as assets
+    import netassets.dwcp.runs as runs
 
     path = landing / REGION / f"{DAYS[0]}.csv"
-    read = assets.read_raw_file
+    read = runs.read_raw_file
 
     def read_while_the_copy_goes_on(file, region, day):
         result = read(file, region, day)
@@ -47,7 +47,7 @@ def test_a_file_changing_while_it_is_read_is_refused(landing, warehouse, instanc
             handle.write(path.read_text().splitlines()[-1] + "\n")
         return result
 
-    monkeypatch.setattr(assets, "read_raw_file", read_while_the_copy_goes_on)
+    monkeypatch.setattr(runs, "read_raw_file", read_while_the_copy_goes_on)
     message = _failure(_materialize(warehouse, instance))
     assert "changed while it was read" in message
     assert not warehouse.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'dwcp_raw'").item()

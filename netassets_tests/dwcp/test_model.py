@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from netassets.core.training import load_checkpoint
+from netassets.core.training import load_checkpoint, load_weights
 from netassets.dwcp import onnx_export, train
-from netassets.dwcp.artifacts import CHECKPOINT, PREDICTIONS
+from netassets.dwcp.config import TrainConfig
+from netassets.dwcp.runs import CHECKPOINT, PREDICTIONS, WEIGHTS
 from netassets.dwcp.model import DeltaForecaster, build_model
 from netassets.dwcp.windows import Windows, build_windows, chronological_split
 
@@ -72,7 +73,8 @@ def test_a_zero_change_reproduces_persistence_in_torch_and_onnx(tmp_path):
 def _train(tmp_path, w: Windows, **overrides):
     path = w.save(tmp_path / "windows.npz")
     out = tmp_path / "run"
-    train.main([f"--windows_path={path}", f"--out_dir={out}", *(f"--{k}={v}" for k, v in {**TINY, **overrides}.items())])
+    config = TrainConfig(**{**TINY, **overrides}).write(tmp_path / "config.json")
+    train.main([f"--config={config}", f"--windows={path}", f"--out={out}"])
     return out
 
 
@@ -87,6 +89,10 @@ def test_training_writes_level_predictions_for_the_test_split(tmp_path):
     assert np.sqrt(((predicted - w.y[index]) ** 2).mean()) < w.y[index].std()
     checkpoint = load_checkpoint(out / CHECKPOINT)
     assert set(checkpoint["scaler"]) == set(DeltaForecaster.SCALING)
+    # The final weights also travel as safetensors, the same tensors as the best checkpoint.
+    weights, info = load_weights(out / WEIGHTS)
+    assert weights.keys() == checkpoint["model"].keys() and info["epoch"] == str(checkpoint["epoch"])
+    assert all(torch.equal(weights[k], checkpoint["model"][k]) for k in weights)
 
 
 def test_a_non_finite_validation_loss_names_the_windows_file(tmp_path):

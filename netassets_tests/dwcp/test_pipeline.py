@@ -6,40 +6,40 @@ One test on purpose: a Dagster instance and a torchrun launch are the expensive 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import dagster as dg
 import pytest
 import torch
 
 from netassets.core.evaluation import Evaluation
-from netassets.core.files import write_json
 from netassets.core.training import load_checkpoint
-from netassets.dwcp import artifacts, onnx_export
-from netassets.dwcp.assets import (
+from netassets.defs.dwcp import checks
+from netassets.defs.dwcp.assets import (
     BandwidthLSTMConfig, WindowsConfig,
     dwcp_bandwidth_lstm, dwcp_onnx, dwcp_onnx_production, dwcp_raw, dwcp_report, dwcp_windows,
 )
-from netassets.dwcp.checks import checks, dwcp_raw_valid
-from netassets.dwcp.schema import DYNAMIC_PARTITIONS
+from netassets.defs.dwcp.checks import dwcp_raw_gx_expectations
+from netassets.defs.dwcp.pipeline import PIPELINE
+from netassets.dwcp import gates, onnx_export, runs
 from netassets.dwcp.windows import Windows
 
 from .conftest import DAYS, REGION, TINY_TRAINING
 
 MODEL_ASSETS = [dwcp_windows, dwcp_bandwidth_lstm, dwcp_report, dwcp_onnx, dwcp_onnx_production]
+MODEL_CHECKS = [checks.dwcp_windows_splits_filled_and_finite, checks.dwcp_onnx_onnx_checker, checks.dwcp_onnx_onnx_parity,
+                checks.dwcp_onnx_onnx_io_contract, checks.dwcp_onnx_beats_strongest_baseline]
 
 
 def _ingest(instance, warehouse, day, raise_on_error=True, with_check=True):
-    return dg.materialize([dwcp_raw, *([dwcp_raw_valid] if with_check else [])], partition_key=f"{day}|{REGION}",
+    return dg.materialize([dwcp_raw, *([dwcp_raw_gx_expectations] if with_check else [])], partition_key=f"{day}|{REGION}",
                           resources={"warehouse": warehouse}, instance=instance, raise_on_error=raise_on_error)
 
 
 def _check_results(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()}
 
 
 def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
-    instance.add_dynamic_partitions(DYNAMIC_PARTITIONS, [REGION])
+    PIPELINE.register(instance, [REGION])
     checked = _ingest(instance, warehouse, DAYS[0])
     assert [c.passed for c in _check_results(checked).values()] == [True]
     _ingest(instance, warehouse, DAYS[1], with_check=False)
@@ -48,25 +48,30 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
     assert 2 * 1440 * 0.99 < stored["n"][0] < 2 * 1440  # a few minutes dropped by --missing-rate
 
     config = dg.RunConfig(ops={"dwcp_bandwidth_lstm": BandwidthLSTMConfig(**TINY_TRAINING)})
-    result = dg.materialize([*MODEL_ASSETS, *checks[1:]], run_config=config, resources={"warehouse": warehouse},
+    result = dg.materialize([*MODEL_ASSETS, *MODEL_CHECKS], run_config=config, resources={"warehouse": warehouse},
                             instance=instance, raise_on_error=False)
     checks_by_name = _check_results(result)
-    assert {"dwcp_windows_usable", "dwcp_onnx_checker", "dwcp_onnx_parity", "dwcp_onnx_contract",
-            "dwcp_onnx_beats_baselines", "dwcp_bandwidth_lstm_beats_baselines"} <= set(checks_by_name)
-    assert checks_by_name["dwcp_onnx_parity"].metadata["max_abs_difference"].value < 1e-4
-    assert all(c.passed for n, c in checks_by_name.items() if "beats_baselines" not in n)
+    assert {"dwcp_windows:splits_filled_and_finite", "dwcp_onnx:onnx_checker", "dwcp_onnx:onnx_parity",
+            "dwcp_onnx:onnx_io_contract", "dwcp_onnx:beats_strongest_baseline",
+            "dwcp_bandwidth_lstm:beats_strongest_baseline", "dwcp_report:beats_strongest_baseline"} <= set(checks_by_name)
+    assert checks_by_name["dwcp_onnx:onnx_parity"].metadata["max_abs_difference"].value < 1e-4
+    assert all(c.passed for n, c in checks_by_name.items() if "beats_strongest_baseline" not in n)
 
     # The verdict of record: the model and every baseline on the same test windows, the oracle
     # (generated data) shown in the report but never counted as a baseline.
-    run = artifacts.latest_run()
-    evaluation = artifacts.load_evaluation(run)
-    windows = Windows.load(run / artifacts.RUN_WINDOWS)
+    store = runs.model_store()
+    run = store.latest_run()
+    evaluation = runs.load_evaluation(run)
+    windows = Windows.load(run / runs.RUN_WINDOWS)
     assert evaluation.rows == len(windows.part("test")) and evaluation.split == "test"
     assert set(evaluation.baselines) == {"persistence (last value)", "mean of last 5", "harmonic mean of last 5",
                                          "ridge AR(20)"}
     won = evaluation.beats_strongest_baseline
-    assert checks_by_name["dwcp_onnx_beats_baselines"].passed is won
-    assert checks_by_name["dwcp_bandwidth_lstm_beats_baselines"].passed is won
+    for asset in ("dwcp_onnx", "dwcp_bandwidth_lstm", "dwcp_report"):
+        assert checks_by_name[f"{asset}:beats_strongest_baseline"].passed is won
+    # A lost verdict is a warning on the model and the report, and an error (blocking promotion) on the export.
+    assert checks_by_name["dwcp_bandwidth_lstm:beats_strongest_baseline"].severity == dg.AssetCheckSeverity.WARN
+    assert checks_by_name["dwcp_onnx:beats_strongest_baseline"].severity == dg.AssetCheckSeverity.ERROR
     training = result.asset_materializations_for_node("dwcp_bandwidth_lstm")[0].metadata
     assert training["world_size"].value == 1 and training["epochs_run"].value == 2
     assert training["verdict"].value == evaluation.verdict and "| BandwidthLSTM | model | test |" in training["evaluation"].value
@@ -77,7 +82,7 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
     # Two epochs of a tiny model cannot reach the seed's target; the report must say so.
     assert report_meta["test_target_met (seed's rule)"].value is False
 
-    document = json.loads((run / artifacts.REPORT).read_text())
+    document = json.loads((run / runs.REPORT).read_text())
     assert set(document) >= {"model", "version", "success", "achieved_metrics", "target_metrics", "model_size_mb"}
     assert document["target_metrics"] == {"correlation": 0.98, "mape": 5.0}
     assert document["training_partitions"] == [f"{d}|{REGION}" for d in DAYS]
@@ -87,29 +92,33 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
 
     # Promotion follows the recorded verdict and nothing else: a run that lost to ridge AR(20)
     # is refused with the reason; the same files with a winning verdict go to production.
-    production = artifacts.production_dir() / artifacts.PRODUCTION_ONNX
-    assert production.exists() is won
+    assert (store.production() is not None) is won
+    candidate = store.candidate()
+    assert candidate.run_id == run.name and [e.to_dict() for e in candidate.evaluations] == [evaluation.to_dict()]
     model_score = evaluation.value("BandwidthLSTM")
     for verdict_wins in (False, True):
         # Losing: ridge AR 10 % better than the model; winning: every baseline 10 % worse.
         staged_baselines = {name: {**s, "mean_nrmse": model_score * (1.1 if verdict_wins else 0.9)}
                             for name, s in evaluation.baselines.items() if verdict_wins or name == "ridge AR(20)"}
         staged = Evaluation.from_dict({**evaluation.to_dict(), "scores": {**evaluation.scores, **staged_baselines}})
-        write_json(run / artifacts.EVALUATION, staged.to_dict())
-        promoted = dg.materialize([dwcp_onnx_production], resources={"warehouse": warehouse}, instance=instance,
-                                  raise_on_error=False)
+        store.propose(candidate.run_id, candidate.files, [staged], **candidate.info)
+        promoted = dg.materialize([dwcp_onnx_production, checks.dwcp_onnx_production_onnx_io_contract],
+                                  resources={"warehouse": warehouse}, instance=instance, raise_on_error=False)
         assert promoted.success is verdict_wins
+        if verdict_wins:  # the live file itself is checked where the Go side reads it
+            assert _check_results(promoted)["dwcp_onnx_production:onnx_io_contract"].passed
         if not verdict_wins:
             failure = [e.event_specific_data.error for e in promoted.all_events if e.event_type_value == "STEP_FAILURE"]
-            assert "dwcp_onnx_beats_baselines: not promoted: loses: BandwidthLSTM" in str(failure)
+            assert "refused, production kept: not promoted: loses: BandwidthLSTM" in str(failure)
             assert "loses to ridge AR(20)" in str(failure)
-            assert production.exists() is won
-    candidate = artifacts.candidate()
-    assert production.read_bytes() == open(candidate["onnx"], "rb").read()
-    metadata = json.loads((artifacts.production_dir() / artifacts.PRODUCTION_METADATA).read_text())
+            assert (store.production() is not None) is won
+    live = store.production()
+    production = live.path("onnx")
+    assert live.run_id == candidate.run_id and production.read_bytes() == candidate.path("onnx").read_bytes()
+    metadata = json.loads(live.path("metadata").read_text())
     assert metadata["features"][0] == "throughput_mbps" and len(metadata["scaler_params"]["x_mean"]) == 9
     session = onnx_export.session(production)
-    held_out = artifacts.load_candidate().held_out
+    held_out = gates.load_candidate(store.candidate()).held_out
     assert session.run(["output"], {"input": held_out[:5]})[0].shape == (5, 4)
     assert session.run(["output"], {"input": held_out[:64]})[0].shape == (64, 4)
 
@@ -117,13 +126,15 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
     # copy must stay as it was. (A different model exported under the candidate's name is a real
     # fault, provoked here, not mocked.)
     before = production.read_bytes()
-    other = onnx_export.load_model(load_checkpoint(run / artifacts.CHECKPOINT))
+    other = onnx_export.load_model(load_checkpoint(run / runs.CHECKPOINT))
     torch.nn.init.normal_(other.net.fc_out.weight)
-    onnx_export.export(other, 20, 9, Path(candidate["onnx"]))
+    onnx_export.export(other, 20, 9, store.candidate().path("onnx"))
     refused = dg.materialize([dwcp_onnx_production], resources={"warehouse": warehouse}, instance=instance,
                              raise_on_error=False)
     assert not refused.success
-    assert production.read_bytes() == before
+    failure = [e.event_specific_data.error for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "onnx_parity: max |onnxruntime - torch|" in str(failure)
+    assert store.production().path("onnx").read_bytes() == before
 
     # A broken landing file fails its partition, naming the row, and leaves the stored version intact.
     path = landing / REGION / f"{DAYS[0]}.csv"
@@ -148,7 +159,7 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
         throughput_only=True, horizon_minutes=1, last_day=DAYS[1])}), resources={"warehouse": warehouse}, instance=instance)
     thin_meta = thin.asset_materializations_for_node("dwcp_windows")[0].metadata
     assert thin_meta["features"].value == "throughput_mbps"
-    windows = Windows.load(artifacts.windows_path())
+    windows = Windows.load(runs.windows_path())
     assert windows.x.shape[1:] == (20, 1) and windows.horizon == 1
     # The first day's file was edited above: it is no longer generator output, so no oracle.
     assert thin_meta["noise_free_oracle"].value.startswith("not attached") and "oracle" not in windows.extra

@@ -8,9 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from netassets.lens.assets import lens_ingest
-from netassets.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
+from netassets.defs.lens.assets import lens_ingest
+from netassets.defs.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 from netassets.lens.sample import write_lens
+from netassets.pipelines import pipeline
 
 DAY = dt.date(2023, 11, 1)
 REGIONS = ["chicago", "ottawa"]
@@ -50,7 +51,7 @@ def low_rate_root(generated_low_rate_root: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def materialize_lens(warehouse, instance, partition_key: str, with_checks: bool = True, run_config=None):
-    instance.add_dynamic_partitions("lens_regions", [partition_key.split("|")[1]])
+    pipeline("lens").register(instance, [partition_key.split("|")[1]])
     assets = [lens_ingest] + ([lens_raw_irtt_gx, lens_clean_groups_gx] if with_checks else [])
     return dg.materialize(
         assets,

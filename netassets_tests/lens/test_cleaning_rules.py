@@ -8,7 +8,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from netassets.lens.assets import write_clean_groups
+from netassets.lens.ingest import write_clean_groups
 
 DAY = dt.date(2023, 11, 1)
 DAY_START_NS = int(dt.datetime(2023, 11, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9

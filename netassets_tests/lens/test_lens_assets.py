@@ -25,12 +25,16 @@ def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
     assert raw_md["dagster/row_count"].value == 360_000
     assert raw_md["missing_hours"].value == list(range(1, 24))
     assert 0.0 < raw_md["lost_packet_share"].value < 0.1
+    assert raw_md["dagster/table_name"].value.endswith(".main.lens_raw_irtt")
+    assert {"day", "region", "timestamp", "rtt", "uplink", "downlink"} <= {c.name for c in raw_md["dagster/column_schema"].schema.columns}
     clean_md = lens_metadata(result, "lens_clean_groups")
     assert 200 < clean_md["dagster/row_count"].value < 240  # 240 slots an hour, minus partial, lossy, last
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert checks["lens_raw_irtt_gx"].passed and checks["lens_clean_groups_gx"].passed
-    assert checks["lens_clean_groups_gx"].metadata["evaluated_expectations"].value >= 8
-    assert "expect_column_values_to_be_between" in checks["lens_clean_groups_gx"].metadata["gx_results"].value
+    assert clean_md["dagster/table_name"].value.endswith(".main.lens_clean_groups")
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    raw_gx, clean_gx = checks["lens_raw_irtt", "gx_expectations"], checks["lens_clean_groups", "gx_expectations"]
+    assert raw_gx.passed and clean_gx.passed
+    assert clean_gx.metadata["evaluated_expectations"].value >= 8
+    assert "expect_column_values_to_be_between" in clean_gx.metadata["gx_results"].value
 
 
 def test_rematerialising_gives_the_same_rows(low_rate_root, warehouse, instance):

@@ -1,4 +1,5 @@
-"""The LENS landing sensor: new regions become partitions, changed days become runs, once."""
+"""The LENS landing sensor: new regions become partitions, changed days become runs, once; and
+lens_clusters following lens_gmm and lens_group_features by its automation condition."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import shutil
 
 import dagster as dg
 
+from netassets.defs.lens.automation import lens_landing_sensor
 from netassets.lens.sample import write_lens
-from netassets.lens.sensors import lens_landing_sensor
+from netassets.pipelines import pipeline
 from netassets_tests.lens.conftest import DAY
+
+LENS = pipeline("lens")
 
 
 def tick(instance, cursor):
@@ -30,7 +34,7 @@ def test_sensor_registers_regions_and_requests_each_partition_once(tmp_path, mon
     assert [req.partition_keys for req in first.dynamic_partitions_requests] == [["chicago"]]
     assert len({r.run_key for r in first.run_requests}) == 2
 
-    instance.add_dynamic_partitions("lens_regions", ["chicago"])
+    LENS.register(instance, ["chicago"])
     second, _ = tick(instance, first.cursor)
     assert isinstance(second, dg.SkipReason)
 
@@ -51,7 +55,7 @@ def test_the_ingest_job_makes_every_per_partition_asset_that_needs_no_model(low_
     from netassets.definitions import defs
     from netassets_tests.lens.conftest import LOW_RATE_CONFIG
 
-    instance.add_dynamic_partitions("lens_regions", ["chicago"])
+    LENS.register(instance, ["chicago"])
     job = defs.resolve_job_def("lens_ingest_job")  # the sensor's and the daily schedule's target
     result = job.execute_in_process(partition_key=f"{DAY}|chicago", instance=instance, run_config=LOW_RATE_CONFIG)
     assert result.success
@@ -63,64 +67,48 @@ def test_the_ingest_job_makes_every_per_partition_asset_that_needs_no_model(low_
     assert warehouse.query("SELECT count(*) FROM lens_group_features").item() > 0
 
 
-def test_a_gmm_retrain_reassigns_clusters_in_every_partition_with_features(instance):
+def test_a_gmm_refit_reassigns_clusters_in_every_partition_with_features_and_new_features_their_own(instance):
+    """What the two follow-up sensors requested, now lens_clusters' automation condition
+    (core.automation.follow_upstream) evaluated as the netassets_automation sensor does."""
     from netassets.definitions import defs
-    from netassets.lens.definitions import lens_clusters_after_retrain
 
-    def tick(cursor=None):
-        """(run requests, cursor after the tick); invoked as the landing sensor tests invoke theirs."""
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-        result = list(lens_clusters_after_retrain(context))
-        return [r for r in result if isinstance(r, dg.RunRequest)], context.cursor
+    clusters = dg.AssetKey("lens_clusters")
+    cursor = None
 
-    instance.add_dynamic_partitions("lens_regions", ["chicago", "ottawa"])
-    keys = [f"{DAY}|chicago", f"{DAY}|ottawa"]
-    # Materialisation events as the runs would record them (no training needed to test the routing).
-    for key in keys:
-        instance.report_runless_asset_event(dg.AssetMaterialization("lens_group_features", partition=key))
-    assert tick() == ([], None)  # no GMM yet: nothing to re-assign
-
-    def retrain(version: str) -> None:
-        instance.report_runless_asset_event(dg.AssetMaterialization("lens_gmm", metadata={"gmm_version": version}))
-
-    retrain("v1")
-    first, cursor = tick()
-    assert sorted(r.partition_key for r in first) == keys
-    assert all(r.asset_selection == [dg.AssetKey("lens_clusters")] for r in first)
-    assert tick(cursor)[0] == []  # the same GMM materialisation: nothing new
-
-    retrain("v2")  # the monthly retrain
-    second, cursor = tick(cursor)
-    assert sorted(r.partition_key for r in second) == keys
-    assert {r.run_key for r in second}.isdisjoint({r.run_key for r in first})
-
-    retrain("v1")  # a refit back to the first model: partitions hold v2's ids, so they re-run too
-    third, _ = tick(cursor)
-    assert sorted(r.partition_key for r in third) == keys
-    assert {r.run_key for r in third}.isdisjoint({r.run_key for r in first} | {r.run_key for r in second})
-
-
-def test_re_made_features_re_assign_that_partitions_clusters_once_a_gmm_exists(instance):
-    from netassets.lens.definitions import lens_clusters_after_features
-
-    def tick(cursor):
-        result = lens_clusters_after_features(dg.build_sensor_context(instance=instance, cursor=cursor))
-        return (result.run_requests if isinstance(result, dg.SensorResult) else []), getattr(result, "cursor", cursor)
+    def evaluate() -> list[str]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
+                                                   asset_selection=dg.AssetSelection.assets(clusters))
+        cursor = result.cursor
+        return sorted(str(key) for key in result.get_requested_partitions(clusters))
 
     def features(region: str) -> None:  # a materialisation event as the ingest run records it
         instance.report_runless_asset_event(dg.AssetMaterialization("lens_group_features", partition=f"{DAY}|{region}"))
 
-    instance.add_dynamic_partitions("lens_regions", ["chicago", "ottawa"])
+    def retrain(version: str) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization("lens_gmm", metadata={"gmm_version": version}))
+
+    LENS.register(instance, ["chicago", "ottawa", "vancouver"])  # vancouver: no features, never clustered
+    keys = [f"{DAY}|chicago", f"{DAY}|ottawa"]
+    assert evaluate() == []  # nothing materialised: nothing to do
     features("chicago")
-    requests, cursor = tick(None)
-    assert requests == [] and cursor is not None  # the first tick starts from now
-
     features("ottawa")
-    requests, cursor = tick(cursor)
-    assert requests == []  # no GMM yet: the retrain sensor will assign every partition
+    assert evaluate() == []  # no GMM yet: nothing to assign with
+    assert evaluate() == []
 
-    instance.report_runless_asset_event(dg.AssetMaterialization("lens_gmm", metadata={"gmm_version": "v1"}))
+    retrain("v1")
+    assert evaluate() == keys  # every partition with features, once
+    assert evaluate() == []  # the same GMM materialisation: nothing new
+
+    retrain("v2")  # the monthly retrain
+    assert evaluate() == keys
+    # A tick between (Dagster marks a partition handled on the tick after its request, so an
+    # update seen on that very tick is folded into the request just made).
+    assert evaluate() == []
+    retrain("v1")  # a refit back to the first model: partitions hold v2's ids, so they re-run too
+    assert evaluate() == keys
+    assert evaluate() == []
+
     features("chicago")  # a changed hour file re-ran chicago's ingestion
-    requests, cursor = tick(cursor)
-    assert [(r.partition_key, r.asset_selection) for r in requests] == [(f"{DAY}|chicago", [dg.AssetKey("lens_clusters")])]
-    assert tick(cursor)[0] == []
+    assert evaluate() == [f"{DAY}|chicago"]
+    assert evaluate() == []

@@ -14,8 +14,9 @@ import dagster as dg
 import pytest
 
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.lens.assets import lens_ingest
+from netassets.defs.lens.assets import lens_ingest
 from netassets.lens.sample import write_lens
+from netassets.pipelines import pipeline
 
 DAYS = [dt.date(2023, 11, 1) + dt.timedelta(days=i) for i in range(3)]
 REGIONS = ["chicago", "ottawa"]
@@ -40,8 +41,9 @@ class LensWorld:
 
 @pytest.fixture(scope="session")
 def lens_world(tmp_path_factory: pytest.TempPathFactory) -> LensWorld:
-    from netassets.lens.model_assets import lens_clusters, lens_gmm, lens_group_features
-    from netassets.lens.model_checks import lens_clusters_gx
+    from netassets.defs.lens.assets import lens_clusters, lens_group_features
+    from netassets.defs.lens.checks import lens_clusters_every_group
+    from netassets.defs.lens.model_assets import lens_gmm
 
     home = tmp_path_factory.mktemp("lens_models_home")
     with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
@@ -50,13 +52,13 @@ def lens_world(tmp_path_factory: pytest.TempPathFactory) -> LensWorld:
         write_lens(home / "landing" / "lens", REGIONS, DAYS[0], len(DAYS), seed=0, hours=1)
         warehouse = DuckDBWarehouse(database=str(home / "warehouse.duckdb"))
         resources = {"warehouse": warehouse}
-        instance.add_dynamic_partitions("lens_regions", REGIONS)
+        pipeline("lens").register(instance, REGIONS)
         for key in PARTITIONS:
             dg.materialize([lens_ingest, lens_group_features], partition_key=key,
                            resources=resources, instance=instance)
         gmm_result = dg.materialize([lens_gmm], resources=resources, instance=instance)
         cluster_results = {
-            key: dg.materialize([lens_clusters, lens_clusters_gx], partition_key=key, resources=resources, instance=instance)
+            key: dg.materialize([lens_clusters, lens_clusters_every_group], partition_key=key, resources=resources, instance=instance)
             for key in CLUSTERED
         }
         yield LensWorld(home, warehouse, instance, gmm_result, cluster_results)

@@ -10,14 +10,10 @@ from sklearn.mixture import GaussianMixture
 from netassets.core.warehouse import EmptyPartitionError
 from netassets.lens.clustering import GmmModel, SelectionSettings, tree_importance_ranking
 from netassets.lens.features import FEATURES, feature_matrix, group_features, series_matrix
-from netassets.lens.model_assets import (
-    LensGmmConfig,
-    gmm_path,
-    lens_clusters,
-    lens_gmm,
-    lens_group_features,
-)
-from netassets.lens.model_checks import lens_group_features_gx
+from netassets.defs.lens.assets import lens_clusters, lens_group_features
+from netassets.defs.lens.checks import lens_gmm_separates_regimes, lens_group_features_finite
+from netassets.defs.lens.model_assets import LensGmmConfig, lens_gmm
+from netassets.lens.models import gmm_path
 
 from .conftest import CLUSTERED
 
@@ -78,6 +74,8 @@ def test_gmm_recovers_generator_regimes(lens_home):
 
 
 def test_gmm_is_stored_as_plain_parameters_and_predicts_like_sklearn(lens_home):
+    # In the gmm model store: the folder of the run that fitted it, recorded as the latest run.
+    assert gmm_path().parent.name == lens_home.gmm_result.run_id and gmm_path().parent.parent.name == "runs"
     raw = json.loads(gmm_path().read_text())
     assert {"weights", "means", "variances", "scaler_mean", "scaler_scale", "features"} <= set(raw)
     model = GmmModel.load(gmm_path())
@@ -90,6 +88,20 @@ def test_gmm_is_stored_as_plain_parameters_and_predicts_like_sklearn(lens_home):
     reference = GaussianMixture(2, covariance_type="diag", random_state=0).fit(x)
     plain = GmmModel(["a", "b", "c"], np.zeros(3), np.ones(3), reference.weights_, reference.means_, reference.covariances_)
     np.testing.assert_allclose(plain.predict_proba(x), reference.predict_proba(x), atol=1e-8)
+
+
+def test_the_gmm_check_passes_on_separated_regimes_and_warns_on_a_near_empty_cluster(lens_home):
+    from netassets.lens.models import current_gmm, gmm_problems
+
+    result = dg.materialize([lens_gmm_separates_regimes], instance=lens_home.instance,
+                            selection=dg.AssetSelection.checks(lens_gmm_separates_regimes))
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "separates_regimes" and evaluation.passed, evaluation.description
+    model = current_gmm()
+    chosen = next(row for row in model.info["selection"] if row["k"] == model.k)
+    model.info["selection"] = [{**chosen, "rejected": True, "silhouette": -0.1}]
+    problems = gmm_problems(model)
+    assert any("near-empty cluster" in p for p in problems) and any("silhouette -0.1" in p for p in problems)
 
 
 def test_tree_importance_ranks_the_features_that_separate_regimes(lens_home):
@@ -128,7 +140,7 @@ def test_nan_features_fail_the_check_and_stop_clustering(lens_home, tmp_path):
         conn.execute(
             "UPDATE lens_clean_groups SET rtt_nearest = list_transform(rtt_nearest, x -> 42.0) "
             "WHERE day = $day AND region = $region AND group_id = 7", {"day": day, "region": region})
-    result = dg.materialize([lens_group_features, lens_group_features_gx], partition_key=key,
+    result = dg.materialize([lens_group_features, lens_group_features_finite], partition_key=key,
                             resources={"warehouse": warehouse}, instance=lens_home.instance, raise_on_error=False)
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed

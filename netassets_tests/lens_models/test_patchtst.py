@@ -6,17 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from netassets.core.training import load_checkpoint
-from netassets.lens.model_assets import (
-    LensPatchTSTConfig,
-    held_out_evaluations,
-    lens_patchtst,
-    lens_patchtst_production,
-    patchtst_dir,
-    refusal_of,
-)
-from netassets.lens.model_checks import lens_patchtst_beats_strongest_baseline
-from netassets.lens.patchtst import TrainConfig, channel_columns, check_clusters_trainable, class_weights
+from netassets.core.training import load_checkpoint, load_weights
+from netassets.defs.lens.checks import lens_patchtst_beats_strongest_baseline, lens_patchtst_production_weights_load
+from netassets.defs.lens.model_assets import LensPatchTSTConfig, lens_patchtst, lens_patchtst_production
+from netassets.lens.config import TrainConfig
+from netassets.lens.models import held_out_evaluations, patchtst_store, refusal_of
+from netassets.lens.patchtst import channel_columns, check_clusters_trainable, class_weights
 
 TINY = dict(patch_length=10, d_model=16, num_attention_heads=2, num_hidden_layers=1, ffn_dim=32)
 # A tiny model with the default recipe's schedule, long enough to beat logistic regression on the
@@ -53,16 +48,28 @@ def test_asset_trains_under_torchrun_with_two_processes_and_promotes_the_checkpo
     assert any(f"epoch {WINNING['epochs']} lr " in line and "train_loss" in line for line in logs)
 
     (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == "lens_patchtst_beats_strongest_baseline" and check.passed
-    production = patchtst_dir() / "production" / "model.pt"
-    promoted, candidate = load_checkpoint(production), load_checkpoint(Path(meta["checkpoint"].path))
-    assert promoted["arch"]["num_input_channels"] == 2 and promoted["arch"]["num_targets"] == 6
-    for name, tensor in candidate["model"].items():
-        assert torch.equal(tensor, promoted["model"][name])
+    assert check.check_name == "beats_strongest_baseline" and check.passed
+    # Promoted through the model store: the run's safetensors weights, copied into production/<run id>/.
+    live = patchtst_store().production()
+    assert live.run_id == meta["candidate_run"].text and live.folder.parent.name == "production"
+    (promoted, info), (candidate, _) = load_weights(live.path("model")), load_weights(Path(meta["weights"].path))
+    arch = json.loads(info["arch"])
+    assert arch["num_input_channels"] == 2 and arch["num_targets"] == 6
+    assert candidate.keys() == promoted.keys()
+    for name, tensor in candidate.items():
+        assert torch.equal(tensor, promoted[name])
+    # ... the best epoch's weights, the ones best.pt holds, and they rebuild the classifier.
+    best = load_checkpoint(live.folder.parent.parent / "runs" / live.run_id / "best.pt")
+    for name, tensor in best["model"].items():
+        assert torch.equal(tensor, promoted[name])
+    loads = dg.materialize([lens_patchtst_production_weights_load], instance=lens_home.instance,
+                           selection=dg.AssetSelection.checks(lens_patchtst_production_weights_load))
+    (loaded,) = loads.get_asset_check_evaluations()
+    assert loaded.check_name == "weights_load" and loaded.passed, loaded.description
 
 
 def test_a_candidate_that_loses_to_logistic_regression_is_never_promoted(lens_home):
-    production = patchtst_dir() / "production" / "model.pt"
+    production = patchtst_store().root / "production.json"
     before = production.read_bytes() if production.is_file() else None
     # One epoch at a learning rate too small to move the weights: near chance, far below the baselines.
     config = dict(nproc=1, channels="both", epochs=1, batch_size=64, lr=1e-7, **TINY)
@@ -76,17 +83,19 @@ def test_a_candidate_that_loses_to_logistic_regression_is_never_promoted(lens_ho
     assert meta["beats_strongest_baseline"].value is False
     assert "logistic_regression" in meta["strongest_baseline"].text
     (check,) = result.get_asset_check_evaluations()
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN  # yellow: the verdict, not a crash
     assert check.description.startswith("not promoted: loses: patchtst macro_f1")
-    # The blocking check kept production out of this run ...
+    # The model store refused to promote it in this run ...
     assert not result.asset_materializations_for_node("lens_patchtst_production")
+    (refused,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert refused.step_key == "lens_patchtst_production"
 
     # ... and production alone, in a later run, refuses the same candidate and says why.
     alone = dg.materialize([lens_patchtst_production], instance=lens_home.instance, raise_on_error=False)
     assert not alone.success
     (failure,) = [e for e in alone.all_events if e.event_type_value == "STEP_FAILURE"]
     reason = failure.step_failure_data.user_failure_data.description
-    assert reason.startswith("not promoted: loses: patchtst macro_f1") and "logistic_regression" in reason
+    assert "production kept: not promoted: loses: patchtst macro_f1" in reason and "logistic_regression" in reason
     assert (production.read_bytes() if production.is_file() else None) == before
 
 
@@ -103,11 +112,10 @@ def test_promotion_needs_a_win_on_macro_f1_and_on_accuracy():
 
 
 def test_classifier_inputs_keep_fractional_milliseconds_and_gaps(lens_home):
-    from netassets.lens.clustering import GmmModel
-    from netassets.lens.model_assets import gmm_path
+    from netassets.lens.models import current_gmm
     from netassets.lens.patchtst import load_classifier_data
 
-    data = load_classifier_data(lens_home.warehouse, GmmModel.load(gmm_path()), "both")
+    data = load_classifier_data(lens_home.warehouse, current_gmm(), "both")
     assert data.inputs.dtype == np.float32 and data.inputs.shape[1:] == (100, 2)
     token, nearest = data.inputs[..., 0], data.inputs[..., 1]
     observed = token[token != -1]
@@ -137,17 +145,18 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    data = str(_toy_dataset(tmp_path / "toy.npz"))
+    data = _toy_dataset(tmp_path / "toy.npz")
     # 120 samples: 8 steps an epoch; the cosine schedule makes a resumed run restore its step too.
-    common = dict(data=data, epochs=3, batch_size=16, lr=0.01, seed=3, **TINY)
+    common = dict(epochs=3, batch_size=16, lr=0.01, seed=3, **TINY)
 
-    straight = train(TrainConfig(out_dir=str(tmp_path / "straight"), **common))
+    straight = train(TrainConfig(**common), data, tmp_path / "straight")
 
     resumed_dir = tmp_path / "resumed"
-    assert train(TrainConfig(out_dir=str(resumed_dir), max_steps=11, **common)) is None  # stops mid epoch 2
+    assert train(TrainConfig(max_steps=11, **common), data, resumed_dir) is None  # stops mid epoch 2
     stopped = load_checkpoint(resumed_dir / "last.pt")
     assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 3, 11)
-    resumed = train(TrainConfig(out_dir=str(resumed_dir), **common))
+    assert not (resumed_dir / "model.safetensors").exists()  # no final weights from an unfinished run
+    resumed = train(TrainConfig(**common), data, resumed_dir)
 
     assert resumed["steps"] == straight["steps"] == 24
     assert [round(h["train_loss"], 6) for h in resumed["history"]] == [round(h["train_loss"], 6) for h in straight["history"]]
@@ -155,6 +164,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     for name, tensor in final_a["model"].items():
         torch.testing.assert_close(final_b["model"][name], tensor)
     assert resumed["test_accuracy"] == straight["test_accuracy"] > 0.5  # chance is 1/3
+    weights_a, _ = load_weights(tmp_path / "straight" / "model.safetensors")
+    weights_b, _ = load_weights(resumed_dir / "model.safetensors")
+    for name, tensor in weights_a.items():
+        torch.testing.assert_close(weights_b[name], tensor)
 
 
 def test_checkpoint_from_an_incompatible_config_is_refused(tmp_path, monkeypatch):
@@ -162,11 +175,11 @@ def test_checkpoint_from_an_incompatible_config_is_refused(tmp_path, monkeypatch
 
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    data = str(_toy_dataset(tmp_path / "toy.npz"))
-    train(TrainConfig(data=data, out_dir=str(tmp_path / "a"), epochs=1, **TINY))
+    data = _toy_dataset(tmp_path / "toy.npz")
+    train(TrainConfig(epochs=1, **TINY), data, tmp_path / "a")
     wider = {**TINY, "d_model": 32}
     with pytest.raises(ValueError, match=r"incompatible with the current config \(d_model: checkpoint 16 vs config 32\)"):
-        train(TrainConfig(data=data, out_dir=str(tmp_path / "b"), epochs=1, resume_from=str(tmp_path / "a" / "last.pt"), **wider))
+        train(TrainConfig(epochs=1, resume_from=str(tmp_path / "a" / "last.pt"), **wider), data, tmp_path / "b")
 
 
 def test_bad_training_config_is_rejected_with_a_clear_message():
@@ -203,9 +216,16 @@ def test_learning_rate_warms_up_then_decays_to_its_floor():
         TrainConfig(lr_schedule="linear")
 
 
-def test_asset_defaults_are_the_training_defaults():
-    # Two declarations of one recipe (Launchpad config and worker flags): they must not drift apart.
-    assert LensPatchTSTConfig().train_config("", "") == TrainConfig()
+def test_asset_defaults_are_the_training_defaults(tmp_path):
+    # One declaration of the recipe: the Launchpad config inherits it, the worker reads it back from JSON.
+    assert TrainConfig.of(LensPatchTSTConfig()) == TrainConfig()
+    assert set(TrainConfig.model_fields) < set(LensPatchTSTConfig.model_fields)
+    assert all(field.description for field in LensPatchTSTConfig.model_fields.values())
+    recipe = TrainConfig.of(LensPatchTSTConfig(channels="both", lr=0.02, amp=False, **TINY))
+    assert TrainConfig.read(recipe.write(tmp_path / "config.json")) == recipe
+    (tmp_path / "bad.json").write_text(json.dumps({**recipe.as_dict(), "amp": "maybe"}))
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig.read(tmp_path / "bad.json")
 
 
 def test_run_identity_ignores_budget_knobs_only():

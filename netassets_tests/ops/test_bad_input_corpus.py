@@ -39,21 +39,22 @@ import pyarrow as pa
 import pytest
 
 from netassets.core.warehouse import DuckDBWarehouse, ident
-from netassets.device_load.assets import device_load_raw
-from netassets.device_load.partitions import device_load_regions_name
+from netassets.defs.device_load.assets import device_load_raw
+from netassets.defs.device_load.pipeline import PIPELINE as DEVICE_LOAD
 from netassets.dwcp import sample as dwcp_sample
-from netassets.dwcp.assets import dwcp_raw
-from netassets.dwcp.schema import DYNAMIC_PARTITIONS as DWCP_REGIONS
-from netassets.lens.assets import lens_ingest
-from netassets.lens.partitions import lens_regions_name
+from netassets.defs.dwcp.assets import dwcp_raw
+from netassets.defs.dwcp.pipeline import PIPELINE as DWCP
+from netassets.defs.lens.assets import lens_ingest
+from netassets.defs.lens.pipeline import PIPELINE as LENS_PIPELINE
 from netassets.lens.raw import hour_path
 from netassets.lens.sample import write_lens
-from netassets.perfsonar.assets import perfsonar_packet_loss
+from netassets.defs.perfsonar.assets import perfsonar_packet_loss
+from netassets.defs.perfsonar.pipeline import PIPELINE as PERFSONAR
 from netassets.perfsonar.documents import FieldMapping, parse_hits
-from netassets.perfsonar.partitions import perfsonar_sources_name
 from netassets.perfsonar.sample import index_documents, simulate
 from netassets.traffic import sample as traffic_sample
-from netassets.traffic.assets import traffic_flows
+from netassets.defs.traffic.assets import traffic_flows
+from netassets.defs.traffic.pipeline import PIPELINE as TRAFFIC
 from netassets_tests.device_load.helpers import HEADER as DEVICE_HEADER
 from netassets_tests.device_load.helpers import hourly, write_csv
 from netassets_tests.dwcp.conftest import REGION as DWCP_REGION
@@ -87,11 +88,11 @@ class Pipeline:
 
 
 PIPELINES = {
-    "lens": Pipeline(lens_ingest, "lens_raw_irtt", "region", lens_regions_name, LENS_DAY, LENS_REGION),
-    "device_load": Pipeline(device_load_raw, "device_load_raw", "region", device_load_regions_name, DEVICE_DAY, DEVICE_REGION),
-    "dwcp": Pipeline(dwcp_raw, "dwcp_raw", "region", DWCP_REGIONS, DWCP_DAY, DWCP_REGION),
-    "perfsonar": Pipeline(perfsonar_packet_loss, "perfsonar_packet_loss", "source", perfsonar_sources_name, PS_DAY, SIM_SOURCE),
-    "traffic": Pipeline(traffic_flows, "traffic_flows", "site", "traffic_sites", TRAFFIC_DAY, TRAFFIC_SITE),
+    "lens": Pipeline(lens_ingest, "lens_raw_irtt", "region", LENS_PIPELINE.dynamic.name, LENS_DAY, LENS_REGION),
+    "device_load": Pipeline(device_load_raw, "device_load_raw", "region", DEVICE_LOAD.dynamic.name, DEVICE_DAY, DEVICE_REGION),
+    "dwcp": Pipeline(dwcp_raw, "dwcp_raw", "region", DWCP.dynamic.name, DWCP_DAY, DWCP_REGION),
+    "perfsonar": Pipeline(perfsonar_packet_loss, "perfsonar_packet_loss", "source", PERFSONAR.dynamic.name, PS_DAY, SIM_SOURCE),
+    "traffic": Pipeline(traffic_flows, "traffic_flows", "site", TRAFFIC.dynamic.name, TRAFFIC_DAY, TRAFFIC_SITE),
 }
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -208,7 +209,9 @@ class Corpus:
             return Outcome(False, failure_message(result))
         [event] = [e.materialization for e in result.get_asset_materialization_events()
                    if e.asset_key == dg.AssetKey(p.table)]  # the raw table's (lens_ingest also makes the clean one)
-        return Outcome(True, metadata={k: v.value for k, v in event.metadata.items()})
+        # The column schema is a record, not JSON: compared through its column names and types.
+        return Outcome(True, metadata={k: (str(v.value) if isinstance(v.value, dg.TableSchema) else v.value)
+                                       for k, v in event.metadata.items()})
 
     def baseline(self, pipeline: str) -> str:
         """Materialise the GOOD version of the pipeline's partition once; its digest."""
@@ -605,7 +608,7 @@ CASES: list[Case] = [
     Case("traffic", "bad_flows_skipped_when_asked", traffic_file("bad.csv", "[1,2],[3\n[1,NaN,3,4]\n\n"),
          ("skipped_by_reason",), kind="documented",
          run_config={"ops": {"traffic_flows": {"config": {"skip_bad_flows": True}}}},
-         handled=lambda m: m["skipped_by_reason"] == {"malformed": 1, "non_finite": 1, "empty_flow": 1} and m["flows"] == 20),
+         handled=lambda m: m["skipped_by_reason"] == {"malformed": 1, "non_finite": 1, "empty_flow": 1} and m["dagster/row_count"] == 20),
     hostile("traffic", "x y"),
     Case("traffic", "zero_byte_flow_file", traffic_truncate_good, (TRAFFIC_GOOD,)),
     # bad bytes, in each format the reader accepts: the file, the 1-based line, a short escaped excerpt
@@ -656,19 +659,19 @@ CASES: list[Case] = [
     Case("traffic", "csv_bad_bytes_skipped_when_asked",
          traffic_bytes("bad.csv", b"[1,\xff]\n[1,\x00]\n" + TRAFFIC_JUNK + b"\n[1,2,Infinity,4]\n"),
          ("skipped_by_reason", "bad.csv:1:", "bad.csv:3:"), kind="documented", run_config=TRAFFIC_SKIP,
-         handled=lambda m: m["skipped_by_reason"] == {"invalid_utf8": 2, "nul_byte": 1, "non_finite": 1} and m["flows"] == 20),
+         handled=lambda m: m["skipped_by_reason"] == {"invalid_utf8": 2, "nul_byte": 1, "non_finite": 1} and m["dagster/row_count"] == 20),
     Case("traffic", "json_bad_bytes_skipped_when_asked",
          traffic_bytes("bad.json", b"[\n" + TRAFFIC_OBJ[:5] + b"\xff" + TRAFFIC_OBJ[5:] + b",\n"
                        + b'{"timestamp": [NaN], "direction_length": [1]},\n' + TRAFFIC_OBJ[:20]),
          ("skipped_by_reason", "bad.json:2:", "bad.json:4:", "the rest of the file is skipped"), kind="documented",
          run_config=TRAFFIC_SKIP,
-         handled=lambda m: m["skipped_by_reason"] == {"invalid_utf8": 1, "non_finite": 1, "truncated_file": 1} and m["flows"] == 20),
+         handled=lambda m: m["skipped_by_reason"] == {"invalid_utf8": 1, "non_finite": 1, "truncated_file": 1} and m["dagster/row_count"] == 20),
     Case("traffic", "jsonl_and_gzip_skipped_when_asked",
          lambda c: (traffic_bytes("bad.jsonl", b"\x00" * 300 + b"\n" + b'{"timestamp": [NaN], "direction_length": [1]}\n')(c),
                     traffic_bytes("packed.csv", gzip.compress(TRAFFIC_CSV_GOOD))(c)) and None,
          ("skipped_by_reason", "bad.jsonl:1:", "bad.jsonl:2:", "packed.csv:1:"), kind="documented", run_config=TRAFFIC_SKIP,
          handled=lambda m: m["skipped_by_reason"] == {"nul_byte": 1, "non_finite": 1, "compressed_file": 1}
-         and m["flows"] == 20),
+         and m["dagster/row_count"] == 20),
 ]
 
 

@@ -9,8 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from netassets.device_load.assets import device_load_anomalies, device_load_model, device_load_windows
-from netassets.lens.model_assets import lens_gmm, lens_patchtst
+from netassets.defs.device_load.assets import device_load_anomalies, device_load_model, device_load_windows
+from netassets.defs.device_load.pipeline import PIPELINE as DEVICE_LOAD
+from netassets.defs.lens.model_assets import lens_gmm, lens_patchtst
+from netassets.defs.traffic.assets import traffic_lstm
+from netassets.pipelines import pipeline
 
 CASES = [
     # the values the issue found reaching the workers, and a few more
@@ -23,6 +26,8 @@ CASES = [
     (device_load_windows, "window", 1), (device_load_windows, "step_minutes", 0), (device_load_windows, "first_day", "2024-13-01"),
     (device_load_anomalies, "method", "dbscan"), (device_load_anomalies, "threshold", 1.5),
     (device_load_anomalies, "eps_quantile", 1.0), (device_load_anomalies, "eps", math.inf),
+    (traffic_lstm, "epochs", -1), (traffic_lstm, "batch_size", 0), (traffic_lstm, "learning_rate", math.nan),
+    (traffic_lstm, "val_fraction", 1.5), (traffic_lstm, "nproc", -1), (traffic_lstm, "normalisation", "zscore"),
 ]
 
 
@@ -41,8 +46,8 @@ def test_bad_config_is_refused_naming_the_field_before_anything_runs(asset, fiel
     resolved = "partition" if asset.partitions_def is not None else None
     kwargs = {}
     if resolved:
-        instance.add_dynamic_partitions("device_load_regions", ["nl"])
-        instance.add_dynamic_partitions("lens_regions", ["chicago"])
+        instance.add_dynamic_partitions(DEVICE_LOAD.dynamic.name, ["nl"])
+        pipeline("lens").register(instance, ["chicago"])
         kwargs["partition_key"] = "2024-01-02|nl" if "device_load" in asset.key.to_user_string() else "2024-01-02|chicago"
     try:
         result = dg.materialize([asset], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
@@ -60,7 +65,7 @@ def test_bad_config_is_refused_naming_the_field_before_anything_runs(asset, fiel
 def test_perfsonar_detector_config_is_refused_naming_the_field(field, value):
     from pydantic import ValidationError
 
-    from netassets.perfsonar.assets import AnomalyConfig
+    from netassets.defs.perfsonar.assets import AnomalyConfig
 
     with pytest.raises(ValidationError, match=field):
         AnomalyConfig(**{field: value})

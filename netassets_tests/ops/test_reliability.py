@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 
 from netassets.core.warehouse import DuckDBWarehouse
+from netassets.pipelines import pipeline
 from netassets.lens.sample import write_lens
 from netassets_tests.lens.conftest import DAY
 
@@ -74,7 +75,7 @@ def test_sigkill_inside_a_partition_write_keeps_the_previous_version(tmp_path: P
     record_property("rows_lost", 1010 - int(summary["n"].sum()))
     assert summary.rows() == [("chicago", 1000, 1000.0), ("ottawa", 10, 50.0)]
     rerun = pl.DataFrame({"day": [DAY] * 7, "region": ["chicago"] * 7, "value": [3.0] * 7})
-    assert warehouse.replace_partition("kill_test", partition, data=rerun) == 7
+    assert warehouse.replace_partition("kill_test", partition, data=rerun).rows == 7
     assert warehouse.query("SELECT count(*) FROM kill_test WHERE region = 'chicago'").item() == 7
 
 
@@ -83,11 +84,12 @@ CHILD_MATERIALIZE = textwrap.dedent(
     import sys
     import dagster as dg
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_ingest
+    from netassets.defs.lens.assets import lens_ingest
+    from netassets.pipelines import pipeline
 
     database, region = sys.argv[1], sys.argv[2]
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("lens_regions", [region])
+        pipeline("lens").register(instance, [region])
         result = dg.materialize([lens_ingest], partition_key=f"2023-11-01|{region}",
                                 resources={"warehouse": DuckDBWarehouse(database=database)}, instance=instance,
                                 run_config={"ops": {"lens_ingest": {"config": {"min_samples": 100}}}})
@@ -122,7 +124,8 @@ CHILD_KILLED_AFTER_COMMIT = textwrap.dedent(
     from contextlib import contextmanager
     import dagster as dg
     from netassets.core.warehouse import DuckDBWarehouse
-    from netassets.lens.assets import lens_ingest
+    from netassets.defs.lens.assets import lens_ingest
+    from netassets.pipelines import pipeline
 
     database, kill = sys.argv[1], sys.argv[2] == "kill"
     if kill:
@@ -136,7 +139,7 @@ CHILD_KILLED_AFTER_COMMIT = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         DuckDBWarehouse.transaction = commit_then_die
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("lens_regions", ["chicago"])
+        pipeline("lens").register(instance, ["chicago"])
         result = dg.materialize([lens_ingest], partition_key="2023-11-01|chicago", instance=instance,
                                 resources={"warehouse": DuckDBWarehouse(database=database)},
                                 run_config={"ops": {"lens_ingest": {"config": {"min_samples": 100}}}})

@@ -24,7 +24,7 @@ import pytest
 from osmem_server import OsmemServer
 
 from netassets.core.settings import SHARED_DATA_DIR
-from netassets.perfsonar.resources import PerfsonarSearch
+from netassets.defs.perfsonar.resources import PerfsonarSearch
 from netassets.perfsonar.sample import Simulation, index_documents, real_documents, simulate
 
 DAY = dt.date(2024, 3, 10)

@@ -9,13 +9,15 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from netassets.perfsonar.partitions import perfsonar_sources_name
+from netassets.pipelines import pipeline
+
+PERFSONAR = pipeline("perfsonar")
 
 
 def materialize(assets, partition_key: str, instance, warehouse, search, run_config=None, raise_on_error=True):
     source = partition_key.split("|")[1]
-    if source not in instance.get_dynamic_partitions(perfsonar_sources_name):
-        instance.add_dynamic_partitions(perfsonar_sources_name, [source])
+    if source not in instance.get_dynamic_partitions(PERFSONAR.dynamic.name):
+        PERFSONAR.register(instance, [source])
     return dg.materialize(
         assets, partition_key=partition_key, instance=instance, run_config=run_config,
         resources={"warehouse": warehouse, "perfsonar_search": search}, raise_on_error=raise_on_error,

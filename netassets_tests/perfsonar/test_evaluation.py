@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from netassets.core.partitions import DayPartition
-from netassets.perfsonar.assets import BASELINE_CHECK, _evaluation_metadata
+from netassets.defs.perfsonar.assets import BASELINE_CHECK, _evaluation_metadata
 from netassets.perfsonar.evaluation import (DETECTOR, STEP, ZSCORE, evaluate, flag_metrics, labels_for, read_truth,
                                             scorer_flags, step_baseline)
-from netassets.perfsonar.model import DetectorSettings, day_hours, score_hours, windows
+from netassets.perfsonar.model import DetectorSettings, day_hours, windows
+from netassets.perfsonar.scoring import score_hours
 from netassets.perfsonar.sample import simulate
 from netassets_tests.perfsonar.test_detector import _matrix
 

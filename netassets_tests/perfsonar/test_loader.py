@@ -8,8 +8,9 @@ import json
 import dagster as dg
 import pytest
 
-from netassets.perfsonar.assets import perfsonar_packet_loss
-from netassets.perfsonar.resources import PASSWORD_ENV, USER_ENV, PerfsonarSearch
+from netassets.defs.perfsonar.assets import perfsonar_packet_loss
+from netassets.defs.perfsonar.resources import PerfsonarSearch
+from netassets.perfsonar.search import PASSWORD_ENV, USER_ENV
 from netassets_tests.perfsonar.conftest import DAY, OLD_SOURCE, REAL_SOURCE, SIM_SOURCE
 from netassets_tests.perfsonar.helpers import (
     connections_to, expected_cells, failure_message, materialize, metadata, table_cells,

@@ -13,10 +13,10 @@ import pytest
 
 from netassets.core.evaluation import Evaluation
 from netassets.core.warehouse import DuckDBWarehouse
-from netassets.perfsonar.assets import BASELINE_CHECK, perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
-from netassets.perfsonar.checks import perfsonar_anomaly_scores_gx, perfsonar_packet_loss_gx
+from netassets.defs.perfsonar.assets import BASELINE_CHECK, perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
+from netassets.defs.perfsonar.checks import perfsonar_anomaly_scores_gx, perfsonar_packet_loss_gx
 from netassets.perfsonar.evaluation import DETECTOR, STEP, ZSCORE
-from netassets.perfsonar.resources import PerfsonarSearch
+from netassets.defs.perfsonar.resources import PerfsonarSearch
 from netassets_tests.perfsonar.conftest import ANOMALY_HOUR, BROKEN, DAY, SIM_SOURCE, make_search
 from netassets_tests.perfsonar.helpers import connections_to, expected_cells, materialize, metadata, table_cells
 
@@ -61,11 +61,14 @@ def test_loader_round_trip_counts_broken_and_duplicate_documents(seeded_cluster,
 
 
 def test_gx_checks_pass_on_the_partition(run):
-    checks = {c.check_name: c for c in run.result.get_asset_check_evaluations()}
-    assert set(checks) == {"perfsonar_packet_loss_gx", "perfsonar_anomaly_scores_gx", BASELINE_CHECK}
-    gx = [checks["perfsonar_packet_loss_gx"], checks["perfsonar_anomaly_scores_gx"]]
-    assert all(c.passed for c in gx), {c.check_name: c.metadata for c in gx}
-    assert checks["perfsonar_packet_loss_gx"].metadata["rows_validated"].value == len(
+    # keyed as their step keys read: <asset>_<check>
+    checks = {f"{c.asset_key.to_user_string()}_{c.check_name}": c for c in run.result.get_asset_check_evaluations()}
+    assert set(checks) == {"perfsonar_packet_loss_gx_expectations", "perfsonar_anomaly_scores_gx_expectations",
+                           f"perfsonar_anomaly_scores_{BASELINE_CHECK}"}
+    assert BASELINE_CHECK == "beats_strongest_baseline"
+    gx = [checks["perfsonar_packet_loss_gx_expectations"], checks["perfsonar_anomaly_scores_gx_expectations"]]
+    assert all(c.passed for c in gx), {c.asset_key.to_user_string(): c.metadata for c in gx}
+    assert checks["perfsonar_packet_loss_gx_expectations"].metadata["rows_validated"].value == len(
         table_cells(run.warehouse, SIM_SOURCE, DAY))
 
 

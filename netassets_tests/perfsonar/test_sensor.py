@@ -9,12 +9,15 @@ import time
 import dagster as dg
 import pytest
 
-from netassets.perfsonar.partitions import perfsonar_sources_name
-from netassets.perfsonar.resources import PerfsonarSearch, SearchAuthError
+from netassets.defs.perfsonar.automation import perfsonar_new_data_sensor
+from netassets.defs.perfsonar.resources import PerfsonarSearch
 from netassets.perfsonar.sample import bulk_actions
-from netassets.perfsonar.sensors import perfsonar_new_data_sensor
+from netassets.perfsonar.search import SearchAuthError
+from netassets.pipelines import pipeline
 from netassets_tests.perfsonar.conftest import DAY, OLD_SOURCE, REAL_SOURCE, SIM_SOURCE, make_search
 from netassets_tests.perfsonar.helpers import connections_to
+
+PERFSONAR = pipeline("perfsonar")
 
 
 def tick(instance, search, cursor=None):
@@ -46,7 +49,7 @@ def test_first_tick_requests_every_partition_in_the_index_and_registers_sources(
     expected |= {f"{DAY}|{OLD_SOURCE}"} | ({f"{DAY}|{REAL_SOURCE}"} if seeded_cluster.real else set())
     assert {r.partition_key for r in result.run_requests} == expected
     [added] = result.dynamic_partitions_requests
-    assert added.partitions_def_name == perfsonar_sources_name
+    assert added.partitions_def_name == PERFSONAR.dynamic.name
     assert set(added.partition_keys) == {key.split("|")[1] for key in expected}
     assert json.loads(result.cursor)["indexed_at"] == max(d["indexed_at"] for d in seeded_cluster.sim.documents
                                                           + seeded_cluster.old + seeded_cluster.real)
@@ -64,7 +67,7 @@ def test_nothing_new_then_new_then_late_then_unsettled_documents(search, search_
     idle = tick(instance, search, cursor)
     assert isinstance(idle, dg.SkipReason) and "no documents indexed since" in idle.skip_message
 
-    instance.add_dynamic_partitions(perfsonar_sources_name, [SIM_SOURCE, OLD_SOURCE, REAL_SOURCE])
+    PERFSONAR.register(instance, [SIM_SOURCE, OLD_SOURCE, REAL_SOURCE])
     _index_now(search, "ps_packetloss-sim", [_doc("new-1", dt.datetime.combine(DAY, dt.time(9)), "psc.example.org"),
                                              _doc("new-2", dt.datetime.combine(DAY, dt.time(9, 1)), "psc.example.org")])
     fresh = tick(instance, search, cursor)
@@ -108,30 +111,40 @@ def test_wrong_credentials_fail_the_tick_without_showing_them(auth_proxy, instan
 
 
 def test_a_reloaded_day_rescores_the_day_after_once_its_losses_are_in(instance):
-    from netassets.perfsonar.sensors import perfsonar_rescore_sensor
+    """What perfsonar_rescore_sensor requested, now the automation conditions of the scores and
+    alarms (core.automation.follow_upstream) evaluated as the netassets_automation sensor does."""
+    from netassets.defs.perfsonar.assets import perfsonar_alarms, perfsonar_anomaly_scores, perfsonar_packet_loss
 
-    def tick(cursor):
-        context = dg.build_sensor_context(instance=instance, cursor=cursor)
-        result = perfsonar_rescore_sensor(context)
-        return (result.run_requests if isinstance(result, dg.SensorResult) else []), getattr(result, "cursor", cursor)
+    # perfSONAR's assets alone (evaluating conditions runs nothing: the resources are never used)
+    defs = dg.Definitions(assets=[perfsonar_packet_loss, perfsonar_anomaly_scores, perfsonar_alarms],
+                          resources={key: dg.ResourceDefinition.none_resource() for key in ("warehouse", "perfsonar_search")})
+    followers = [dg.AssetKey("perfsonar_anomaly_scores"), dg.AssetKey("perfsonar_alarms")]
+    cursor = None
 
-    def load(day: dt.date) -> None:  # a materialisation event as a packet-loss run records it
-        instance.report_runless_asset_event(dg.AssetMaterialization("perfsonar_packet_loss", partition=f"{day}|{SIM_SOURCE}"))
+    def evaluate() -> dict[str, list[str]]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
+                                                   asset_selection=dg.AssetSelection.assets(*followers))
+        cursor = result.cursor
+        requested = {key.path[-1]: sorted(str(p) for p in result.get_requested_partitions(key)) for key in followers}
+        return {name: keys for name, keys in requested.items() if keys}
 
-    instance.add_dynamic_partitions(perfsonar_sources_name, [SIM_SOURCE])
-    load(DAY - dt.timedelta(days=1))
-    requests, cursor = tick(None)
-    assert requests == [] and cursor is not None  # the first tick starts from now: history is not re-scored
+    def run(day: dt.date) -> None:  # the materialisations a perfsonar_ingest_job run for the day records
+        for asset in ("perfsonar_packet_loss", "perfsonar_anomaly_scores", "perfsonar_alarms"):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=f"{day}|{SIM_SOURCE}"))
 
-    load(DAY)  # today, the day after has no losses yet: nothing to re-score
-    requests, cursor = tick(cursor)
-    assert requests == []
+    PERFSONAR.register(instance, [SIM_SOURCE])
+    run(DAY - dt.timedelta(days=1))
+    assert evaluate() == {}  # the first evaluation starts from now: history is not re-scored
+    assert evaluate() == {}  # nothing changed: nothing requested
 
-    load(DAY - dt.timedelta(days=1))  # late documents re-loaded yesterday: today's first hours change
-    requests, cursor = tick(cursor)
-    assert [r.partition_key for r in requests] == [f"{DAY}|{SIM_SOURCE}"]
-    assert requests[0].asset_selection == [dg.AssetKey("perfsonar_anomaly_scores"), dg.AssetKey("perfsonar_alarms")]
-    assert tick(cursor)[0] == []  # handled once
+    run(DAY)  # today, scored by its own run; the day after has no losses yet: nothing to re-score
+    assert evaluate() == {}
+
+    run(DAY - dt.timedelta(days=1))  # late documents re-loaded yesterday: today's first hours change
+    assert evaluate() == {"perfsonar_anomaly_scores": [f"{DAY}|{SIM_SOURCE}"], "perfsonar_alarms": [f"{DAY}|{SIM_SOURCE}"]}
+    assert evaluate() == {}  # handled once
+    assert evaluate() == {}
 
 
 @pytest.mark.fault("the search cluster going down in the middle of a paged read")
@@ -150,7 +163,7 @@ def test_cluster_down_mid_page_skips_keeps_the_cursor_and_loses_nothing(search, 
 def test_documents_without_the_cursor_field_are_counted_by_the_tick_and_the_loader(search, instance, warehouse):
     from opensearchpy import helpers
 
-    from netassets.perfsonar.assets import perfsonar_packet_loss
+    from netassets.defs.perfsonar.assets import perfsonar_packet_loss
 
     blind = [_doc(f"no-cursor-{i}", dt.datetime.combine(DAY, dt.time(3, i)), SIM_SOURCE) for i in range(3)]
     with search.client() as client:  # an ingest pipeline that forgot to stamp indexed_at
@@ -158,7 +171,7 @@ def test_documents_without_the_cursor_field_are_counted_by_the_tick_and_the_load
     first = tick(instance, search)
     later = tick(instance, search, first.cursor)
     assert isinstance(later, dg.SkipReason) and "3 documents" in later.skip_message and "never seen" in later.skip_message
-    instance.add_dynamic_partitions(perfsonar_sources_name, [SIM_SOURCE])
+    PERFSONAR.register(instance, [SIM_SOURCE])
     result = dg.materialize([perfsonar_packet_loss], partition_key=f"{DAY}|{SIM_SOURCE}", instance=instance,
                             resources={"perfsonar_search": search, "warehouse": warehouse})
     metadata = result.asset_materializations_for_node("perfsonar_packet_loss")[0].metadata

@@ -200,7 +200,7 @@ def test_bad_bytes_from_a_file_still_being_written_are_reported_as_the_change(tm
 
 
 def test_landing_sensor_refuses_links_out_of_the_landing_root(netassets_home, tmp_path, instance):
-    from netassets.traffic.definitions import traffic_landing_sensor
+    from netassets.defs.traffic.automation import traffic_landing_sensor
 
     root = landing_dir("traffic")
     good = root / "edge-a" / "2024-01-01"

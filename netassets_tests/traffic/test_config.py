@@ -12,8 +12,13 @@ import pytest
 from pydantic import ValidationError
 
 from netassets.core.settings import artifacts_dir
-from netassets.traffic import assets, readers, sample
-from netassets.traffic.assets import TrafficFlowsConfig, TrafficLSTMConfig, traffic_flows, traffic_lstm
+from netassets.defs.traffic import assets
+from netassets.defs.traffic.assets import TrafficFlowsConfig, TrafficLSTMConfig, traffic_flows, traffic_lstm
+from netassets.pipelines import pipeline
+from netassets.traffic import readers, sample
+from netassets.traffic.config import TrainConfig
+
+SITES = pipeline("traffic").dynamic.name
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -64,13 +69,23 @@ def test_every_numeric_field_has_a_range():
     for name, info in TrafficLSTMConfig.model_fields.items():
         if info.annotation in (int, float):
             assert info.metadata and info.description, f"{name} has no range or description"
+    for config in (TrafficLSTMConfig, TrafficFlowsConfig):
+        assert all(info.description for info in config.model_fields.values()), config
+
+
+def test_the_asset_config_is_the_training_config_plus_asset_only_fields():
+    assert set(TrafficLSTMConfig.model_fields) - set(TrainConfig.model_fields) == {"sites", "init_from", "nproc"}
+    config = TrafficLSTMConfig(epochs=3, hidden_size=7, nproc=2)
+    assert TrainConfig.of(config) == TrainConfig(epochs=3, hidden_size=7)
+    with pytest.raises(ValidationError, match="val_fraction \\+ test_fraction must be < 1"):
+        TrainConfig(val_fraction=0.6, test_fraction=0.4)
 
 
 def test_bad_config_fails_before_torchrun_and_creates_no_run_folder(netassets_home, warehouse, monkeypatch):
     sample.generate(argparse.Namespace(out=None, sites=SITE, start=DAYS[0], days=3, flows=6, features=4,
                                        max_packets=6, seed=0))
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("traffic_sites", [SITE])
+    instance.add_dynamic_partitions(SITES, [SITE])
     for day in DAYS:
         assert dg.materialize([traffic_flows], partition_key=f"{day}|{SITE}", instance=instance,
                               resources={"warehouse": warehouse}).success
@@ -81,7 +96,7 @@ def test_bad_config_fails_before_torchrun_and_creates_no_run_folder(netassets_ho
         raise RuntimeError("torchrun launched")
 
     monkeypatch.setattr(assets, "launch_torchrun", no_torchrun)
-    runs = artifacts_dir("traffic") / "runs"
+    models = artifacts_dir("traffic")  # the model store's folder: not even created
 
     def train(config):
         return dg.materialize([traffic_lstm], instance=instance, resources={"warehouse": warehouse},
@@ -93,7 +108,7 @@ def test_bad_config_fails_before_torchrun_and_creates_no_run_folder(netassets_ho
         assert not result.success, config
         message = failure_message(result)
         assert field in message and allowed in message, (config, message[:600])
-        assert launched == [] and not runs.exists(), config
+        assert launched == [] and not models.exists(), config
     # the control: a good config does reach torchrun (here: the stand-in that refuses)
     result = train({"epochs": 1})
     assert not result.success and "torchrun launched" in failure_message(result) and len(launched) == 1
@@ -111,12 +126,12 @@ def test_skipped_flows_are_counted_in_metadata_and_a_warning(netassets_home, war
     bad.write_bytes(b"\x00\x00junk\n" + b"\xff" * 300 + b"\n" + b'{"timestamp": [NaN], "direction_length": [1]}\n')
     (path.parent / "packed.csv").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 50)
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("traffic_sites", [SITE])
+    instance.add_dynamic_partitions(SITES, [SITE])
     result = dg.materialize([traffic_flows], partition_key=f"{DAYS[0]}|{SITE}", instance=instance,
                             resources={"warehouse": warehouse},
                             run_config={"ops": {"traffic_flows": {"config": {"skip_bad_flows": True}}}})
     metadata = {k: v.value for k, v in result.asset_materializations_for_node("traffic_flows")[0].metadata.items()}
-    assert metadata["flows"] == 5 and metadata["skipped_flows"] == 4
+    assert metadata["dagster/row_count"] == 5 and metadata["skipped_flows"] == 4
     assert metadata["skipped_by_reason"] == {"nul_byte": 1, "invalid_utf8": 1, "non_finite": 1, "compressed_file": 1}
     examples = metadata["skipped_examples"]
     for where in (f"{bad}:1: NUL byte", f"{bad}:2: invalid UTF-8", f"{bad}:3: non-finite", f"{path.parent / 'packed.csv'}:1: gzip"):
@@ -131,7 +146,7 @@ def test_file_changing_while_read_stores_nothing(netassets_home, warehouse, monk
     (path,) = sample.generate(argparse.Namespace(out=None, sites=SITE, start=DAYS[0], days=1, flows=5, features=4,
                                                  max_packets=6, seed=0))
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("traffic_sites", [SITE])
+    instance.add_dynamic_partitions(SITES, [SITE])
     key = {"day": readers.dt.date(2024, 1, 1), "site": SITE}
 
     def materialise():

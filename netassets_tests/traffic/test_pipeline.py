@@ -14,12 +14,16 @@ import pytest
 import torch
 
 from netassets.core.evaluation import Evaluation
-from netassets.core.settings import artifacts_dir, landing_dir
+from netassets.core.settings import landing_dir
 from netassets.core.training import load_checkpoint
+from netassets.defs.traffic.assets import traffic_flows, traffic_lstm
+from netassets.defs.traffic.automation import traffic_daily_ingestion_schedule, traffic_landing_sensor
+from netassets.defs.traffic.checks import traffic_flows_gx_expectations
+from netassets.pipelines import pipeline
 from netassets.traffic import sample
-from netassets.traffic.assets import traffic_flows, traffic_lstm
-from netassets.traffic.checks import traffic_flows_valid
-from netassets.traffic.definitions import traffic_daily_ingestion, traffic_landing_sensor
+from netassets.traffic.runs import model_store
+
+SITES = pipeline("traffic").dynamic.name
 
 DAY, SITE = "2024-01-01", "edge-a"
 KEY = f"{DAY}|{SITE}"
@@ -31,8 +35,8 @@ def generate(flows=120, sites=SITE, days=1, seed=0):
 
 
 def materialise_flows(warehouse, instance, config=None, with_check=False, key=KEY):
-    instance.add_dynamic_partitions("traffic_sites", [SITE])
-    return dg.materialize([traffic_flows, *([traffic_flows_valid] if with_check else [])], partition_key=key,
+    instance.add_dynamic_partitions(SITES, [SITE])
+    return dg.materialize([traffic_flows, *([traffic_flows_gx_expectations] if with_check else [])], partition_key=key,
                           instance=instance, resources={"warehouse": warehouse},
                           run_config={"ops": {"traffic_flows": {"config": config or {}}}})
 
@@ -47,8 +51,11 @@ def test_traffic_flows_partition_is_replaced_not_duplicated(netassets_home, ware
     assert stored["line_no"].to_list() == list(range(1, 51))
     assert stored["n_packets"].to_list() == [line.count("],[") + 1 for line in lines]
     metadata = result.asset_materializations_for_node("traffic_flows")[0].metadata
-    assert metadata["flows"].value == 50 and metadata["features_per_packet"].value == 8
+    assert metadata["dagster/row_count"].value == 50 and metadata["features_per_packet"].value == 8
+    assert metadata["dagster/table_name"].value.endswith(".main.traffic_flows")
+    assert "n_packets" in {c.name for c in metadata["dagster/column_schema"].schema.columns}
     (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "gx_expectations"
     assert check.passed and check.metadata["rows_validated"].value == 50
 
 
@@ -63,7 +70,7 @@ def test_bad_flow_fails_the_partition_or_is_skipped_and_counted(netassets_home, 
     assert len(warehouse.read_partition("traffic_flows", {"day": dt.date(2024, 1, 1), "site": SITE})) == 10
     result = materialise_flows(warehouse, instance, config={"skip_bad_flows": True})
     metadata = result.asset_materializations_for_node("traffic_flows")[0].metadata
-    assert metadata["flows"].value == 11 and metadata["skipped_by_reason"].value == {"non_finite": 1}
+    assert metadata["dagster/row_count"].value == 11 and metadata["skipped_by_reason"].value == {"non_finite": 1}
 
 
 def test_missing_landing_folder_is_a_clear_error(netassets_home, warehouse, instance):
@@ -87,11 +94,16 @@ def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehou
         materialise_flows(warehouse, instance, key=f"{day}|{SITE}")
 
     first = train(warehouse, instance, {"nproc": 1})
-    checkpoint = artifacts_dir("traffic") / "checkpoint.pt"
+    store = model_store()
+    live = store.production()
+    checkpoint = live.path("checkpoint")
     saved = load_checkpoint(checkpoint)
     # the live model is the finished run's best epoch, trained in the run's own folder
-    run_dir = artifacts_dir("traffic") / "runs" / first.run_id
+    run_dir = store.root / "runs" / first.run_id
+    assert live.run_id == first.run_id and checkpoint.parent == store.root / "production" / first.run_id
     assert checkpoint.read_bytes() == (run_dir / "checkpoint.pt").read_bytes()
+    assert live.path("weights").read_bytes() == (run_dir / "model.safetensors").read_bytes()
+    assert live.evaluations[0].beats_strongest_baseline
     metadata = first.asset_materializations_for_node("traffic_lstm")[0].metadata
     # one day each: the last day tests, the one before validates
     assert (metadata["train_flows"].value, metadata["val_flows"].value, metadata["test_flows"].value) == (40, 40, 40)
@@ -102,7 +114,7 @@ def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehou
     assert "training mean packet by position" in metadata["evaluation"].value
     assert "| val |" in metadata["validation"].value and "data:image/png" in metadata["test_cosine_by_position"].value
     (check,) = first.get_asset_check_evaluations()
-    assert check.check_name == "baseline_verdict" and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.check_name == "beats_strongest_baseline" and check.severity == dg.AssetCheckSeverity.WARN
     assert check.passed and metadata["beats_strongest_baseline"].value and metadata["promotion"].value == "promoted"
     assert metadata["test_cos_mean"].value > evaluation.value(evaluation.strongest_baseline)
 
@@ -110,15 +122,18 @@ def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehou
     second = train(warehouse, instance, {"nproc": 2, "init_from": "resume", "epochs": 2})  # DDP over 2 gloo ranks
     metadata = second.asset_materializations_for_node("traffic_lstm")[0].metadata
     assert metadata["world_size"].value == 2 and metadata["epochs_run"].value == 2
-    run_dir = artifacts_dir("traffic") / "runs" / second.run_id
+    run_dir = store.root / "runs" / second.run_id
     assert (run_dir / "init_from.pt").read_bytes() == live_before  # every rank started from this copy
     report = json.loads((run_dir / "report.json").read_text())
     assert [h["epoch"] for h in report["history"]][-2:] == [saved["epoch"] + 1, saved["epoch"] + 2]
     # replaced only when an epoch beat the checkpoint it continued from on validation and won on test
     improved = report["best_epoch"] > saved["epoch"]
     assert metadata["live_model_replaced"].value == (improved and report["evaluation"]["beats_strongest_baseline"])
-    assert checkpoint.read_bytes() == ((run_dir / "checkpoint.pt").read_bytes() if metadata["live_model_replaced"].value
-                                       else live_before)
+    replaced = metadata["live_model_replaced"].value
+    live = store.production()
+    assert live.run_id == (second.run_id if replaced else first.run_id)
+    checkpoint = live.path("checkpoint")
+    assert checkpoint.read_bytes() == ((run_dir / "checkpoint.pt").read_bytes() if replaced else live_before)
     # the continued run normalised with the checkpoint's statistics, not fresh ones
     assert torch.equal(load_checkpoint(checkpoint)["stats"], saved["stats"])
 
@@ -126,7 +141,8 @@ def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehou
     live_before = checkpoint.read_bytes()
     losing = train(warehouse, instance, {"nproc": 1, "epochs": 1, "learning_rate": 1e-9})
     metadata = losing.asset_materializations_for_node("traffic_lstm")[0].metadata
-    assert (artifacts_dir("traffic") / "runs" / losing.run_id / "checkpoint.pt").is_file()
+    assert (store.root / "runs" / losing.run_id / "checkpoint.pt").is_file()
+    assert store.candidate().run_id == losing.run_id and store.production().run_id == live.run_id
     assert checkpoint.read_bytes() == live_before and not metadata["live_model_replaced"].value
     assert metadata["promotion"].value.startswith("not promoted: loses: next-packet LSTM cos_mean")
     (check,) = losing.get_asset_check_evaluations()
@@ -160,8 +176,8 @@ def test_run_failing_mid_training_leaves_the_live_model_alone(netassets_home, wa
     (flow_file,) = generate(flows=90)
     materialise_flows(warehouse, instance)
     train(warehouse, instance, {"nproc": 1})  # a winning run: the live model it leaves
-    models = artifacts_dir("traffic")
-    live = models / "checkpoint.pt"
+    models = model_store().root
+    live = model_store().production().path("checkpoint")
     live_before, original, stat = live.read_bytes(), flow_file.read_bytes(), flow_file.stat()
 
     before = {(p, p.stat().st_ino) for p in models.rglob("checkpoint.pt")}
@@ -177,7 +193,7 @@ def test_run_failing_mid_training_leaves_the_live_model_alone(netassets_home, wa
         corrupter.join()
     (failed,) = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE]
     assert any(f"{flow_file}:" in message and "malformed JSON" in message for message in worker_errors(instance, failed))
-    assert live.read_bytes() == live_before
+    assert model_store().production().path("checkpoint") == live and live.read_bytes() == live_before
     failed_run_dir = models / "runs" / failed.run_id
     saved = load_checkpoint(failed_run_dir / "checkpoint.pt")  # the failed run's best epoch, in its own folder
     assert saved["epoch"] > load_checkpoint(live)["epoch"]
@@ -202,14 +218,14 @@ def test_landing_sensor_and_daily_schedule(netassets_home, instance):
     again = traffic_landing_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
     assert isinstance(again, dg.SkipReason)  # nothing changed since the cursor
 
-    instance.add_dynamic_partitions("traffic_sites", ["edge-a", "edge-b"])
+    instance.add_dynamic_partitions(SITES, ["edge-a", "edge-b"])
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2024, 1, 3, 2))
-    requests = traffic_daily_ingestion(context)
+    requests = traffic_daily_ingestion_schedule(context)
     assert sorted(r.partition_key for r in requests) == ["2024-01-02|edge-a", "2024-01-02|edge-b"]
 
 
 def test_init_from_outside_the_models_folder_is_refused(tmp_path):
-    from netassets.traffic.assets import checkpoint_under
+    from netassets.traffic.runs import checkpoint_under
 
     models = tmp_path / "models"
     assert checkpoint_under(models, "runs/abc/checkpoint.pt") == (models / "runs/abc/checkpoint.pt").resolve()

@@ -15,7 +15,8 @@ import torch
 
 from netassets.core.training import load_checkpoint
 from netassets.traffic import sample, train
-from netassets.traffic.model import FeatureStats, flow_cosine, make_batch, normaliser
+from netassets.traffic.config import TrainConfig
+from netassets.traffic.model import FeatureStats, flow_cosine, load_model, make_batch, normaliser
 from netassets.traffic.readers import index_files
 from netassets.traffic.split import assign_splits
 
@@ -72,11 +73,13 @@ def test_flows_unmaps_files_opened_before_one_that_changed(index, landing, flow_
     assert error.traceback and mapped(flow_files) == []
 
 
-def worker_args(tmp_path, landing, index, **overrides):
+def worker_args(tmp_path, landing, index, init_from=None, **overrides):
+    """The worker's command line as the asset builds it: its TrainConfig in a config.json, plus paths."""
     index.write_parquet(tmp_path / "flows.parquet")
-    args = {"flows": tmp_path / "flows.parquet", "landing": landing, "checkpoint": tmp_path / "run" / "checkpoint.pt",
-            "report": tmp_path / "report.json", "seq_len": 12, "hidden_size": 8, "epochs": 1, "batch_size": 16,
-            **overrides}
+    TrainConfig(**{"seq_len": 12, "hidden_size": 8, "epochs": 1, "batch_size": 16, **overrides}).write(tmp_path / "config.json")
+    args = {"config": tmp_path / "config.json", "flows": tmp_path / "flows.parquet", "landing": landing,
+            "checkpoint": tmp_path / "run" / "checkpoint.pt", "weights": tmp_path / "run" / "model.safetensors",
+            "report": tmp_path / "report.json", **({"init_from": init_from} if init_from else {})}
     return [f"--{k}={v}" for k, v in args.items()]
 
 
@@ -115,6 +118,22 @@ def test_test_flows_are_scored_once_next_to_baselines_on_the_same_flows(tmp_path
     assert start["cos_first_packet"] == pytest.approx(evaluation["scores"][train.TYPICAL]["cos_first_packet"])
     # the model's test score is its best (validation-chosen) epoch's, not the last epoch's
     assert report["best_epoch"] == min(report["history"], key=lambda h: h["val_mse"])["epoch"]
+    # the safetensors weights are that epoch's model, with the statistics it normalised with
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    model, saved_stats, normalisation = load_model(tmp_path / "run" / "model.safetensors")
+    assert checkpoint["epoch"] == report["best_epoch"] and normalisation == "standardise"
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in checkpoint["model"].items())
+    np.testing.assert_array_equal(saved_stats.to_array(), stats.to_array())
+
+
+def test_a_config_file_with_a_bad_value_is_refused_naming_the_field(tmp_path, landing, index):
+    args = worker_args(tmp_path, landing, index)
+    (tmp_path / "config.json").write_text('{"epochs": 1, "batch_size": 0}')
+    with pytest.raises(ValueError, match="invalid TrainConfig.*batch_size"):
+        train.main(args)
+    (tmp_path / "config.json").write_text('{"epochs": 1, "epoch": 2}')
+    with pytest.raises(ValueError, match="epoch"):
+        train.main(args)
 
 
 @pytest.mark.parametrize("broken, message", [

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from netassets_tests.ui.dagster_dev import TEST_DAYS, TEST_REGIONS, DagsterDev
+from netassets_tests.ui.dagster_dev import TEST_DAYS, TEST_REGIONS, LensDev
 
 CHROMIUM = Path(os.environ.get("NETASSETS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -31,8 +31,8 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def dagster_dev(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[DagsterDev]:
-    server = DagsterDev.launch(tmp_path_factory.mktemp("dagster_dev"), regions=TEST_REGIONS, days=TEST_DAYS)
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[LensDev]:
+    server = LensDev.launch_with_data(tmp_path_factory.mktemp("dagster_dev"), regions=TEST_REGIONS, days=TEST_DAYS)
     try:
         import netassets.definitions  # noqa: F401  (the tests read it; import while the server loads it too)
 

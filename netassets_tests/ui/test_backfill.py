@@ -13,14 +13,14 @@ from netassets_tests.ui.dagster_dev import (
     LENS_CHECKS,
     TEST_DAYS,
     TEST_REGIONS,
-    DagsterDev,
+    LensDev,
     partition_keys,
 )
 
 PARTITIONS = partition_keys(TEST_DAYS, TEST_REGIONS)
 
 
-def test_multi_run_backfill_of_lens_partitions(dagster_dev: DagsterDev) -> None:
+def test_multi_run_backfill_of_lens_partitions(dagster_dev: LensDev) -> None:
     assert len(PARTITIONS) == 4 and len(set(PARTITIONS)) == 4
     started = time.monotonic()
     backfill_id = dagster_dev.launch_backfill(PARTITIONS, assets=LENS_ASSETS)

@@ -14,7 +14,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from netassets_tests.ui.dagster_dev import LENS_CHECKS, DagsterDev
+from netassets_tests.ui.dagster_dev import LENS_CHECKS, LensDev
 
 PARTITION = "2023-11-01|chicago"
 UI_TIMEOUT_MS = 60_000  # the first page load compiles the asset graph of ~40 assets on a busy machine
@@ -52,7 +52,7 @@ def page(browser, artifacts, request):
         context.close()
 
 
-def test_ui_graph_partition_run_and_checks(browser, page: Page, dagster_dev: DagsterDev, artifacts) -> None:
+def test_ui_graph_partition_run_and_checks(browser, page: Page, dagster_dev: LensDev, artifacts) -> None:
     started = time.monotonic()
     groups = project_groups()
     assert "lens" in groups and len(groups) >= 2, f"unexpected asset groups in netassets.definitions: {groups}"

@@ -1,0 +1,117 @@
+"""LENS per-partition assets: hour CSVs -> lens_raw_irtt + lens_clean_groups (one step, one
+transaction) -> lens_group_features -> lens_clusters. The work is in ``netassets.lens.ingest``
+and ``netassets.lens.models``."""
+
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from netassets.core.automation import follow_upstream
+from netassets.core.partitions import context_partition
+from netassets.core.plots import table_markdown
+from netassets.core.warehouse import POOL, DuckDBWarehouse
+from netassets.defs.lens.pipeline import PIPELINE
+from netassets.lens.cleaning import GROUP_POINTS
+
+LENS_RAW = dg.AssetKey("lens_raw_irtt")
+LENS_CLEAN = dg.AssetKey("lens_clean_groups")
+LENS_FEATURES = dg.AssetKey("lens_group_features")
+LENS_GMM = dg.AssetKey("lens_gmm")
+LENS_CLUSTERS = dg.AssetKey("lens_clusters")
+
+
+class LensCleanConfig(dg.Config):
+    min_samples: int = Field(
+        default=1300, ge=0, lt=GROUP_POINTS,
+        description=f"keep groups with MORE than this many observed points of {GROUP_POINTS} (seed: 1300)",
+    )
+
+
+@dg.multi_asset(
+    name="lens_ingest",
+    specs=[
+        dg.AssetSpec(LENS_RAW, group_name="lens", kinds={"duckdb", "csv"},
+                     description="LENS irtt hour files of one day x region, validated and loaded as read into DuckDB."),
+        dg.AssetSpec(LENS_CLEAN, group_name="lens", kinds={"duckdb", "numpy"}, deps=[LENS_RAW],
+                     description="Seed-faithful cleaning: one row per kept 15 s group, token (-1) and nearest fills "
+                                 "on a 1500-point grid."),
+    ],
+    partitions_def=PIPELINE.partitions,
+    pool=POOL,
+)
+def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, warehouse: DuckDBWarehouse):
+    """Raw rows and clean groups of a partition in one transaction: after any failure (bad file,
+    no group, a kill) both tables still describe the same files, the previous ones."""
+    from netassets.lens.ingest import ingest_partition
+
+    done = ingest_partition(warehouse, context_partition(context, PIPELINE.dimension), config.min_samples, context.log)
+    raw = done.raw
+    yield dg.MaterializeResult(asset_key=LENS_RAW, metadata={
+        **raw.write.metadata,
+        "lost_packet_share": raw.lost_packet_share,
+        "hour_files": len(raw.files.present),
+        "missing_hours": dg.MetadataValue.json(raw.files.missing_hours),
+        "empty_files": dg.MetadataValue.json([p.name for p in raw.files.empty]),
+        "truncated_lines_dropped": raw.truncated_lines,
+        "rows_outside_day_dropped": raw.rows_outside_day,
+        "source": dg.MetadataValue.path(str(raw.source)),
+    })
+    yield dg.MaterializeResult(asset_key=LENS_CLEAN, metadata={
+        **done.clean.metadata,
+        "mean_fill_share": done.mean_fill_share,
+        "duplicate_ticks_dropped": done.duplicate_ticks,
+        "min_samples": done.min_samples,
+    })
+
+
+@dg.asset(
+    group_name="lens",
+    partitions_def=PIPELINE.partitions,
+    deps=[LENS_CLEAN],
+    pool=POOL,
+    kinds={"duckdb", "numpy"},
+    description="Per-group features of the nearest-filled RTT (seed's 7 + std + missing share), one row per group.",
+)
+def lens_group_features(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    from netassets.lens.models import write_group_features
+
+    partition = context_partition(context, PIPELINE.dimension)
+    done = write_group_features(warehouse, partition)
+    if done.non_finite:
+        context.log.warning("%s: %d group(s) have non-finite features; the finite-features check will fail",
+                            partition.key, done.non_finite)
+    return dg.MaterializeResult(metadata={
+        **done.write.metadata,
+        "groups_per_s": done.write.rows / max(done.seconds, 1e-9),
+        "non_finite_groups": done.non_finite,
+        "feature_summary": table_markdown(done.summary),
+    })
+
+
+@dg.asset(
+    group_name="lens",
+    partitions_def=PIPELINE.partitions,
+    deps=[LENS_FEATURES, LENS_GMM],
+    pool=POOL,
+    kinds={"duckdb", "numpy"},
+    automation_condition=follow_upstream(),
+    description="Cluster id and its posterior probability for every group, from the current lens_gmm. Re-made "
+                "automatically (netassets_automation sensor) in every partition with features after lens_gmm "
+                "changes, and in a partition after its lens_group_features are re-made.",
+)
+def lens_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    from netassets.lens.models import assign_clusters
+
+    done = assign_clusters(warehouse, context_partition(context, PIPELINE.dimension))
+    metadata = {
+        **done.write.metadata,
+        "gmm_version": done.gmm.version,
+        "cluster_sizes": dg.MetadataValue.json(
+            {str(i): int(n) for i, n in enumerate(np.bincount(done.labels, minlength=done.gmm.k))}),
+        "mean_probability": float(done.probability.mean()),
+        "groups_per_s_assignment": done.write.rows / max(done.seconds, 1e-9),
+    }
+    if done.ari is not None:
+        metadata["ari_vs_generator_regimes"] = done.ari
+    return dg.MaterializeResult(metadata=metadata)
