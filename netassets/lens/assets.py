@@ -180,9 +180,11 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
     """Raw rows and clean groups of a partition in one transaction: after any failure (bad file,
     no group, a kill) both tables still describe the same files, the previous ones."""
     partition = context_partition(context, REGION)
-    with warehouse.transaction() as conn:
+    def ingest(conn: duckdb.DuckDBPyConnection):  # retried from the start on a DuckLake write conflict
         raw_metadata = load_raw(context, partition, warehouse, conn)
-        groups, duplicate_ticks = write_clean_groups(warehouse, partition.day, partition.other, config.min_samples, conn)
+        return raw_metadata, *write_clean_groups(warehouse, partition.day, partition.other, config.min_samples, conn)
+
+    raw_metadata, groups, duplicate_ticks = warehouse.run_transaction(ingest)
     yield dg.MaterializeResult(asset_key=LENS_RAW, metadata=raw_metadata)
     mean_fill = 1 - float(groups["n_observed"].to_numpy().mean()) / GROUP_POINTS
     yield dg.MaterializeResult(
