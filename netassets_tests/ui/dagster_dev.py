@@ -59,10 +59,12 @@ def partition_keys(days: int, regions: Iterable[str], first_day: dt.date = FIRST
     ]
 
 
-def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2) -> dict[str, str]:
+def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2,
+                  dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """DAGSTER_HOME (repo dagster.yaml + run queue limit, regions registered) and NETASSETS_HOME with LENS data.
 
-    Returns the environment for `dagster dev`.
+    ``dagster_yaml`` replaces the repository's (e.g. deploy/dagster_postgres.yaml; ``extra_env``
+    holds what it reads). Returns the environment for `dagster dev`.
     """
     import dagster as dg
 
@@ -75,15 +77,28 @@ def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2) 
     netassets_home.mkdir(parents=True)
     # The repository's dagster.yaml (no community modal, no telemetry, the duckdb pool) plus a run
     # limit: every run worker imports torch, and twenty at once would swap a small CI machine.
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
+    config = yaml.safe_load((dagster_yaml or REPO_ROOT / "dagster.yaml").read_text())
+    if "run_coordinator" in config:
+        config["run_coordinator"].setdefault("config", {})["max_concurrent_runs"] = max_runs
+    else:
+        config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    saved_env = {k: os.environ.get(k) for k in (extra_env or {})}
+    os.environ.update(extra_env or {})  # the instance below reads the same settings
 
     write_lens(netassets_home / "landing" / "lens", regions, FIRST_DAY, days, seed=0, hours=1, rate_hz=SAMPLE_RATE_HZ)
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        instance.add_dynamic_partitions(lens_regions_name, regions)
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            instance.add_dynamic_partitions(lens_regions_name, regions)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
     env = {k: v for k, v in os.environ.items() if k not in ("NETASSETS_LENS_ROOT", "DAGSTER_HOME")}
+    env.update(extra_env or {})
     env.update(
         DAGSTER_HOME=str(dagster_home),
         NETASSETS_HOME=str(netassets_home),
@@ -112,10 +127,11 @@ class DagsterDev:
     # ---- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def launch(cls, root: Path, regions: list[str], days: int, max_runs: int = 2) -> "DagsterDev":
+    def launch(cls, root: Path, regions: list[str], days: int, max_runs: int = 2,
+               dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> "DagsterDev":
         """Prepare the homes and start `dagster dev`; returns at once (see wait_ready)."""
         root.mkdir(parents=True, exist_ok=True)
-        env = prepare_homes(root, regions, days, max_runs)
+        env = prepare_homes(root, regions, days, max_runs, dagster_yaml, extra_env)
         port = free_port()
         log_path = root / "dagster_dev.log"
         log = open(log_path, "w")
@@ -140,8 +156,9 @@ class DagsterDev:
         return self
 
     @classmethod
-    def start(cls, root: Path, regions: list[str], days: int, max_runs: int = 2, timeout_s: float = 240) -> "DagsterDev":
-        return cls.launch(root, regions, days, max_runs).wait_ready(timeout_s)
+    def start(cls, root: Path, regions: list[str], days: int, max_runs: int = 2, timeout_s: float = 240,
+              dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> "DagsterDev":
+        return cls.launch(root, regions, days, max_runs, dagster_yaml, extra_env).wait_ready(timeout_s)
 
     def __enter__(self) -> "DagsterDev":
         return self
