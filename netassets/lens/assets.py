@@ -180,6 +180,7 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
     """Raw rows and clean groups of a partition in one transaction: after any failure (bad file,
     no group, a kill) both tables still describe the same files, the previous ones."""
     partition = context_partition(context, REGION)
+
     def ingest(conn: duckdb.DuckDBPyConnection):  # retried from the start on a DuckLake write conflict
         raw_metadata = load_raw(context, partition, warehouse, conn)
         return raw_metadata, *write_clean_groups(warehouse, partition.day, partition.other, config.min_samples, conn)
