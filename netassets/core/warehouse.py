@@ -4,6 +4,10 @@ DuckDB allows one writing process per file. Steps of the multiprocess executor t
 the ``duckdb`` concurrency pool (limit 1 in dagster.yaml); on top of that every connection
 retries briefly on a lock conflict, so a `dagster dev` reader or a second run does not fail
 a write outright.
+
+With ``backend="ducklake"`` (or NETASSETS_WAREHOUSE=ducklake) the same resource writes a DuckLake
+(Postgres catalog, Parquet files) instead, where several processes may write at once:
+see ``netassets.core.lake``.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from netassets.core.settings import warehouse_path
+from netassets.core import lake
+from netassets.core.settings import netassets_home, warehouse_path
 
 POOL = "duckdb"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Connections inside a ``DuckDBWarehouse.transaction()``: partition replaces on them join it
 # instead of committing on their own.
 _IN_TRANSACTION: set[int] = set()
+# DuckLake only: first writes (the partition was empty) inside a transaction, collapsed after COMMIT.
+_FIRST_WRITES: dict[int, list[tuple[str, str, list[Any]]]] = {}
 
 
 class EmptyPartitionError(ValueError):
@@ -70,10 +77,17 @@ def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):
-    """Path of the DuckDB file (default: $NETASSETS_HOME/warehouse.duckdb)."""
+    """Path of the DuckDB file (default: $NETASSETS_HOME/warehouse.duckdb), or a DuckLake."""
 
     database: str = ""
     lock_retry_seconds: float = 30.0
+    backend: str = ""  # "duckdb" or "ducklake"; empty: $NETASSETS_WAREHOUSE, else "duckdb"
+
+    def lake_settings(self) -> lake.LakeSettings | None:
+        """The DuckLake settings when that backend is chosen, else None (the DuckDB file)."""
+        if lake.backend_name(self.backend) != "ducklake":
+            return None
+        return lake.LakeSettings.from_env(netassets_home() / "lake")
 
     @property
     def path(self) -> Path:
@@ -81,6 +95,14 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        settings = self.lake_settings()
+        if settings is not None:
+            conn = lake.connect(settings, read_only=read_only)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if read_only and not self.path.exists():
             read_only = False  # let DuckDB create the file instead of failing on a fresh home
@@ -103,18 +125,48 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction around several partition replaces (e.g. a raw table and the table
-        cleaned from it): all of them commit together, or none does."""
+        cleaned from it): all of them commit together, or none does. On DuckLake a commit that
+        conflicts with a concurrent writer raises ``WriteConflictError``: run the body through
+        ``run_transaction`` to have it retried."""
+        settings = self.lake_settings()
         with self.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             _IN_TRANSACTION.add(id(conn))
+            _FIRST_WRITES[id(conn)] = []
             try:
                 yield conn
                 conn.execute("COMMIT")
+                for table, where, where_params in _FIRST_WRITES[id(conn)] if settings else ():
+                    lake.keep_latest_version(settings, conn, table, where, where_params)
+            except duckdb.TransactionException as exc:
+                lake.rollback(conn)
+                if settings is not None and lake.is_conflict(exc):
+                    raise lake.WriteConflictError(f"DuckLake commit conflicted with a concurrent writer: {exc}") from exc
+                raise
             except BaseException:
-                conn.execute("ROLLBACK")
+                lake.rollback(conn)
                 raise
             finally:
                 _IN_TRANSACTION.discard(id(conn))
+                _FIRST_WRITES.pop(id(conn), None)
+
+    def run_transaction(self, body: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        """``body(conn)`` inside ``transaction()``; on DuckLake retried from the start while its
+        commit conflicts with concurrent writers (NETASSETS_LAKE_WRITE_ATTEMPTS), then
+        ``WriteConflictError``. On the DuckDB file: exactly one ``transaction()``."""
+        settings = self.lake_settings()
+        if settings is None:
+            with self.transaction() as conn:
+                return body(conn)
+
+        def attempt() -> Any:
+            try:
+                with self.transaction() as conn:
+                    return body(conn)
+            except lake.WriteConflictError as exc:
+                raise exc.__cause__ from None  # the TransactionException: retry_conflicts retries it
+
+        return lake.retry_conflicts(settings, "transaction", attempt)
 
     def table_exists(self, conn: duckdb.DuckDBPyConnection, table: str) -> bool:
         return bool(
@@ -162,6 +214,26 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         else:
             source, source_params = select_sql, dict(params or {})
         joined = id(conn) in _IN_TRANSACTION  # part of a larger transaction: it commits or rolls back
+        settings = self.lake_settings()
+        if settings is not None and not joined:  # DuckLake: retried from the start on a write conflict
+            def attempt() -> PartitionWrite:
+                return self._replace(conn, table, partition, where, where_params, source, source_params,
+                                     before_commit, allow_empty, joined, settings)
+
+            try:
+                return lake.retry_conflicts(settings, f"{table} partition {dict(partition)}", attempt)
+            finally:
+                if data is not None:
+                    conn.unregister("_netassets_new_rows")
+        try:
+            return self._replace(conn, table, partition, where, where_params, source, source_params,
+                                 before_commit, allow_empty, joined, settings)
+        finally:
+            if data is not None:
+                conn.unregister("_netassets_new_rows")
+
+    def _replace(self, conn, table, partition, where, where_params, source, source_params,
+                 before_commit, allow_empty, joined, settings) -> PartitionWrite:
         if not joined:
             conn.execute("BEGIN TRANSACTION")
         try:
@@ -169,7 +241,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ({source}) LIMIT 0", source_params)
             else:
                 self._add_new_columns(conn, table, source, source_params)
-            conn.execute(f"DELETE FROM {table} WHERE {where}", where_params)
+            (deleted,) = conn.execute(f"DELETE FROM {table} WHERE {where}", where_params).fetchone()
             conn.execute(f"INSERT INTO {table} BY NAME {source}", source_params)
             if before_commit is not None:
                 before_commit(conn)
@@ -183,12 +255,14 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 conn.execute("COMMIT")
         except BaseException:
             if not joined:
-                conn.execute("ROLLBACK")
+                lake.rollback(conn)
             raise
-        finally:
-            if data is not None:
-                conn.unregister("_netassets_new_rows")
-        return PartitionWrite(table, int(written), columns, self.path.stem)
+        if settings is not None and deleted == 0:  # a first write: a concurrent one may also have committed
+            if joined:
+                _FIRST_WRITES.setdefault(id(conn), []).append((table, where, where_params))
+            else:
+                lake.keep_latest_version(settings, conn, table, where, where_params)
+        return PartitionWrite(table, int(written), columns, "lake" if settings is not None else self.path.stem)
 
     def _add_new_columns(self, conn: duckdb.DuckDBPyConnection, table: str, source: str, params: Mapping[str, Any]) -> None:
         """A newer version of an asset may write more columns than the table has: add them (older

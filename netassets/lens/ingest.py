@@ -174,8 +174,12 @@ class Ingested:
 
 def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_samples: int,
                      log: logging.Logger) -> Ingested:
-    """Raw rows and clean groups of a partition in one transaction."""
-    with warehouse.transaction() as conn:
+    """Raw rows and clean groups of a partition in one transaction (retried from the start on a
+    DuckLake write conflict): after any failure both tables still describe the same files."""
+
+    def ingest(conn):
         raw = load_raw(partition, warehouse, conn, log)
-        groups, duplicate_ticks, clean = write_clean_groups(warehouse, partition.day, partition.other, min_samples, conn)
+        return raw, *write_clean_groups(warehouse, partition.day, partition.other, min_samples, conn)
+
+    raw, groups, duplicate_ticks, clean = warehouse.run_transaction(ingest)
     return Ingested(raw, groups, int(duplicate_ticks), clean, min_samples)

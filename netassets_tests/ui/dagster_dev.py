@@ -37,7 +37,8 @@ def partition_keys(days: int, regions: Iterable[str], first_day: dt.date = FIRST
     ]
 
 
-def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2) -> dict[str, str]:
+def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2,
+                  dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """DAGSTER_HOME (repo dagster.yaml + run queue limit, regions registered) and NETASSETS_HOME with LENS data.
 
     Returns the environment for `dagster dev`.
@@ -53,15 +54,28 @@ def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2) 
     netassets_home.mkdir(parents=True)
     # The repository's dagster.yaml (no community modal, no telemetry, the duckdb pool) plus a run
     # limit: every run worker imports torch, and twenty at once would swap a small CI machine.
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
+    config = yaml.safe_load((dagster_yaml or REPO_ROOT / "dagster.yaml").read_text())
+    if "run_coordinator" in config:
+        config["run_coordinator"].setdefault("config", {})["max_concurrent_runs"] = max_runs
+    else:
+        config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    saved_env = {k: os.environ.get(k) for k in (extra_env or {})}
+    os.environ.update(extra_env or {})  # the instance below reads the same settings
 
     write_lens(netassets_home / "landing" / "lens", regions, FIRST_DAY, days, seed=0, hours=1, rate_hz=SAMPLE_RATE_HZ)
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        pipeline("lens").register(instance, regions)
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            pipeline("lens").register(instance, regions)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
     env = {k: v for k, v in os.environ.items() if k not in ("NETASSETS_LENS_ROOT", "DAGSTER_HOME")}
+    env.update(extra_env or {})
     env.update(
         DAGSTER_HOME=str(dagster_home),
         NETASSETS_HOME=str(netassets_home),
@@ -76,13 +90,15 @@ class LensDev(DagsterDev):
     """The test server: runs and backfills of the LENS ingest assets with the 10 Hz config by default."""
 
     @classmethod
-    def start(cls, root: Path, regions: list[str], days: int, max_runs: int = 2, timeout_s: float = 240) -> "LensDev":
-        return cls.launch_with_data(root, regions, days, max_runs).wait_ready(timeout_s)
+    def start(cls, root: Path, regions: list[str], days: int, max_runs: int = 2, timeout_s: float = 240,
+              dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> "LensDev":
+        return cls.launch_with_data(root, regions, days, max_runs, dagster_yaml, extra_env).wait_ready(timeout_s)
 
     @classmethod
-    def launch_with_data(cls, root: Path, regions: list[str], days: int, max_runs: int = 2) -> "LensDev":
+    def launch_with_data(cls, root: Path, regions: list[str], days: int, max_runs: int = 2,
+                         dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> "LensDev":
         root.mkdir(parents=True, exist_ok=True)
-        return cls.launch(root, prepare_homes(root, regions, days, max_runs))
+        return cls.launch(root, prepare_homes(root, regions, days, max_runs, dagster_yaml, extra_env))
 
     def launch_partition_run(self, job_name: str, partition_key: str, run_config: dict | None = None,
                              dimensions: tuple[str, str] = ("day", "region")) -> str:
