@@ -49,7 +49,8 @@ def shared_data() -> Path:
 # Tests marked ``@pytest.mark.fault("what is injected")`` inject a real fault (SIGKILL, a second
 # writer, a file growing mid-read, a cluster going down); a passing one survived it. Those that
 # write rows record how many were lost with ``record_property("rows_lost", n)``. The summary at the
-# end of the run prints the tally.
+# end of the run prints the tally. The fault rides on the report's user properties, so the tally
+# also adds up when pytest-xdist runs the tests in worker processes.
 
 _FAULTS: list[tuple[str, str, bool, int | None]] = []
 
@@ -58,15 +59,30 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fault(description): the test injects a real fault and must survive it")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) a test file runs in one worker, so its module and
+    session fixtures (generated data, a demo run) are built once; the UI tests share one
+    `dagster dev`, so they share a worker too."""
+    for item in items:
+        group = "dagster_dev" if item.path.parent.name == "ui" else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     marker = item.get_closest_marker("fault")
-    if marker is None or report.when != "call":
-        return
-    lost = dict(report.user_properties).get("rows_lost")
-    _FAULTS.append((marker.args[0], item.nodeid.split("::", 1)[-1], report.passed, lost))
+    if marker is not None and report.when == "call":
+        report.user_properties.append(("fault", marker.args[0]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    properties = dict(report.user_properties)
+    if report.when == "call" and "fault" in properties:
+        _FAULTS.append((properties["fault"], report.nodeid.split("::", 1)[-1], report.passed,
+                        properties.get("rows_lost")))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -1,5 +1,7 @@
 """One ``traffic_flows`` partition: the landed flow files of a day and site indexed into rows
-(one per flow, with its packet count) and the figures the materialisation reports."""
+(one per flow, with its packet count) and the figures the materialisation reports. The packets
+parsed while indexing are written once into the binary packet cache (``traffic.cache``) that
+training reads memory-mapped."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from netassets.core.settings import landing_dir
+from netassets.traffic.packet_file import cache_dir
 from netassets.traffic.readers import FlowIndex, index_files, landing_files
 
 WARN_EXAMPLES = 5  # skipped flows named in the log warning (the metadata keeps up to readers.MAX_EXAMPLES)
@@ -53,5 +56,5 @@ def index_partition(day: dt.date, site: str, skip_bad: bool) -> PartitionIndex:
     files = landing_files(root, day, site)
     if not files:
         raise FileNotFoundError(f"no .csv/.json/.jsonl flow files in {root / site / day.isoformat()}")
-    index = index_files(files, root, skip_bad=skip_bad)
+    index = index_files(files, root, skip_bad=skip_bad, cache=cache_dir())
     return PartitionIndex(files, index, index.frame.with_columns(day=pl.lit(day), site=pl.lit(site)))

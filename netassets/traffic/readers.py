@@ -21,6 +21,12 @@ byte offset and length (memory holds one flow at a time plus O(flows) integers),
 Pages already scanned are released with ``madvise(MADV_DONTNEED)``: a mapped file otherwise
 counts in the process's resident set up to its whole size. Raw files are opened read-only.
 
+Each flow is decoded by orjson (several times faster than ``json``); a flow orjson refuses or
+that is not a clean rectangle of finite numbers is parsed again by the stdlib reference parser
+(``_parse_csv_line_stdlib``, ``_parse_flow_object_stdlib``), which raises the error, so every
+message below is the same whichever parser saw the flow first. ``index_files(..., cache=DIR)``
+also writes the parsed packets into the binary packet cache (``traffic.packet_file``).
+
 Bad input raises ``BadFlowError`` naming the file and the 1-based line, with at most a short
 escaped excerpt of the offending bytes (``core.files.excerpt``), or is skipped and counted per
 reason when the caller asks for that (``skip_bad=True``). Reasons: ``nul_byte``,
@@ -48,6 +54,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import orjson
 import polars as pl
 
 from netassets.core.files import changed_since, excerpt, file_states, inside_root
@@ -201,12 +208,54 @@ def packets_from_flow_object(flow: Any) -> np.ndarray:
     return np.stack([np.sign(packets[:, 1]), np.abs(packets[:, 1]), gaps], axis=1)
 
 
-def _parse_csv_line(raw: bytes) -> np.ndarray:
+def _parse_csv_line_stdlib(raw: bytes) -> np.ndarray:
+    """The reference parser (stdlib ``json``): slow, but it names every problem precisely."""
     return packets_from_rows(_loads("[" + check_bytes(raw) + "]", shift=1))
 
 
-def _parse_flow_object(raw: bytes) -> np.ndarray:
+def _parse_flow_object_stdlib(raw: bytes) -> np.ndarray:
     return packets_from_flow_object(_loads(check_bytes(raw)))
+
+
+def _fast_rows(rows: Any) -> np.ndarray | None:
+    """``rows`` (as orjson decoded them) as float64 (packets, features) when they are certainly a
+    good flow, i.e. when ``packets_from_rows`` would return exactly this; None otherwise."""
+    if not isinstance(rows, list) or not rows:
+        return None
+    try:
+        packets = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    # one sum instead of a mask: a NaN or infinity anywhere makes it non-finite (so does an
+    # overflowing sum of finite values: the stdlib path then decides, exactly)
+    if packets.ndim != 2 or packets.shape[1] == 0 or not np.isfinite(packets.sum()):
+        return None
+    return packets
+
+
+def _parse_csv_line(raw: bytes) -> np.ndarray:
+    """One seed-format line -> float64 (packets, features).
+
+    orjson decodes the line (several times faster than ``json``); anything it refuses (NaN,
+    Infinity, bad bytes, bad JSON) or that is not a clean rectangle of finite numbers goes
+    through the stdlib parser, so every error keeps its exact reason and message."""
+    try:
+        packets = _fast_rows(orjson.loads(b"[" + raw + b"]"))
+    except orjson.JSONDecodeError:
+        packets = None
+    return _parse_csv_line_stdlib(raw) if packets is None else packets
+
+
+def _parse_flow_object(raw: bytes) -> np.ndarray:
+    try:
+        flow = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_flow_object_stdlib(raw)
+    try:
+        return packets_from_flow_object(flow)
+    except BadFlowError:  # the same object through the reference path: the same message
+        return _parse_flow_object_stdlib(raw)
+
 
 
 class LineCounter:
@@ -422,18 +471,22 @@ def refuse_outside(files: list[Path], root: Path) -> None:
                                    "refused, not read")
 
 
-def index_files(files: list[Path], root: Path, skip_bad: bool = False) -> FlowIndex:
+def index_files(files: list[Path], root: Path, skip_bad: bool = False, cache: Path | None = None) -> FlowIndex:
     """Scan files flow by flow; ``source_file`` is stored relative to ``root`` (the landing folder).
 
     Every flow is parsed once, so bad input is found here, before anything trains on it. All
     flows of the scanned files must share one packet dimension (a model has one input width).
     Files leading outside ``root`` are refused before any is read; a file that changed while it
     was read fails the whole scan (``RefusedFileError``), so nothing half-read is stored.
+
+    ``cache``: a folder where the packets parsed here are written, one binary cache per file
+    (``traffic.cache``), so training reads them memory-mapped instead of parsing the text again;
+    a file's cache is committed only when that file did not change while it was read.
     """
     refuse_outside(files, root)
     states = file_states(files)
     try:
-        index = _index(files, root, states, skip_bad)
+        index = _index(files, root, states, skip_bad, cache)
     except BadFlowError as exc:
         _refuse_changed(states, exc)  # bad bytes in a file still being written: say that, not the bytes
         raise
@@ -450,7 +503,8 @@ def _refuse_changed(states: dict[Path, tuple[int, int]], cause: BaseException | 
         ) from cause
 
 
-def _index(files: list[Path], root: Path, states: dict[Path, tuple[int, int]], skip_bad: bool) -> FlowIndex:
+def _index(files: list[Path], root: Path, states: dict[Path, tuple[int, int]], skip_bad: bool,
+           cache: Path | None = None) -> FlowIndex:
     columns: dict[str, list] = {name: [] for name in _INDEX_SCHEMA}
     skipped: Counter = Counter()
     examples: list[str] = []
@@ -463,41 +517,66 @@ def _index(files: list[Path], root: Path, states: dict[Path, tuple[int, int]], s
         if len(examples) < MAX_EXAMPLES:
             examples.append(f"{exc}{note}")
 
-    for path in files:
+    def index_file(path: Path, flow_file: FlowFile, writer) -> int | None:
+        """The file's flows into ``columns`` (and ``writer``); how many records it held, None when
+        the file itself broke off (the rest of it skipped)."""
+        nonlocal width_seen
         size, mtime_ns = states[path]
         relative = path.relative_to(root).as_posix()
+        seen = 0
+        try:
+            for record in flow_file.records():
+                seen += 1
+                try:
+                    packets = flow_file.read(record)
+                    if width_seen is None:
+                        width_seen = (packets.shape[1], f"{path}:{record.line}")
+                    elif packets.shape[1] != width_seen[0]:
+                        raise BadFlowError(
+                            "inconsistent_dimension",
+                            f"packets have {packets.shape[1]} features, but {width_seen[1]} has {width_seen[0]}",
+                            path, record.line,
+                        )
+                except BadFlowError as exc:
+                    skip(exc)
+                    continue
+                if writer is not None:
+                    writer.add(record.line, record.offset, record.length, packets)
+                for name, value in zip(
+                    _INDEX_SCHEMA,
+                    (relative, flow_file.format.lstrip("."), size, mtime_ns, record.line,
+                     record.offset, record.length, packets.shape[0], packets.shape[1]),
+                ):
+                    columns[name].append(value)
+        except BadFlowError as exc:  # the file itself is unusable from here on
+            skip(exc, "; the rest of the file is skipped")
+            return None
+        return seen
+
+    for path in files:
+        size, mtime_ns = states[path]
         if size == 0:  # a capture that wrote nothing: say which file, not just "no rows"
             skip(BadFlowError("empty_file", "empty file (0 bytes): no flows", path, 1))
             continue
-        with FlowFile(path) as flow_file:
-            seen = 0
-            try:
-                for record in flow_file.records():
-                    seen += 1
-                    try:
-                        packets = flow_file.read(record)
-                        if width_seen is None:
-                            width_seen = (packets.shape[1], f"{path}:{record.line}")
-                        elif packets.shape[1] != width_seen[0]:
-                            raise BadFlowError(
-                                "inconsistent_dimension",
-                                f"packets have {packets.shape[1]} features, but {width_seen[1]} has {width_seen[0]}",
-                                path, record.line,
-                            )
-                    except BadFlowError as exc:
-                        skip(exc)
-                        continue
-                    for name, value in zip(
-                        _INDEX_SCHEMA,
-                        (relative, flow_file.format.lstrip("."), size, mtime_ns, record.line,
-                         record.offset, record.length, packets.shape[0], packets.shape[1]),
-                    ):
-                        columns[name].append(value)
-            except BadFlowError as exc:  # the file itself is unusable from here on
-                skip(exc, "; the rest of the file is skipped")
-                continue
-            if seen == 0:
-                skip(BadFlowError("empty_file", "no flows in the file (blank, or an empty JSON array)", path, 1))
+        writer = None
+        if cache is not None:
+            from netassets.traffic.packet_file import CacheWriter, cache_path
+
+            writer = CacheWriter(cache_path(cache, path.relative_to(root).as_posix()), path, (size, mtime_ns))
+        try:
+            with FlowFile(path) as flow_file:
+                seen = index_file(path, flow_file, writer)
+            if writer is not None:
+                if changed_since({path: (size, mtime_ns)}):
+                    writer.abort()  # the scan is refused as a whole afterwards
+                else:
+                    writer.commit()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if seen == 0:  # not None: a broken file was counted under its own reason
+            skip(BadFlowError("empty_file", "no flows in the file (blank, or an empty JSON array)", path, 1))
     frame = pl.DataFrame(columns, schema=_INDEX_SCHEMA)
     if frame.is_empty():
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))

@@ -35,6 +35,8 @@ from netassets.core.files import copy_file
 from netassets.core.model_store import ModelStore, ModelVersion
 from netassets.core.settings import landing_dir, safe_name
 from netassets.core.sql import load_sql
+from netassets.traffic import cache
+from netassets.traffic.packet_file import cache_dir
 from netassets.traffic.config import TrainConfig
 from netassets.traffic.split import assign_splits
 
@@ -129,7 +131,11 @@ def prepare_run(store: ModelStore, run_id: str, flows: pl.DataFrame, config: Tra
         init_from = resume_from(source, folder, {**config.as_dict(), "n_features": int(flows["n_features"][0])})
     flows.write_parquet(folder / "flows.parquet")
     config.write(folder / "config.json")
+    # Packet caches missing or stale (a landing file changed, a cache deleted) are built here,
+    # once, before the ranks start: every epoch then reads them memory-mapped.
+    cache.ensure(flows, landing_dir("traffic"), cache_dir())
     args = {"config": folder / "config.json", "flows": folder / "flows.parquet", "landing": landing_dir("traffic"),
+            "cache": cache_dir(),
             "checkpoint": folder / CHECKPOINT, "weights": folder / WEIGHTS, "report": folder / REPORT,
             "init_from": init_from, "split_rule": split_rule}
     return PreparedRun(run_id, folder, flows, split_rule, [f"--{k}={v}" for k, v in args.items()])

@@ -8,8 +8,11 @@
 asset into the run's folder and read here with the same model, so every value is parsed and
 bounded once. ``--flows`` is the index written by that asset (one row per flow: file, byte
 offset, length, line, and its ``split``: train / val / test, made by whole partitions in
-``split.py``); flows are parsed from the raw files through that index one batch at a time, so
-a capture larger than memory trains as well as a small one.
+``split.py``); the packets are read through that index from the binary packet caches
+``traffic_flows`` wrote (``--cache``, ``traffic/cache.py``), memory-mapped, one batch at a time:
+an epoch never parses text, and a capture larger than memory trains as well as a small one. A
+cache that is missing or stale (its landing file's size or mtime differ) is rebuilt once, when
+the worker starts. ``Flows`` (parsing the raw files) stays as the reference reader.
 
 Validation chooses the best epoch (masked MSE); the test flows are scored once, by that
 epoch's weights, next to the simple baselines on the same flows (``core.evaluation``). The
@@ -58,6 +61,8 @@ from netassets.traffic.model import (
     normaliser,
     packet_cosine,
 )
+from netassets.traffic.cache import CachedFlows
+from netassets.traffic.packet_file import cache_dir
 from netassets.traffic.readers import FlowFile, FlowRecord
 
 ARCHITECTURE = ["n_features", "hidden_size", "num_layers", "normalisation"]
@@ -74,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     parser.add_argument("--landing", type=Path, required=True, help="folder the index's source_file paths are relative to")
     parser.add_argument("--checkpoint", type=Path, required=True, help="this run's best epoch, resumable (torch.save)")
     parser.add_argument("--weights", type=Path, required=True, help="this run's best epoch's weights (safetensors)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="packet cache folder (default: $NETASSETS_HOME/cache/traffic)")
     parser.add_argument("--report", type=Path, required=True, help="JSON written by rank 0: history, validation, test evaluation")
     parser.add_argument("--split_rule", default="as given by the index's split column", help="how the flows were split, in words")
     parser.add_argument("--init_from", default="scratch", help="'scratch' or a checkpoint to continue from")
@@ -103,8 +110,9 @@ def split_indices(index: pl.DataFrame, path: str) -> dict[str, np.ndarray]:
 
 
 class Flows:
-    """Flows of the index, parsed from the raw files on demand; a context manager that unmaps
-    the files on exit, so a failed run in a long-lived process leaves no mapping behind."""
+    """Flows of the index, parsed from the raw files on demand (the reference reader; training
+    reads ``cache.CachedFlows``, the same interface); a context manager that unmaps the files on
+    exit, so a failed run in a long-lived process leaves no mapping behind."""
 
     def __init__(self, index: pl.DataFrame, landing: Path):
         self._files: dict[str, FlowFile] = {}
@@ -139,7 +147,7 @@ class Flows:
         return self._files[name].read(FlowRecord(line, offset, length))
 
 
-def feature_stats(flows: Flows, indices: np.ndarray, n_features: int, env) -> FeatureStats:
+def feature_stats(flows: Flows | CachedFlows, indices: np.ndarray, n_features: int, env) -> FeatureStats:
     """One streaming pass over this rank's training flows, then merged over all ranks."""
     stats = FeatureStats.empty(n_features)
     for i in indices:
@@ -155,14 +163,14 @@ def feature_stats(flows: Flows, indices: np.ndarray, n_features: int, env) -> Fe
     return merged
 
 
-def batches(flows: Flows, indices: np.ndarray, config: TrainConfig, normalise, device: torch.device):
+def batches(flows: Flows | CachedFlows, indices: np.ndarray, config: TrainConfig, normalise, device: torch.device):
     for start in range(0, len(indices), config.batch_size):
         batch = make_batch([flows[i] for i in indices[start : start + config.batch_size]], config.seq_len, normalise)
         yield tuple(t.to(device) for t in batch)
 
 
 @torch.no_grad()
-def position_means(flows: Flows, train: np.ndarray, n_features: int, config: TrainConfig, normalise, env) -> torch.Tensor:
+def position_means(flows: Flows | CachedFlows, train: np.ndarray, n_features: int, config: TrainConfig, normalise, env) -> torch.Tensor:
     """The mean normalised training packet at each position (seq_len, features): the
     "typical flow" baseline, which knows what packet t of a flow usually is but not this flow."""
     mine = train[env.rank :: env.world_size]
@@ -177,7 +185,7 @@ def position_means(flows: Flows, train: np.ndarray, n_features: int, config: Tra
 
 
 @torch.no_grad()
-def evaluate(predict, flows: Flows, rows: np.ndarray, config: TrainConfig, normalise, env) -> dict:
+def evaluate(predict, flows: Flows | CachedFlows, rows: np.ndarray, config: TrainConfig, normalise, env) -> dict:
     """Scores of ``predict(inputs)`` on the flows ``rows``; each rank scores its share, sums are all-reduced."""
     mine = np.arange(env.rank, len(rows), env.world_size)
     per_flow = np.zeros(len(rows))
@@ -203,7 +211,7 @@ def evaluate(predict, flows: Flows, rows: np.ndarray, config: TrainConfig, norma
     }
 
 
-def score_test_flows(model, flows: Flows, test: np.ndarray, typical: torch.Tensor, config: TrainConfig,
+def score_test_flows(model, flows: Flows | CachedFlows, test: np.ndarray, typical: torch.Tensor, config: TrainConfig,
                      split_rule: str, normalise, env) -> tuple[Evaluation, dict[str, list]]:
     """The test flows scored once: the chosen model and every baseline on exactly these flows.
     Returns the evaluation and each scorer's cosine by packet position (for the plot)."""
@@ -235,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"{args.flows}: flows of several packet dimensions {index['n_features'].unique().to_list()}")
         split = split_indices(index, args.flows)
         train, val, test = split["train"], split["val"], split["test"]
-        with Flows(index, args.landing) as flows:
+        with CachedFlows(index, args.landing, args.cache or cache_dir()) as flows:
+            if flows.rebuilt:
+                session.log(f"rebuilt {len(flows.rebuilt)} missing or stale packet caches (once, before training)")
             model = NextPacketLSTM(n_features, config.hidden_size, config.num_layers).to(env.device)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
             architecture = {**config.as_dict(), "n_features": n_features}
@@ -262,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
             stopper = EarlyStopping("min", config.patience, best=best["mse"] if best else None)
             first_epoch = (resumed_epoch or 0) + 1
             for epoch in range(first_epoch, first_epoch + config.epochs):
+                flows.check_unchanged()  # the caches stand for the landing files as indexed
                 model.train()
                 order = np.random.default_rng(config.seed + epoch).permutation(train)
                 per_rank = math.ceil(len(order) / env.world_size)

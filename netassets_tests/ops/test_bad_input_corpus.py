@@ -163,8 +163,10 @@ class Corpus:
         shutil.copytree(self.pristine / pipeline, target)
 
     def tree(self) -> dict[str, tuple[int, int]]:
+        # Derived caches (traffic's parsed packets, written by a run that skipped bad flows) are
+        # outputs like the warehouse, not raw data.
         return {p.relative_to(self.home).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-                for p in sorted(self.home.rglob("*")) if p.is_file()}
+                for p in sorted(self.home.rglob("*")) if p.is_file() and p.relative_to(self.home).parts[0] != "cache"}
 
     # ---- warehouse -----------------------------------------------------------------------
     def partition_digest(self, pipeline: str) -> str:

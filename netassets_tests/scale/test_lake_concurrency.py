@@ -106,7 +106,7 @@ def test_a_conflict_is_retried_and_after_the_last_attempt_named(lake_warehouse, 
 
     monkeypatch.setenv(lake.ATTEMPTS_ENV, "3")
     new = pl.DataFrame({"day": [DAY] * 2, "region": ["a"] * 2, "value": [2.0] * 2})
-    assert w.replace_partition("t", part, data=new, before_commit=another_writer_commits_first) == 2
+    assert w.replace_partition("t", part, data=new, before_commit=another_writer_commits_first).rows == 2
     assert conflicts["left"] == 0  # two attempts conflicted, the third committed
     assert w.query("SELECT region, count(*), sum(value) FROM t GROUP BY region ORDER BY region").rows() == [("a", 2, 4.0), ("b", 1, 5.0)]
 
@@ -162,5 +162,5 @@ def test_sigkill_inside_a_ducklake_write_keeps_the_previous_version(lake_warehou
     record_property("rows_lost", 1010 - int(summary["n"].sum()))
     assert summary.rows() == [("chicago", 1000, 1000.0), ("ottawa", 10, 50.0)]
     rerun = pl.DataFrame({"day": [DAY] * 7, "region": ["chicago"] * 7, "value": [3.0] * 7})
-    assert w.replace_partition("kill_test", partition, data=rerun) == 7
+    assert w.replace_partition("kill_test", partition, data=rerun).rows == 7
     assert w.query("SELECT count(*) FROM kill_test WHERE region = 'chicago'").item() == 7

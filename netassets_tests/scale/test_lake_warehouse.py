@@ -35,9 +35,9 @@ def test_the_embedded_duckdb_file_stays_the_default(netassets_home, monkeypatch)
 
 def test_replace_partition_on_ducklake_writes_parquet_and_replaces_only_its_partition(lake_warehouse, lake_env):
     w = lake_warehouse
-    assert w.replace_partition("t", {"day": DAY, "region": "a"}, data=frame("a", [1.0, 2.0])) == 2
-    assert w.replace_partition("t", {"day": DAY, "region": "b"}, data=frame("b", [5.0])) == 1
-    assert w.replace_partition("t", {"day": DAY, "region": "a"}, data=frame("a", [3.0])) == 1
+    assert w.replace_partition("t", {"day": DAY, "region": "a"}, data=frame("a", [1.0, 2.0])).rows == 2
+    assert w.replace_partition("t", {"day": DAY, "region": "b"}, data=frame("b", [5.0])).rows == 1
+    assert w.replace_partition("t", {"day": DAY, "region": "a"}, data=frame("a", [3.0])).rows == 1
     assert w.query("SELECT region, sum(value) FROM t GROUP BY region ORDER BY region").rows() == [("a", 3.0), ("b", 5.0)]
     assert w.read_partition("t", {"day": DAY, "region": "a"}, columns="value").rows() == [(3.0,)]
     files = list(Path(lake_env[lake.DATA_PATH_ENV]).rglob("*.parquet"))

@@ -31,7 +31,7 @@ def mapped(paths):
 
 
 @pytest.fixture
-def landing(tmp_path):
+def landing(tmp_path, netassets_home):  # the worker's packet caches go under NETASSETS_HOME
     sample.generate(argparse.Namespace(out=tmp_path / "landing", sites="s1,s2", start="2024-01-01", days=1,
                                        flows=30, features=4, max_packets=12, seed=0))
     return tmp_path / "landing"

@@ -1,8 +1,11 @@
 """Traffic assets: flow files -> ``traffic_flows`` index in DuckDB -> ``traffic_lstm`` next-packet model.
 
 ``traffic_flows`` stores one row per flow (file, line, byte offset and length, packet and
-feature counts), not the packets: the raw files stay the single copy of the data, and the
-model reads each flow back from its offset, as the seed does with its mmap'ed feature files.
+feature counts), not the packets, in DuckDB. The packets it parses while indexing are written
+once into a binary packet cache beside the partition ($NETASSETS_HOME/cache/traffic/<site>/<day>/,
+``netassets.traffic.cache``), fingerprinted by each landing file's size and mtime; training
+reads that cache memory-mapped, so an epoch never parses text (a stale or missing cache is
+rebuilt once before training starts).
 
 ``traffic_lstm`` trains in its own run folder and goes to production through the model store
 only when it beats the strongest simple baseline on the test flows (``netassets.traffic.runs``
@@ -32,7 +35,8 @@ class TrafficFlowsConfig(dg.Config):
 
 @dg.asset(partitions_def=PIPELINE.partitions, pool=POOL, group_name=PIPELINE.name, kinds={"duckdb"})
 def traffic_flows(context: dg.AssetExecutionContext, config: TrafficFlowsConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
-    """One row per flow of landing/traffic/<site>/<day>/*.{csv,json,jsonl}, with its packet count."""
+    """One row per flow of landing/traffic/<site>/<day>/*.{csv,json,jsonl}, with its packet count;
+    the parsed packets go once into the partition's packet cache, which training reads."""
     from netassets.traffic.ingest import index_partition
 
     partition = context_partition(context, PIPELINE.dimension)
