@@ -1,10 +1,15 @@
 """Sensors and schedules every pipeline builds the same way.
 
-- ``landing_sensor``: watches a pipeline's landing folder. Its cursor maps each
-  ``<day>|<region>`` partition to a fingerprint of its files (name, size, mtime); a tick adds
-  unseen regions to the dynamic partitions and requests runs for exactly the partitions whose
-  fingerprint changed, with run key ``<partition>@<fingerprint>`` so a tick never duplicates
-  work. Dagster stores the new cursor only when the tick succeeds. A file is taken only once
+- ``landing_sensor``: watches a pipeline's landing folder. Each ``<day>|<region>`` partition on
+  disk has a fingerprint of its files (name, size, mtime); the pipeline's raw asset records the
+  fingerprint of the files it read on its materialisation (metadata key ``LANDING_FINGERPRINT``).
+  A tick adds unseen regions to the dynamic partitions and requests runs for exactly the
+  partitions whose fingerprint on disk differs from the one on their latest materialisation, so
+  a first tick over a landing folder already materialised requests only what is new or changed.
+  Run keys are ``<partition>@<fingerprint>`` so a tick never duplicates work. The cursor holds
+  only the partitions requested and not yet seen materialised with that fingerprint (in flight,
+  or failed: re-requested when their files change): it stays bounded. Dagster stores the new
+  cursor only when the tick succeeds. A file is taken only once
   it is complete: a partition with a file modified within the settle interval
   (NETASSETS_LANDING_SETTLE_SECONDS, default 30 s) waits for a later tick, so a copy in
   progress is never ingested half-written. An entry that cannot be read (a broken symlink, no
@@ -37,6 +42,9 @@ from netassets.core.settings import landing_settle_seconds, safe_name
 RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
 INGEST_CRON_ENV = "NETASSETS_INGEST_CRON"
 
+# Materialisation metadata key: the fingerprint of the landing files a raw asset read.
+LANDING_FINGERPRINT = "netassets/landing_fingerprint"
+
 Scan = Callable[[], Mapping[tuple[str, str], Sequence[Path]]]
 
 
@@ -46,6 +54,32 @@ def fingerprint(states: Mapping[Path, tuple[int, int]]) -> str:
     for path, (size, mtime_ns) in sorted(states.items()):
         digest.update(f"{path.name}\0{size}\0{mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def landing_fingerprint_metadata(states: Mapping[Path, tuple[int, int]]) -> dict[str, str]:
+    """The metadata a raw asset adds to its materialisation: the fingerprint of the files it read,
+    from the states it took before reading them (the landing sensor compares it with the disk)."""
+    return {LANDING_FINGERPRINT: fingerprint(states)}
+
+
+def materialised_fingerprints(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
+                              partitions: set[str]) -> dict[str, str]:
+    """{partition: the landing fingerprint on its latest materialisation} for those that have one."""
+    if not partitions:
+        return {}
+    latest = instance.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=partitions)
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(latest.values())), limit=len(latest)).records
+    found = {}
+    for record in records:
+        materialization = record.asset_materialization
+        value = materialization.metadata.get(LANDING_FINGERPRINT) if materialization else None
+        if value is not None and materialization.partition is not None:
+            found[materialization.partition] = getattr(value, "value", value)
+    return found
 
 
 def _usable_states(files: Sequence[Path], root: Path | None, unusable: list[str]) -> dict[Path, tuple[int, int]]:
@@ -72,12 +106,16 @@ def landing_sensor(
     minimum_interval_seconds: int = 60,
     root: Callable[[], Path] | None = None,
     settle_seconds: float | None = None,
+    fingerprint_asset: dg.AssetKey | str | Sequence[str] | None = None,
 ) -> dg.SensorDefinition:
     """``scan()`` returns {(day 'YYYY-MM-DD', region): [files]} for what is on disk now.
 
     ``root()`` is the landing root: files resolving outside it are refused. ``settle_seconds``
-    overrides NETASSETS_LANDING_SETTLE_SECONDS.
+    overrides NETASSETS_LANDING_SETTLE_SECONDS. ``fingerprint_asset`` is the asset whose
+    materialisations record ``LANDING_FINGERPRINT`` (the pipeline's raw asset): a partition
+    materialised from the files now on disk is not requested again.
     """
+    fingerprint_key = dg.AssetKey.from_coercible(fingerprint_asset) if fingerprint_asset is not None else None
 
     @dg.sensor(
         name=name,
@@ -116,10 +154,21 @@ def landing_sensor(
         if settling:
             context.log.info("waiting for files still being written (modified within %.0f s): %s",
                              settle, ", ".join(settling))
-        changed = sorted(key for key, fp in current.items() if seen.get(key) != fp)
+        materialised = (materialised_fingerprints(context.instance, fingerprint_key, set(current))
+                        if fingerprint_key is not None else {})
+        # In flight: requested with this fingerprint and not yet materialised with it.
+        pending = {key: fp for key, fp in seen.items()
+                   if key in current and materialised.get(key) != fp
+                   and (current[key] == fp or key in settling)}
+        changed = sorted(key for key, fp in current.items()
+                         if key not in settling and materialised.get(key) != fp and pending.get(key) != fp)
+        cursor = json.dumps({**pending, **{key: current[key] for key in changed}}, sort_keys=True)
         if not changed:
             waiting = f"; {len(settling)} still being written" if settling else ""
-            return dg.SkipReason(f"no new or changed files ({len(current)} partitions on disk{waiting})")
+            message = f"no new or changed files ({len(current)} partitions on disk{waiting})"
+            if cursor != (context.cursor or "{}"):
+                context.update_cursor(cursor)
+            return dg.SkipReason(message)
         known = set(context.instance.get_dynamic_partitions(dynamic.name))
         new_regions = sorted({key.split("|")[1] for key in changed} - known)
         return dg.SensorResult(
@@ -130,7 +179,7 @@ def landing_sensor(
             dynamic_partitions_requests=(
                 [dynamic.build_add_request(new_regions)] if new_regions else []
             ),
-            cursor=json.dumps({**seen, **current}, sort_keys=True),
+            cursor=cursor,
         )
 
     return _sensor

@@ -1,7 +1,8 @@
 """Day x region partitions, declared once.
 
-The day dimension is a calendar (every day from NETASSETS_START_DATE exists, so new days
-need no registration); the second dimension is dynamic per pipeline and filled by that
+The day dimension is a calendar: every day from NETASSETS_START_DATE (by default the
+generators' first day, NETASSETS_SAMPLE_START = 2023-11-01) exists, so new days need no
+registration; the second dimension is dynamic per pipeline and filled by that
 pipeline's landing sensor (or `netassets register`) from what it finds on disk or in the index.
 Multi-partition keys read ``<day>|<region>`` (dimensions sorted by name).
 """

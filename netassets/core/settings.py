@@ -16,8 +16,12 @@ HOME_ENV = "NETASSETS_HOME"
 # NETASSETS_<PIPELINE>_ROOT moves one pipeline's landing folder, e.g. NETASSETS_LENS_ROOT to
 # the unpacked LENS download.
 LANDING_ROOT_ENV = "NETASSETS_{}_ROOT"
+# The first day every generator writes (`netassets generate <p> --start` defaults to it) and,
+# unless NETASSETS_START_DATE moves it, the first day of the day axis: generated data falls on
+# the axis's first days, not years down it.
+SAMPLE_START_ENV = "NETASSETS_SAMPLE_START"
+DEFAULT_SAMPLE_START = "2023-11-01"
 START_DATE_ENV = "NETASSETS_START_DATE"
-DEFAULT_START_DATE = "2023-01-01"
 # A landing file modified less than this many seconds ago may still be being copied in.
 LANDING_SETTLE_ENV = "NETASSETS_LANDING_SETTLE_SECONDS"
 DEFAULT_LANDING_SETTLE_SECONDS = 30.0
@@ -47,8 +51,14 @@ def artifacts_dir(pipeline: str) -> Path:
     return netassets_home() / "models" / safe_name(pipeline, "pipeline")
 
 
+def sample_start() -> str:
+    """The generators' default first day, YYYY-MM-DD (NETASSETS_SAMPLE_START, default 2023-11-01)."""
+    return os.environ.get(SAMPLE_START_ENV, DEFAULT_SAMPLE_START)
+
+
 def start_date() -> str:
-    return os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
+    """The first day of the day axis (NETASSETS_START_DATE, default ``sample_start()``)."""
+    return os.environ.get(START_DATE_ENV) or sample_start()
 
 
 def landing_settle_seconds() -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from netassets.core.settings import landing_dir, safe_name
+from netassets.core.settings import landing_dir, safe_name, sample_start
 from netassets.device_load.landing import PIPELINE, TIMESLOT_FORMAT
 
 CLEAN_DAYS = 2
@@ -28,13 +28,13 @@ CLEAN_DAYS = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="folder (default: the device_load landing folder)")
     parser.add_argument("--name", default="device_data_sample", help="file name stem")
-    parser.add_argument("--start", default="2025-06-01", help="first day, YYYY-MM-DD")
-    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--start", default=sample_start(), help="first day, YYYY-MM-DD (NETASSETS_SAMPLE_START)")
+    parser.add_argument("--days", type=int, default=7, help="number of days from --start")
     parser.add_argument("--regions", default="nl,be", help="comma-separated; each becomes a hostname prefix")
     parser.add_argument("--hosts", type=int, default=1, help="switches per region")
     parser.add_argument("--interfaces", type=int, default=2, help="interfaces per switch")
     parser.add_argument("--anomalies", type=int, default=3, help="injected anomalies per interface")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same files)")
 
 
 def generate(args: argparse.Namespace) -> Path:

@@ -26,21 +26,20 @@ import numpy as np
 import polars as pl
 
 from netassets.core.files import atomic_write, write_json
-from netassets.core.settings import landing_dir, safe_name
+from netassets.core.settings import landing_dir, safe_name, sample_start
 from netassets.dwcp.schema import CATEGORIES, COLUMNS, NAME, TARGETS
 
-DEFAULT_START = "2024-01-01"
 MINUTES_PER_DAY = 24 * 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=2, help="number of days from --start")
-    parser.add_argument("--start", default=DEFAULT_START, help="first day, YYYY-MM-DD (UTC)")
+    parser.add_argument("--start", default=sample_start(), help="first day, YYYY-MM-DD (UTC; NETASSETS_SAMPLE_START)")
     parser.add_argument("--regions", default="us-east-1,eu-west-1", help="comma-separated regions")
     parser.add_argument("--links", type=int, default=3, help="links (node/peer pairs) per region")
     parser.add_argument("--missing-rate", type=float, default=0.0,
                         help="fraction of minutes dropped at random, to leave gaps in the series")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="random seed (the same seed gives the same files)")
     parser.add_argument("--out", help="landing folder (default: $NETASSETS_HOME/landing/dwcp)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files (raw files are otherwise never touched)")
 

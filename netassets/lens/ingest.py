@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from netassets.core.automation import fingerprint
 from netassets.core.files import changed_since, file_states
 from netassets.core.partitions import DayPartition
 from netassets.core.settings import landing_dir
@@ -48,6 +49,7 @@ class RawLoad:
     lost: int
     truncated_lines: int
     rows_outside_day: int
+    fingerprint: str = ""  # of the hour files read (and the empty ones the landing scan lists too)
 
     @property
     def lost_packet_share(self) -> float:
@@ -67,6 +69,7 @@ def load_raw(partition: DayPartition, warehouse: DuckDBWarehouse, conn: duckdb.D
     if files.missing_hours:
         log.warning("%s: missing hour files %s", partition.key, files.missing_hours)
     states_before_reading = file_states(files.present)
+    landing_fingerprint = fingerprint({**states_before_reading, **file_states(files.empty)})
 
     day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
     day_end_ns = day_start_ns + 86_400 * 10**9
@@ -141,7 +144,7 @@ def load_raw(partition: DayPartition, warehouse: DuckDBWarehouse, conn: duckdb.D
         before_commit=inspect,
     )
     return RawLoad(write, files, root / partition.other / partition.day.isoformat(), stats["lost"],
-                   stats["truncated_lines"], stats["rows_outside_day"])
+                   stats["truncated_lines"], stats["rows_outside_day"], landing_fingerprint)
 
 
 def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, min_samples: int,

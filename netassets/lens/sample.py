@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from netassets.core.settings import landing_dir, safe_name
+from netassets.core.settings import landing_dir, safe_name, sample_start
 from netassets.lens.raw import hour_path
 
 SLOT_NS = 15_000_000_000
@@ -143,8 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=1, help="number of days (default 1)")
     parser.add_argument("--regions", default="chicago,frankfurt", help="comma-separated region names")
     parser.add_argument("--out", type=Path, default=None, help="LENS root (default: the LENS landing folder)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start", default="2023-11-01", help="first day, YYYY-MM-DD")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same files)")
+    parser.add_argument("--start", default=sample_start(), help="first day, YYYY-MM-DD (NETASSETS_SAMPLE_START)")
     parser.add_argument("--hours", type=int, default=24, help="hour files per day, from 00 (default 24)")
     parser.add_argument("--rate", type=int, default=100, help="samples per second, a divisor of 100 (default 100)")
 

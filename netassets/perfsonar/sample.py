@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from netassets.core.settings import SHARED_DATA_DIR, landing_dir, safe_name
+from netassets.core.settings import SHARED_DATA_DIR, landing_dir, safe_name, sample_start
 
 PACKETS_PER_TEST = 600
 MINUTE_MS = 60_000
@@ -237,17 +237,17 @@ def start_demo_server_and_seed(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date.today() - dt.timedelta(days=2),
-                        help="first simulated day (YYYY-MM-DD)")
-    parser.add_argument("--days", type=int, default=2)
-    parser.add_argument("--source", default="psb.example.org")
-    parser.add_argument("--destinations", type=int, default=20)
-    parser.add_argument("--anomalies-per-day", type=int, default=4)
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date.fromisoformat(sample_start()),
+                        help="first simulated day (YYYY-MM-DD; NETASSETS_SAMPLE_START)")
+    parser.add_argument("--days", type=int, default=2, help="number of days from --start")
+    parser.add_argument("--source", default="psb.example.org", help="the measuring host (source) of every document")
+    parser.add_argument("--destinations", type=int, default=20, help="destination hosts")
+    parser.add_argument("--anomalies-per-day", type=int, default=4, help="injected packet-loss anomalies per day")
     parser.add_argument("--old-schema", action="store_true", help="src/dest fields as in the 2017 indices")
-    parser.add_argument("--index", default="ps_packetloss-sim")
+    parser.add_argument("--index", default="ps_packetloss-sim", help="index name the documents are written to")
     parser.add_argument("--out", type=Path, help="output folder (default: the perfsonar landing folder)")
     parser.add_argument("--url", help="also index the documents into this cluster")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same files)")
 
 
 def generate(args: argparse.Namespace) -> None:

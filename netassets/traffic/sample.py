@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from netassets.core.files import atomic_write
-from netassets.core.settings import landing_dir, safe_name
+from netassets.core.settings import landing_dir, safe_name, sample_start
 
 
 def protocol_templates(rng: np.random.Generator, n_features: int, n_templates: int = 4) -> list[np.ndarray]:
@@ -59,12 +59,12 @@ def flow_line(packets: np.ndarray) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="landing folder (default: $NETASSETS_HOME/landing/traffic)")
     parser.add_argument("--sites", default="edge-a,edge-b", help="comma-separated capture sites")
-    parser.add_argument("--start", default="2024-01-01", help="first day, YYYY-MM-DD")
-    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--start", default=sample_start(), help="first day, YYYY-MM-DD (NETASSETS_SAMPLE_START)")
+    parser.add_argument("--days", type=int, default=2, help="number of days from --start")
     parser.add_argument("--flows", type=int, default=200, help="flows per site and day")
     parser.add_argument("--features", type=int, default=146, help="features per packet (146 in the seed)")
-    parser.add_argument("--max-packets", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-packets", type=int, default=60, help="most packets per flow")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same files)")
 
 
 def generate(args: argparse.Namespace) -> list[Path]:

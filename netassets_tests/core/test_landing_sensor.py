@@ -89,3 +89,47 @@ def test_a_changed_file_still_settling_keeps_the_last_complete_version(tmp_path:
     path.write_text("x\n1\n2\n")  # being replaced right now
     second, _ = _tick(sensor, instance, cursor=first.cursor)
     assert isinstance(second, dg.SkipReason) and "1 still being written" in second.skip_message
+
+
+def _materialised(instance, path: Path, key: str) -> None:
+    """What raw_rows records after reading ``path``: the fingerprint of the files it read."""
+    from netassets.core.automation import landing_fingerprint_metadata
+    from netassets.core.files import file_states
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="raw_rows", partition=key, metadata=landing_fingerprint_metadata(file_states([path]))))
+
+
+def _seeded_sensor(root: Path):
+    return landing_sensor(name="landing_under_test", target=[raw_rows], dynamic=REGIONS, scan=_scan_of(root),
+                          description="test", root=lambda: root, settle_seconds=30.0, fingerprint_asset="raw_rows")
+
+
+def test_a_first_tick_requests_only_what_is_not_materialised_from_the_files_on_disk(tmp_path: Path, instance):
+    import json
+
+    root = tmp_path / "landing"
+    done = [_land(root, region, "2024-01-02") for region in ("chicago", "denver", "austin")]
+    for path in done:
+        _materialised(instance, path, f"2024-01-02|{path.parent.parent.name}")
+    changed = _land(root, "austin", "2024-01-02", text="x\n1\n2\n")  # changed after it was materialised
+    _land(root, "boston", "2024-01-03")  # new
+    sensor = _seeded_sensor(root)
+    first, _ = _tick(sensor, instance)
+    assert sorted(r.partition_key for r in first.run_requests) == ["2024-01-02|austin", "2024-01-03|boston"]
+    assert sorted(json.loads(first.cursor)) == ["2024-01-02|austin", "2024-01-03|boston"]  # only what is in flight
+
+    # In flight: not asked again. Once materialised with that fingerprint, gone from the cursor.
+    second, context = _tick(sensor, instance, cursor=first.cursor)
+    assert isinstance(second, dg.SkipReason)
+    _materialised(instance, changed, "2024-01-02|austin")
+    _materialised(instance, root / "boston" / "2024-01-03" / "a.csv", "2024-01-03|boston")
+    third, context = _tick(sensor, instance, cursor=first.cursor)
+    assert isinstance(third, dg.SkipReason)
+    assert json.loads(context.cursor) == {}  # the cursor does not grow with unchanged partitions
+
+    # A file changed again is requested again, with a new run key.
+    _land(root, "chicago", "2024-01-02", text="x\n1\n2\n3\n")
+    fourth, _ = _tick(sensor, instance, cursor=context.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == ["2024-01-02|chicago"]
+    assert fourth.run_requests[0].run_key.startswith("2024-01-02|chicago@")

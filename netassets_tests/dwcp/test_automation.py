@@ -49,6 +49,22 @@ def test_landing_sensor_requests_new_and_changed_partitions_once(landing, instan
     assert [r.partition_key for r in again.run_requests] == [f"{DAYS[1]}|{REGION}"]
 
 
+def test_a_first_tick_after_materialising_requests_only_changed_files(landing, instance):
+    """dwcp_raw records the fingerprint of the file it read: a sensor started later (empty cursor)
+    does not ask again for what was materialised from the files still on disk."""
+    instance.add_dynamic_partitions(PIPELINE.dynamic.name, [REGION])
+    for day in DAYS:
+        assert dg.materialize([assets.dwcp_raw], instance=instance, partition_key=f"{day}|{REGION}",
+                              resources={"warehouse": DuckDBWarehouse()}).success
+    first, cursor = _tick(instance)
+    assert isinstance(first, dg.SkipReason) and cursor in (None, "{}")
+    path = landing / REGION / f"{DAYS[0]}.csv"
+    path.write_text(path.read_text() + path.read_text().splitlines()[1] + "\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns - 10**9))
+    again, _ = _tick(instance)
+    assert [r.partition_key for r in again.run_requests] == [f"{DAYS[0]}|{REGION}"]
+
+
 def test_daily_schedule_asks_for_yesterday_in_every_region(instance):
     when = dt.datetime(2024, 1, 7, 2, tzinfo=dt.timezone.utc)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,

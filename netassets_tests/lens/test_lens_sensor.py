@@ -112,3 +112,18 @@ def test_a_gmm_refit_reassigns_clusters_in_every_partition_with_features_and_new
     features("chicago")  # a changed hour file re-ran chicago's ingestion
     assert evaluate() == [f"{DAY}|chicago"]
     assert evaluate() == []
+
+
+def test_a_sensor_started_after_ingestion_requests_nothing_for_unchanged_files(low_rate_root, warehouse, instance,
+                                                                                monkeypatch):
+    """lens_raw_irtt records the fingerprint of the hour files it read: a first tick (empty cursor)
+    over a root already ingested has nothing to ask for."""
+    from netassets_tests.lens.conftest import LOW_RATE_CONFIG, REGIONS, materialize_lens
+
+    monkeypatch.setenv("NETASSETS_LANDING_SETTLE_SECONDS", "0")
+    for region in REGIONS:
+        assert materialize_lens(warehouse, instance, f"{DAY.isoformat()}|{region}", with_checks=False,
+                                run_config=LOW_RATE_CONFIG).success
+    first, context = tick(instance, None)
+    assert isinstance(first, dg.SkipReason), first
+    assert context.cursor in (None, "{}")

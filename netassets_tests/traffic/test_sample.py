@@ -9,7 +9,7 @@ def test_generate_writes_landing_layout_and_refuses_to_overwrite(tmp_path, capsy
             "--flows", "7", "--features", "5", "--max-packets", "9"]
     assert main(argv) == 0
     found = scan_landing(tmp_path)
-    assert sorted(found) == [("2024-01-01", "s1"), ("2024-01-01", "s2"), ("2024-01-02", "s1"), ("2024-01-02", "s2")]
+    assert sorted(found) == [("2023-11-01", "s1"), ("2023-11-01", "s2"), ("2023-11-02", "s1"), ("2023-11-02", "s2")]
     index = index_files([f for files in found.values() for f in files], tmp_path)
     assert len(index.frame) == 28 and index.n_features == 5
     assert index.frame["n_packets"].max() <= 9

@@ -14,6 +14,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, field_validator
 
+from netassets.core.automation import landing_fingerprint_metadata
+from netassets.core.files import file_states
 from netassets.core.partitions import context_partition
 from netassets.core.plots import table_markdown
 from netassets.core.settings import artifacts_dir
@@ -57,6 +59,10 @@ def device_load_raw(context: dg.AssetExecutionContext, config: RawConfig, wareho
         "routers": rows["router"].n_unique(),
         "source_files": ", ".join(sorted(rows["source_file"].unique().to_list())),
         "files_in_landing": len(files),
+        # the files with rows in this partition, as the landing scan lists them; read_landing
+        # refused any that changed while read, so these are the states it read
+        **landing_fingerprint_metadata(file_states(
+            [path for path in files if path.name in set(rows["source_file"].unique().to_list())])),
     })
 
 

@@ -19,6 +19,7 @@ RETRAIN = [device_load_windows, device_load_model]
 
 device_load_landing_sensor = landing_sensor(
     name="device_load_landing_sensor", target=INGEST, dynamic=PIPELINE.dynamic,
+    fingerprint_asset="device_load_raw",
     scan=PIPELINE.landing_scan, root=lambda: landing_dir(PIPELINE.name),
     description="New or changed device_data CSVs in landing/device_load (quiet for the settle interval) -> their "
                 "(day, region) partitions: raw, features, anomalies.",

@@ -13,6 +13,7 @@ dwcp_landing_sensor = landing_sensor(
     target=[dwcp_raw],
     dynamic=PIPELINE.dynamic,
     scan=scan_landing,
+    fingerprint_asset="dwcp_raw",
     root=lambda: landing_dir(PIPELINE.name),
     description="New or changed <region>/<day>.csv files in the DWCP landing folder (quiet for the settle "
                 "interval) -> dwcp_raw runs.",

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-from netassets.core.automation import follow_upstream
+from netassets.core.automation import LANDING_FINGERPRINT, follow_upstream
 from netassets.core.partitions import context_partition
 from netassets.core.plots import table_markdown
 from netassets.core.warehouse import POOL, DuckDBWarehouse
@@ -55,6 +55,7 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
         "empty_files": dg.MetadataValue.json([p.name for p in raw.files.empty]),
         "truncated_lines_dropped": raw.truncated_lines,
         "rows_outside_day_dropped": raw.rows_outside_day,
+        LANDING_FINGERPRINT: raw.fingerprint,
         "source": dg.MetadataValue.path(str(raw.source)),
     })
     yield dg.MaterializeResult(asset_key=LENS_CLEAN, metadata={

@@ -28,6 +28,7 @@ lens_landing_sensor = landing_sensor(
     dynamic=PIPELINE.dynamic,
     scan=scan_lens_root,
     root=lambda: landing_dir("lens"),
+    fingerprint_asset="lens_raw_irtt",
     description="Watches the LENS root; registers new regions and runs each day x region whose hour files changed "
                 "and have been quiet for the settle interval.",
 )

@@ -11,6 +11,7 @@ traffic_landing_sensor = landing_sensor(
     target=[traffic_flows],
     dynamic=PIPELINE.dynamic,
     scan=scan_landing,
+    fingerprint_asset="traffic_flows",
     root=lambda: landing_dir(PIPELINE.name),  # links leading outside the landing root are refused, named in the log
     description="New or changed files in landing/traffic/<site>/<YYYY-MM-DD>/ -> traffic_flows for that day and site.",
 )
