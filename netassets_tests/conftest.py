@@ -67,6 +67,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         group = "dagster_dev" if item.path.parent.name == "ui" else str(item.path)
         item.add_marker(pytest.mark.xdist_group(group))
+    # The longest files first, so that no worker starts one of them last.
+    longest = ("test_demo.py", "test_postgres_backfill.py", "test_backfill.py", "test_ui.py")
+    items.sort(key=lambda item: longest.index(item.path.name) if item.path.name in longest else len(longest))
 
 
 @pytest.hookimpl(hookwrapper=True)
