@@ -202,6 +202,10 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"demo failed for: {', '.join(failed)}")
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C
+
+
 def up(args: argparse.Namespace) -> None:
     """`netassets up`: the demo's data and runs, then `dagster dev` on them until Ctrl-C.
 
@@ -231,7 +235,7 @@ def up(args: argparse.Namespace) -> None:
         server.wait_ready(timeout_s=300)
         print(f"\nDagster UI: {server.url}  (ready {time.perf_counter() - started:.0f} s after start; "
               f"log {server.log_path}); Ctrl-C stops everything", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
             while server.process.poll() is None:
                 time.sleep(1.0)

@@ -2,7 +2,7 @@
 
 Asset side::
 
-    result = launch_torchrun(context, "netassets.dwcp.train", ["--data", str(path)], nproc=cfg.nproc)
+    result = launch_torchrun(context, "netassets.dwcp.train", ["--config", str(run / "config.json"), ...], nproc=config.nproc)
 
 Worker side (the module's ``main``)::
 

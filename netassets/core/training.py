@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +104,6 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], keys: list[
     if diffs:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diffs.items())
         raise ValueError(f"checkpoint {path} is incompatible with the current config ({detail})")
-
-
-def dataclass_from_dict(cls, values: dict[str, Any]):
-    names = {f.name for f in fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**values)
-
-
-def config_dict(config) -> dict[str, Any]:
-    return asdict(config)
 
 
 class EarlyStopping:
