@@ -13,13 +13,13 @@ from netassets.core.catalog import enrich
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.pipelines import all_pipelines
 
-# Each step of a run is a process. A forkserver that has imported the code location once
-# forks them ready-made; a fresh interpreter per step re-imported it each time (measured:
-# ~16 s a step under load vs ~1 s forked, bench/backfill.py, when the location still loaded
-# torch). torch & co. are not preloaded: only the steps that train, fit or plot import them.
-executor = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["netassets.definitions"]}}}
-)
+# All the steps of a run execute in its run worker, one after the other. Every step that writes
+# the warehouse takes the single-slot "duckdb" pool, so a multiprocess executor ran them one at a
+# time anyway, and paid for it per step: a forkserver importing the code location again, a process
+# per step, and, per check step, a fresh import of Great Expectations (~4 s). In one process GX is
+# imported once per run (bench/backfill.py has the figures). Trainers that need processes of their
+# own (torchrun) start them themselves. A dead run worker is noticed by run monitoring (dagster.yaml).
+executor = dg.in_process_executor
 
 defs = enrich(
     dg.Definitions.merge(

@@ -1,20 +1,16 @@
--- lens_raw_irtt: one day x region of LENS irtt hour files, as read (nothing cleaned yet).
--- Bound parameters: $files (list of paths), $day (DATE), $region (VARCHAR).
--- Malformed lines land in the reject tables named here; netassets/lens/ingest.py turns them into errors
--- naming file, line and column (or drops a truncated last line, counted). Rows whose
--- timestamp rounds outside the day are dropped, and counted, there too.
-SELECT
-    CAST($day AS DATE)       AS day,
-    CAST($region AS VARCHAR) AS region,
-    "timestamp",
-    rtt,
-    uplink,
-    downlink
+-- lens_raw_irtt (the rows): one day x region of LENS irtt hour files, as read, by DuckDB.
+-- Bound parameter: $files (list of paths).
+-- netassets/lens/ingest.py reads the hour files with polars first; this reader runs only when
+-- that read fails or finds an empty field, because DuckDB's rejects tables name the file, the
+-- line and the column of every bad line (ingest.py turns them into errors, or drops and counts a
+-- truncated last line).
+SELECT "timestamp", rtt, uplink, downlink, filename
 FROM read_csv(
     $files,
     header = true,
     auto_detect = false,
     columns = {'timestamp': 'BIGINT', 'rtt': 'DOUBLE', 'uplink': 'DOUBLE', 'downlink': 'DOUBLE'},
+    filename = true,
     store_rejects = true,
     rejects_scan = 'lens_reject_scans',
     rejects_table = 'lens_rejects'

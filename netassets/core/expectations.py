@@ -76,7 +76,8 @@ def _describe(expectation_result) -> dict[str, Any]:
 
 
 def check_result_from_validation(validation, extra_metadata: dict[str, Any] | None = None,
-                                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+                                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+                                 spec: dg.AssetCheckSpec | None = None) -> dg.AssetCheckResult:
     rows = [_describe(r) for r in validation.results]
     failed = [f"{r['expectation']}({r['column']})" if r["column"] else r["expectation"] for r in rows if not r["success"]]
     stats = validation.statistics
@@ -95,7 +96,23 @@ def check_result_from_validation(validation, extra_metadata: dict[str, Any] | No
         "gx_results": dg.MetadataValue.md("\n".join(table)),
         **(extra_metadata or {}),
     }
-    return dg.AssetCheckResult(passed=bool(validation.success), severity=severity, metadata=metadata)
+    return dg.AssetCheckResult(passed=bool(validation.success), severity=severity, metadata=metadata,
+                               asset_key=spec.asset_key if spec else None, check_name=spec.name if spec else None)
+
+
+def gx_check_spec(*, asset: Any, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+    """A GX suite declared on the asset that it checks (``check_specs=``) and evaluated in the
+    asset's own step by ``gx_step_check``: no check step of its own, so no process that imports
+    GX again and no re-read of what the step has just written."""
+    return dg.AssetCheckSpec(name=name, asset=asset, description=description, blocking=blocking)
+
+
+def gx_step_check(spec: dg.AssetCheckSpec, frame: pd.DataFrame, expectations: Sequence[Any], partition_key: str,
+                  severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    """``spec``'s result from GX on ``frame``: the step's aggregates of the partition it wrote."""
+    validation = validate_frame(frame, expectations, suite_name=spec.name)
+    return check_result_from_validation(validation, {"partition": partition_key, "rows_validated": len(frame)},
+                                        severity=severity, spec=spec)
 
 
 def gx_partition_check(

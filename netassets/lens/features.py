@@ -29,10 +29,11 @@ FEATURES = SEED_FEATURES + EXTRA_FEATURES
 
 
 def series_matrix(lists: pl.Series, points: int = GROUP_POINTS) -> np.ndarray:
-    """A list column of equal-length arrays as a float64 (groups, points) matrix."""
+    """A list (or fixed-size array) column of equal-length arrays as a float64 (groups, points) matrix."""
     if lists.len() == 0:
         return np.empty((0, points))
-    return np.asarray(lists.list.to_array(points).to_numpy(), dtype=np.float64)
+    arrays = lists if isinstance(lists.dtype, pl.Array) else lists.list.to_array(points)
+    return np.asarray(arrays.to_numpy(), dtype=np.float64)
 
 
 def group_features(nearest: np.ndarray, n_observed: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,16 +1,24 @@
 """LENS ingestion, the work of the lens_ingest step: a day x region's hour CSVs -> lens_raw_irtt
--> lens_clean_groups (15 s groups on a 10 ms grid), both in one warehouse transaction, so that
-after any failure (bad file, no group, a kill) both tables still describe the same files."""
+(one row per hour file: its statistics and state) + lens_clean_groups (15 s groups on a 10 ms grid).
+
+The raw rows are not copied into the warehouse: the landing CSVs are the raw data, immutable,
+and are read once, into memory, where the same arrays are validated, counted and cleaned. SQL
+reaches them through the ``lens_raw_irtt_rows(day, region)`` macro, which reads the files. Both
+tables are replaced in one warehouse transaction, so after any failure (bad file, no group, a
+kill) they still describe the same files, the previous ones.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from netassets.core.automation import fingerprint
@@ -19,9 +27,11 @@ from netassets.core.partitions import DayPartition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
 from netassets.core.warehouse import DuckDBWarehouse, EmptyPartitionError, PartitionWrite
-from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, clean_groups, clean_groups_table
+from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, MISSING, CleanGroups, clean_groups, clean_groups_table
 from netassets.lens.raw import (
-    VALID_VALUE_SQL,
+    HOUR_FILE,
+    LOST,
+    RTT_MAX_MS,
     DayFiles,
     LensInputError,
     day_files,
@@ -37,152 +47,271 @@ MAX_OUTSIDE_DAY_SHARE = 0.01
 # this share, are worth a warning in the run log even when they are few enough to drop.
 WARN_OUTSIDE_DAY_SHARE = 0.001
 NEAR_MIDNIGHT_NS = 60 * 10**9
+SCHEMA = {"timestamp": pl.Int64, "rtt": pl.Float64, "uplink": pl.Float64, "downlink": pl.Float64}
+LATENCY_COLUMNS = ("rtt", "uplink", "downlink")
+
+
+@dataclass
+class RawRows:
+    """A partition's rows as read, in file order: one array per column and the rows of each file."""
+
+    timestamp: np.ndarray
+    rtt: np.ndarray
+    uplink: np.ndarray
+    downlink: np.ndarray
+    file_rows: np.ndarray  # rows read from each present file, in order
+    truncated: list[str]  # dropped truncated last lines, as messages
+    reader: str  # "polars", or "duckdb" when polars could not read the files cleanly
+
+
+def _polars_read(files: list[Path]) -> list[pl.DataFrame] | None:
+    """The files read by polars (two at a time: each read is mostly single-threaded at this size),
+    or None when any fails or has an empty field: DuckDB then re-reads them to name the line."""
+
+    def read(path: Path) -> pl.DataFrame:
+        return pl.read_csv(path, schema=SCHEMA, has_header=True)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            frames = list(pool.map(read, files))
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if any(frame.null_count().sum_horizontal().item() for frame in frames):
+        return None
+    return frames
+
+
+def _duckdb_read(files: list[Path], log: logging.Logger) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
+    """The files read by DuckDB, whose rejects tables say exactly which line is bad and why."""
+    conn = duckdb.connect()
+    try:
+        table = conn.execute(load_sql("lens", "lens_raw_irtt"), {"files": [str(p) for p in files]}).to_arrow_table()
+        truncated, errors = rejected_lines(conn)
+    finally:
+        conn.close()
+    if errors:
+        more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
+        raise LensInputError(errors[0] + more)
+    for message in truncated:
+        log.warning("dropping truncated last line: %s", message)
+    rows = pl.from_arrow(table)
+    per_file = dict(rows.group_by("filename").len().iter_rows())
+    return rows.drop("filename"), np.array([per_file.get(str(p), 0) for p in files], dtype=np.int64), truncated
+
+
+def read_rows(partition: DayPartition, files: DayFiles, log: logging.Logger) -> RawRows:
+    """Every row of the partition's present hour files; a bad line or value is a LensInputError
+    naming the file, the line and the column."""
+    frames = _polars_read(files.present)
+    if frames is not None:
+        rows = pl.concat(frames, rechunk=True)
+        file_rows, truncated, reader = np.array([len(f) for f in frames], dtype=np.int64), [], "polars"
+    else:
+        rows, file_rows, truncated = _duckdb_read(files.present, log)
+        reader = "duckdb"
+    invalid = int(rows["timestamp"].null_count())
+    columns = {}
+    for name in LATENCY_COLUMNS:
+        values = rows[name].to_numpy()  # an empty field (DuckDB path only) reads as NaN: invalid too
+        invalid += int(np.count_nonzero(~((values == LOST) | ((values >= 0) & (values < RTT_MAX_MS)))))
+        columns[name] = values
+    if invalid:
+        raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
+    return RawRows(rows["timestamp"].to_numpy(), columns["rtt"], columns["uplink"], columns["downlink"],
+                   file_rows, truncated, reader)
+
+
+def within_day(partition: DayPartition, rows: RawRows, files: DayFiles, log: logging.Logger) -> np.ndarray:
+    """Which rows belong to the day, as a mask: a stamp belongs to the day its 10 ms tick (half to
+    even) falls in. Day boundaries are even ticks, so that is exactly [start - 5 ms, end - 5 ms)."""
+    day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
+    low_ns, high_ns = day_start_ns - HALF_TICK_NS, day_start_ns + 86_400 * 10**9 - HALF_TICK_NS
+    stamps = rows.timestamp
+    if not len(stamps) or (low_ns <= stamps.min() and stamps.max() < high_ns):
+        return np.ones(len(stamps), dtype=bool)  # the usual day: no stray stamps, no mask to count
+    inside = (stamps >= low_ns) & (stamps < high_ns)
+    outside = len(stamps) - int(np.count_nonzero(inside))
+    share = outside / len(stamps)
+    if outside > MAX_OUTSIDE_DAY_SHARE * len(stamps):
+        misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
+        raise LensInputError(
+            f"lens_raw_irtt {partition.key}: {outside} of {len(stamps)} rows have timestamps "
+            f"outside {partition.day} (files starting or ending outside it: {misfiled}); filed under the wrong date?"
+        )
+    far_outside = int(np.count_nonzero((stamps < low_ns - NEAR_MIDNIGHT_NS) | (stamps >= high_ns + NEAR_MIDNIGHT_NS)))
+    if far_outside or share > WARN_OUTSIDE_DAY_SHARE:
+        log.warning(
+            "%s: dropped %d of %d rows stamped outside %s (%.3f %%), %d of them more than a minute away "
+            "(a clock reset, or a stamp of 1970?)", partition.key, outside, len(stamps), partition.day, 100 * share,
+            far_outside)
+    return inside
+
+
+def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, inside: np.ndarray) -> pa.Table:
+    """lens_raw_irtt's rows: one per hour file that holds rows of the day, with statistics of those
+    rows only. A function of the data, not of the files' bytes: a file re-landed with the same rows
+    (or with a truncated last line, or a stray stamp more, both dropped) gives the same table. The
+    files' states are the materialisation's fingerprint."""
+    bounds = np.concatenate([[0], np.cumsum(rows.file_rows)]).astype(np.int64)
+    stamps, lost_rows = rows.timestamp, rows.rtt <= 0
+    table: dict[str, list] = {name: [] for name in (
+        "hour", "file", "rows", "lost", "duplicate_stamps", "first_timestamp", "last_timestamp")}
+    for path, start, end in zip(files.present, bounds[:-1], bounds[1:]):
+        kept = inside[start:end]
+        own = stamps[start:end][kept]
+        if not len(own):
+            continue
+        # irtt writes in time order: equal neighbours are the duplicates (a sort only when a file is not)
+        ordered = bool(np.all(own[1:] >= own[:-1]))
+        table["hour"].append(int(HOUR_FILE.match(path.name).group(2)))
+        table["file"].append(str(path))
+        table["rows"].append(len(own))
+        table["lost"].append(int(np.count_nonzero(lost_rows[start:end][kept])))
+        table["duplicate_stamps"].append(int(np.count_nonzero(own[1:] == own[:-1])) if ordered
+                                         else len(own) - len(np.unique(own)))
+        table["first_timestamp"].append(int(own.min()))
+        table["last_timestamp"].append(int(own.max()))
+    n = len(table["hour"])
+    return pa.table({
+        "day": pa.array([partition.day] * n, pa.date32()),
+        "region": pa.array([partition.other] * n, pa.string()),
+        "hour": pa.array(table["hour"], pa.int8()),
+        "file": pa.array(table["file"], pa.string()),
+        **{name: pa.array(table[name], pa.int64()) for name in
+           ("rows", "lost", "duplicate_stamps", "first_timestamp", "last_timestamp")},
+    })
 
 
 @dataclass
 class RawLoad:
-    """What loading a partition's hour files into lens_raw_irtt wrote and dropped."""
+    """What lens_raw_irtt recorded of a partition's hour files, and what reading them dropped."""
 
     write: PartitionWrite
+    statistics: pa.Table
     files: DayFiles
     source: Path
+    rows: int
     lost: int
     truncated_lines: int
     rows_outside_day: int
+    reader: str
     fingerprint: str = ""  # of the hour files read (and the empty ones the landing scan lists too)
 
     @property
     def lost_packet_share(self) -> float:
-        return self.lost / self.write.rows
+        return self.lost / self.rows
 
-
-def load_raw(partition: DayPartition, warehouse: DuckDBWarehouse, conn: duckdb.DuckDBPyConnection,
-             log: logging.Logger) -> RawLoad:
-    """Replace the partition of lens_raw_irtt with its hour files, validated, on ``conn``."""
-    root = landing_dir("lens")
-    files = day_files(root, partition.other, partition.day)
-    if not files.present:
-        raise EmptyPartitionError(
-            f"lens_raw_irtt {partition.key}: no hour files with data under {root / partition.other / partition.day.isoformat()}"
-            f" (missing hours {files.missing_hours}, empty files {[p.name for p in files.empty]})"
-        )
-    if files.missing_hours:
-        log.warning("%s: missing hour files %s", partition.key, files.missing_hours)
-    states_before_reading = file_states(files.present)
-    landing_fingerprint = fingerprint({**states_before_reading, **file_states(files.empty)})
-
-    day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
-    day_end_ns = day_start_ns + 86_400 * 10**9
-    stats: dict[str, int] = {}
-
-    def inspect(conn: duckdb.DuckDBPyConnection) -> None:
-        growing = changed_since(states_before_reading)
-        if growing:  # a copy still in progress: what was read may be a prefix of the file
-            raise LensInputError(f"lens_raw_irtt {partition.key}: {[str(p) for p in growing]} changed while it was read "
-                                 "(still being written?); nothing was stored, retry once the files are complete")
-        truncated, errors = rejected_lines(conn)
-        if errors:
-            more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
-            raise LensInputError(errors[0] + more)
-        for message in truncated:
-            log.warning("dropping truncated last line: %s", message)
-        stats["truncated_lines"] = len(truncated)
-        partition_params = {"day": partition.day, "region": partition.other}
-        stats["rows_read"], first_ns, last_ns, stats["lost"], invalid = conn.execute(
-            f"""
-            SELECT count(*), min("timestamp"), max("timestamp"), count(*) FILTER (WHERE rtt <= 0),
-                   count(*) FILTER (WHERE "timestamp" IS NULL OR NOT coalesce({VALID_VALUE_SQL}, false))
-            FROM lens_raw_irtt WHERE day = $day AND region = $region
-            """,
-            partition_params,
-        ).fetchone()
-        if invalid:
-            raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
-        stats["rows_outside_day"] = 0
-        # A stamp belongs to the day its 10 ms tick (half to even) falls in. Day boundaries are
-        # even ticks, so that is exactly [start - 5 ms, end - 5 ms). Scanning every row for
-        # stray stamps only pays when the extremes say there are some.
-        low_ns, high_ns = day_start_ns - HALF_TICK_NS, day_end_ns - HALF_TICK_NS
-        if stats["rows_read"] and not (low_ns <= first_ns and last_ns < high_ns):
-            (far_outside,) = conn.execute(
-                """
-                SELECT count(*) FROM lens_raw_irtt
-                WHERE day = $day AND region = $region AND ("timestamp" < $far_low OR "timestamp" >= $far_high)
-                """,
-                {**partition_params, "far_low": low_ns - NEAR_MIDNIGHT_NS, "far_high": high_ns + NEAR_MIDNIGHT_NS},
-            ).fetchone()
-            stats["rows_outside_day"] = conn.execute(
-                """
-                DELETE FROM lens_raw_irtt
-                WHERE day = $day AND region = $region AND ("timestamp" < $low_ns OR "timestamp" >= $high_ns)
-                """,
-                {**partition_params, "low_ns": low_ns, "high_ns": high_ns},
-            ).fetchone()[0]  # DuckDB's DELETE returns the count
-            (stats["lost"],) = conn.execute(
-                "SELECT count(*) FILTER (WHERE rtt <= 0) FROM lens_raw_irtt WHERE day = $day AND region = $region",
-                partition_params,
-            ).fetchone()
-            share = stats["rows_outside_day"] / stats["rows_read"]
-            if far_outside or share > WARN_OUTSIDE_DAY_SHARE:
-                log.warning(
-                    "%s: dropped %d of %d rows stamped outside %s (%.3f %%), %d of them more than a minute away "
-                    "(a clock reset, or a stamp of 1970?)", partition.key, stats["rows_outside_day"], stats["rows_read"],
-                    partition.day, 100 * share, far_outside)
-        if stats["rows_read"] and stats["rows_outside_day"] > MAX_OUTSIDE_DAY_SHARE * stats["rows_read"]:
-            misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
-            raise LensInputError(
-                f"lens_raw_irtt {partition.key}: {stats['rows_outside_day']} of {stats['rows_read']} rows have timestamps "
-                f"outside {partition.day} (files starting or ending outside it: {misfiled}); filed under the wrong date?"
-            )
-
-    write = warehouse.replace_partition(
-        "lens_raw_irtt",
-        {"day": partition.day, "region": partition.other},
-        select_sql=load_sql("lens", "lens_raw_irtt"),
-        params={"files": [str(p) for p in files.present], "day": partition.day, "region": partition.other},
-        conn=conn,
-        before_commit=inspect,
-    )
-    return RawLoad(write, files, root / partition.other / partition.day.isoformat(), stats["lost"],
-                   stats["truncated_lines"], stats["rows_outside_day"], landing_fingerprint)
-
-
-def write_clean_groups(warehouse: DuckDBWarehouse, day: dt.date, region: str, min_samples: int,
-                       conn: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int, PartitionWrite]:
-    """Clean one partition of lens_raw_irtt into lens_clean_groups on ``conn``; returns (groups, duplicate ticks, write)."""
-    rows = conn.execute(load_sql("lens", "lens_clean_input"), {"day": day, "region": region}).fetchnumpy()
-    groups = clean_groups(np.asarray(rows["timestamp"]), np.asarray(rows["rtt"], dtype=float), min_samples)
-    if len(groups) == 0:
-        raise EmptyPartitionError(
-            f"lens_clean_groups {day}|{region}: no 15 s group has more than {min_samples} observed points"
-            " (or lens_raw_irtt holds nothing for it); neither table was changed"
-        )
-    table = clean_groups_table(groups, day, region, min_samples)
-    write = warehouse.replace_partition("lens_clean_groups", {"day": day, "region": region}, data=table, conn=conn)
-    return table, groups.duplicate_ticks, write
+    @property
+    def metadata(self) -> dict:
+        # The asset's rows are the raw rows (in the landing files); its table holds one row per file.
+        return {**self.write.metadata, "dagster/row_count": self.rows}
 
 
 @dataclass
 class Ingested:
     raw: RawLoad
-    groups: pa.Table
-    duplicate_ticks: int
+    groups: CleanGroups
+    table: pa.Table
     clean: PartitionWrite
     min_samples: int
 
     @property
+    def duplicate_ticks(self) -> int:
+        return self.groups.duplicate_ticks
+
+    @property
     def mean_fill_share(self) -> float:
-        return 1 - float(self.groups["n_observed"].to_numpy().mean()) / GROUP_POINTS
+        return 1 - float(self.groups.n_observed.mean()) / GROUP_POINTS
+
+
+def _drop_old_row_copy(conn: duckdb.DuckDBPyConnection, log: logging.Logger) -> None:
+    """Warehouses written before the one-scan ingest hold a copy of every raw row under the
+    table's name; the files are the raw data, so the copy goes."""
+    columns = {row[0] for row in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'lens_raw_irtt'").fetchall()}
+    if "rtt" in columns:
+        log.warning("lens_raw_irtt held a copy of the raw rows (an older netassets); dropping it: the raw rows are "
+                    "read from the landing files (lens_raw_irtt_rows(day, region)), the table keeps one row per file")
+        conn.execute("DROP TABLE lens_raw_irtt")
+
+
+def _create_rows_macro(conn: duckdb.DuckDBPyConnection, root: Path) -> None:
+    literal = "'" + str(root.resolve()).replace("'", "''") + "'"
+    conn.execute(load_sql("lens", "lens_raw_irtt_rows").replace("$root", literal))
+
+
+def clean_partition(partition: DayPartition, timestamp: np.ndarray, rtt: np.ndarray,
+                    min_samples: int) -> tuple[CleanGroups, pa.Table]:
+    """The day's rows (in file order) -> its kept groups and their lens_clean_groups rows."""
+    received = rtt > 0  # a lost packet is dropped before any cleaning rule, as the seed does
+    groups = clean_groups(timestamp[received], rtt[received], min_samples)
+    if len(groups) == 0:
+        raise EmptyPartitionError(
+            f"lens_clean_groups {partition.key}: no 15 s group has more than {min_samples} observed points"
+            " (or the hour files hold no received packet in the day); neither table was changed"
+        )
+    return groups, clean_groups_table(groups, partition.day, partition.other, min_samples)
 
 
 def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_samples: int,
                      log: logging.Logger) -> Ingested:
-    """Raw rows and clean groups of a partition in one transaction (retried from the start on a
-    DuckLake write conflict): after any failure both tables still describe the same files."""
+    """Read the partition's hour files once; validate, count and clean the same arrays; then
+    replace both tables' partition in one transaction (retried from the start on a DuckLake
+    write conflict)."""
+    root = landing_dir("lens")
+    source = root / partition.other / partition.day.isoformat()
+    files = day_files(root, partition.other, partition.day)
+    if not files.present:
+        raise EmptyPartitionError(
+            f"lens_raw_irtt {partition.key}: no hour files with data under {source}"
+            f" (missing hours {files.missing_hours}, empty files {[p.name for p in files.empty]})"
+        )
+    if files.missing_hours:
+        log.warning("%s: missing hour files %s", partition.key, files.missing_hours)
+    states = file_states(files.present)
+    landing_fingerprint = fingerprint({**states, **file_states(files.empty)})
 
-    def ingest(conn):
-        raw = load_raw(partition, warehouse, conn, log)
-        return raw, *write_clean_groups(warehouse, partition.day, partition.other, min_samples, conn)
+    rows = read_rows(partition, files, log)
+    growing = changed_since(states)
+    if growing:  # a copy still in progress: what was read may be a prefix of the file
+        raise LensInputError(f"lens_raw_irtt {partition.key}: {[str(p) for p in growing]} changed while it was read "
+                             "(still being written?); nothing was stored, retry once the files are complete")
+    inside = within_day(partition, rows, files, log)
+    statistics = file_statistics(partition, files, rows, inside)
+    groups, table = clean_partition(partition, rows.timestamp[inside], rows.rtt[inside], min_samples)
+    where = {"day": partition.day, "region": partition.other}
 
-    raw, groups, duplicate_ticks, clean = warehouse.run_transaction(ingest)
-    return Ingested(raw, groups, int(duplicate_ticks), clean, min_samples)
+    def write(conn: duckdb.DuckDBPyConnection) -> tuple[PartitionWrite, PartitionWrite]:
+        if warehouse.lake_settings() is None:  # DuckLake catalogs hold no macros
+            _drop_old_row_copy(conn, log)
+            _create_rows_macro(conn, root)
+        return (warehouse.replace_partition("lens_raw_irtt", where, data=statistics, conn=conn),
+                warehouse.replace_partition("lens_clean_groups", where, data=table, conn=conn))
+
+    raw_write, clean_write = warehouse.run_transaction(write)
+    kept = int(np.count_nonzero(inside))
+    raw = RawLoad(raw_write, statistics, files, source, kept, int(statistics["lost"].to_numpy().sum()),
+                  len(rows.truncated), len(rows.timestamp) - kept, rows.reader, landing_fingerprint)
+    return Ingested(raw, groups, table, clean_write, min_samples)
+
+
+def clean_group_summary(groups: CleanGroups, table: pa.Table) -> dict[str, np.ndarray]:
+    """Per clean group, what lens_clean_groups' check validates: point counts, fill shares and the
+    extremes of both fills, from the arrays that were written (no re-read of 17 M grid points)."""
+    token = groups.token
+    nearest = table["rtt_nearest"].combine_chunks().values.to_numpy().reshape(len(groups), GROUP_POINTS)
+    observed = token != MISSING
+    min_samples = int(table["min_samples"][0].as_py()) if len(groups) else 0
+    return {
+        "group_id": groups.group_id,
+        "group_start": table["group_start"].to_numpy(),
+        "n_observed": groups.n_observed,
+        "token_points": np.full(len(groups), token.shape[1]),
+        "nearest_points": np.full(len(groups), nearest.shape[1]),
+        "fill_share": 1 - groups.n_observed / GROUP_POINTS,
+        "max_fill_share": np.full(len(groups), 1 - (min_samples + 1) / GROUP_POINTS),
+        "token_min_observed": np.where(observed, token, np.inf).min(axis=1),
+        "token_max": token.max(axis=1),
+        "nearest_min": nearest.min(axis=1),
+        "nearest_max": nearest.max(axis=1),
+    }

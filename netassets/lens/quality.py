@@ -1,13 +1,18 @@
-"""The rows each LENS data-quality check validates, one partition at a time (the expectations
-themselves are declared with the checks in ``netassets.defs.lens.checks``)."""
+"""What each LENS data-quality check validates: the suites that lens_ingest evaluates in its own
+step, on aggregates, and the rows the separate check steps load (their expectations are declared
+with the checks in ``netassets.defs.lens.checks``)."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
+from netassets.core.expectations import gxe
 from netassets.core.partitions import parse_partition_key
 from netassets.core.warehouse import DuckDBWarehouse
+from netassets.lens.cleaning import GROUP_POINTS
 from netassets.lens.features import FEATURES
+from netassets.lens.raw import RTT_MAX_MS
 
 REGION = "region"
 
@@ -17,33 +22,49 @@ def _partition_frame(warehouse: DuckDBWarehouse, partition_key: str, sql: str) -
     return warehouse.query(sql, {"day": partition.day, "region": partition.other}).to_pandas()
 
 
-def raw_rows(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
-    return _partition_frame(
-        warehouse,
-        partition_key,
-        'SELECT "timestamp", rtt, uplink, downlink FROM lens_raw_irtt WHERE day = $day AND region = $region',
-    )
+# A 10 ms capture writes 360 000 rows an hour; ten times that in one hour file is no capture
+# (a file concatenated or copied twice), not a faster probe.
+MAX_ROWS_PER_HOUR_FILE = 3_600_000
 
 
-def clean_group_summary(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:
-    """One row per clean group: point counts, fill shares and the extremes of both fills."""
-    return _partition_frame(
-        warehouse,
-        partition_key,
-        """
-        SELECT group_id, group_start, n_observed,
-               len(rtt_token) AS token_points,
-               len(rtt_nearest) AS nearest_points,
-               1 - n_observed / 1500.0 AS fill_share,
-               -- the share of filled points allowed by the threshold this partition was cleaned with
-               1 - (min_samples + 1) / 1500.0 AS max_fill_share,
-               list_min(list_filter(rtt_token, x -> x <> -1)) AS token_min_observed,
-               list_max(rtt_token) AS token_max,
-               list_min(rtt_nearest) AS nearest_min,
-               list_max(rtt_nearest) AS nearest_max
-        FROM lens_clean_groups WHERE day = $day AND region = $region
-        """,
-    )
+def raw_file_expectations() -> list:
+    """lens_raw_irtt's suite, over its rows (one per hour file), on what reading does not
+    guarantee: the reader already refuses a wrong schema, an empty field and a value outside
+    {-1} and [0, 10000) ms, naming the line, so the suite does not re-check those 8.64 M values."""
+    between = gxe.ExpectColumnValuesToBeBetween
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeUnique(column="hour"),
+        between(column="rows", min_value=1, max_value=MAX_ROWS_PER_HOUR_FILE),
+        # A handful of duplicated stamps is tolerated (cleaning keeps the first); a file loaded twice is not.
+        between(column="unique_stamp_share", min_value=0.999, max_value=1),
+        between(column="lost_share", min_value=0, max_value=1),
+    ]
+
+
+def raw_file_frame(statistics: pa.Table) -> pd.DataFrame:
+    frame = statistics.select(["hour", "rows", "lost", "duplicate_stamps"]).to_pandas()
+    frame["unique_stamp_share"] = 1 - frame["duplicate_stamps"] / frame["rows"]
+    frame["lost_share"] = frame["lost"] / frame["rows"]
+    return frame
+
+
+def clean_group_expectations() -> list:
+    """lens_clean_groups' suite, over per-group aggregates of the arrays the step wrote."""
+    between = gxe.ExpectColumnValuesToBeBetween
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeUnique(column="group_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="group_start"),
+        between(column="token_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
+        between(column="nearest_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
+        between(column="fill_share", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_fill_share", column_B="fill_share", or_equal=True),
+        between(column="token_min_observed", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
+        between(column="token_max", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
+        between(column="nearest_min", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
+        between(column="nearest_max", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
+    ]
 
 
 def group_features(warehouse: DuckDBWarehouse, partition_key: str) -> pd.DataFrame:

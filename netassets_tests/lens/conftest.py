@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 
 from netassets.defs.lens.assets import lens_ingest
-from netassets.defs.lens.checks import lens_clean_groups_gx, lens_raw_irtt_gx
 from netassets.lens.sample import write_lens
 from netassets.pipelines import pipeline
 
@@ -50,11 +49,10 @@ def low_rate_root(generated_low_rate_root: Path, monkeypatch: pytest.MonkeyPatch
     return generated_low_rate_root
 
 
-def materialize_lens(warehouse, instance, partition_key: str, with_checks: bool = True, run_config=None):
+def materialize_lens(warehouse, instance, partition_key: str, run_config=None):
     pipeline("lens").register(instance, [partition_key.split("|")[1]])
-    assets = [lens_ingest] + ([lens_raw_irtt_gx, lens_clean_groups_gx] if with_checks else [])
     return dg.materialize(
-        assets,
+        [lens_ingest],
         partition_key=partition_key,
         resources={"warehouse": warehouse},
         instance=instance,

@@ -8,7 +8,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from netassets.lens.ingest import write_clean_groups
+from netassets.core.partitions import DayPartition
+from netassets.lens.ingest import clean_partition
 
 DAY = dt.date(2023, 11, 1)
 DAY_START_NS = int(dt.datetime(2023, 11, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9
@@ -60,10 +61,11 @@ def build_raw(
 
 
 def clean(warehouse, raw: pl.DataFrame, min_samples: int = 1300) -> pl.DataFrame:
+    """lens_ingest's cleaning of the rows, written to the warehouse and read back as a reader sees them."""
     partition = {"day": DAY, "region": "handmade"}
-    warehouse.replace_partition("lens_raw_irtt", partition, data=raw)
-    with warehouse.transaction() as conn:
-        write_clean_groups(warehouse, DAY, "handmade", min_samples, conn)
+    _, table = clean_partition(DayPartition(DAY, "handmade"), raw["timestamp"].to_numpy(),
+                               raw["rtt"].to_numpy(), min_samples)
+    warehouse.replace_partition("lens_clean_groups", partition, data=table)
     return warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import dagster as dg
+import polars as pl
+import pytest
 
 from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, lens_metadata, materialize_lens
 
@@ -26,7 +28,14 @@ def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
     assert raw_md["missing_hours"].value == list(range(1, 24))
     assert 0.0 < raw_md["lost_packet_share"].value < 0.1
     assert raw_md["dagster/table_name"].value.endswith(".main.lens_raw_irtt")
-    assert {"day", "region", "timestamp", "rtt", "uplink", "downlink"} <= {c.name for c in raw_md["dagster/column_schema"].schema.columns}
+    # the table holds one row per hour file; the raw rows stay in the files, read by the macro
+    assert {"day", "region", "hour", "file", "rows", "lost", "duplicate_stamps", "first_timestamp"} <= {
+        c.name for c in raw_md["dagster/column_schema"].schema.columns}
+    assert warehouse.query("SELECT count(*), sum(rows)::BIGINT FROM lens_raw_irtt").row(0) == (1, 360_000)
+    rows = warehouse.query("SELECT * FROM lens_raw_irtt_rows(?, 'chicago')", [DAY])
+    assert rows.columns == ["day", "region", "timestamp", "rtt", "uplink", "downlink"] and rows.height == 360_000
+    lost = warehouse.query("SELECT count(*) FILTER (WHERE rtt <= 0) FROM lens_raw_irtt_rows(?, 'chicago')", [DAY]).item()
+    assert raw_md["lost_packet_share"].value == pytest.approx(lost / 360_000)
     clean_md = lens_metadata(result, "lens_clean_groups")
     assert 200 < clean_md["dagster/row_count"].value < 240  # 240 slots an hour, minus partial, lossy, last
     assert clean_md["dagster/table_name"].value.endswith(".main.lens_clean_groups")
@@ -35,11 +44,23 @@ def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
     assert raw_gx.passed and clean_gx.passed
     assert clean_gx.metadata["evaluated_expectations"].value >= 8
     assert "expect_column_values_to_be_between" in clean_gx.metadata["gx_results"].value
+    assert raw_gx.metadata["rows_validated"].value == 1  # one row per hour file, not 360 000 raw rows
+
+
+def test_a_warehouse_holding_a_copy_of_the_raw_rows_drops_it(low_rate_root, warehouse, instance):
+    """Older netassets copied every raw row into lens_raw_irtt; the first ingest after the upgrade
+    replaces that table with the per-file one (the rows are in the landing files)."""
+    warehouse.replace_partition("lens_raw_irtt", {"day": DAY, "region": "ottawa"}, data=pl.DataFrame(
+        {"day": [DAY], "region": ["ottawa"], "timestamp": [1], "rtt": [1.0], "uplink": [1.0], "downlink": [1.0]}))
+    result = materialize_lens(warehouse, instance, KEY, run_config=LOW_RATE_CONFIG)
+    assert result.success
+    assert "rtt" not in warehouse.query("SELECT * FROM lens_raw_irtt").columns
+    assert any("held a copy of the raw rows" in str(e.message) for e in instance.all_logs(result.run_id))
 
 
 def test_rematerialising_gives_the_same_rows(low_rate_root, warehouse, instance):
     def run(key):
-        return materialize_lens(warehouse, instance, key, with_checks=False, run_config=LOW_RATE_CONFIG)
+        return materialize_lens(warehouse, instance, key, run_config=LOW_RATE_CONFIG)
 
     assert run(KEY).success
     first = partition_digest(warehouse, "lens_raw_irtt"), partition_digest(warehouse, "lens_clean_groups")
@@ -53,10 +74,10 @@ def test_rematerialising_gives_the_same_rows(low_rate_root, warehouse, instance)
 
 def test_clean_threshold_is_run_config(low_rate_root, warehouse, instance):
     config = {"ops": {"lens_ingest": {"config": {"min_samples": 148}}}}
-    strict = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
+    strict = materialize_lens(warehouse, instance, KEY, run_config=config)
     assert strict.success
     strict_groups = lens_metadata(strict, "lens_clean_groups")["dagster/row_count"].value
-    default = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=LOW_RATE_CONFIG)
+    default = materialize_lens(warehouse, instance, KEY, run_config=LOW_RATE_CONFIG)
     default_groups = lens_metadata(default, "lens_clean_groups")["dagster/row_count"].value
     assert strict_groups < default_groups
 
@@ -64,7 +85,7 @@ def test_clean_threshold_is_run_config(low_rate_root, warehouse, instance):
 def test_bad_threshold_is_rejected_before_running(low_rate_root, warehouse, instance):
     config = {"ops": {"lens_ingest": {"config": {"min_samples": 1500}}}}
     try:
-        result = materialize_lens(warehouse, instance, KEY, with_checks=False, run_config=config)
+        result = materialize_lens(warehouse, instance, KEY, run_config=config)
         assert not result.success
     except dg.DagsterInvalidConfigError as exc:
         assert "min_samples" in str(exc)

@@ -39,8 +39,8 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, netassets_home: Path, 
     return root
 
 
-def materialize(warehouse, instance, with_checks: bool = False):
-    return materialize_lens(warehouse, instance, KEY, with_checks=with_checks, run_config=LOW_RATE_CONFIG)
+def materialize(warehouse, instance):
+    return materialize_lens(warehouse, instance, KEY, run_config=LOW_RATE_CONFIG)
 
 
 def hour0(root: Path) -> Path:
@@ -132,7 +132,7 @@ def test_duplicate_timestamps_are_counted_and_cleaned_first_wins(root, warehouse
     original = hour0(root).read_text().splitlines()
     duplicates = [line.split(",")[0] + ",999.0,1.0,1.0" for line in original[1:4]]
     add_hour(root, 1, "\n".join([original[0]] + duplicates) + "\n")
-    result = materialize(warehouse, instance, with_checks=True)
+    result = materialize(warehouse, instance)
     assert result.success  # a handful of duplicates is within the raw check's tolerance
     assert lens_metadata(result, "lens_clean_groups")["duplicate_ticks_dropped"].value == 3
     worst = warehouse.query("SELECT max(list_max(rtt_token)) FROM lens_clean_groups").item()
@@ -167,10 +167,10 @@ def test_stamps_exactly_half_a_tick_from_midnight_go_to_the_even_tick(root, ware
     result = materialize(warehouse, instance)
     metadata = lens_metadata(result, "lens_raw_irtt")
     assert metadata["rows_outside_day_dropped"].value == 2
-    kept = set(warehouse.query("SELECT timestamp FROM lens_raw_irtt WHERE region = ?", [REGION])["timestamp"].to_list())
+    kept = set(warehouse.query("SELECT timestamp FROM lens_raw_irtt_rows(?, ?)", [DAY, REGION])["timestamp"].to_list())
     assert {day_end_ns - half - 1, DAY_START_NS - half} <= kept
     assert not {day_end_ns - half, DAY_START_NS - half - 1} & kept
-    lost = warehouse.query("SELECT avg((rtt <= 0)::INT) FROM lens_raw_irtt WHERE region = ?", [REGION]).item()
+    lost = warehouse.query("SELECT avg((rtt <= 0)::INT) FROM lens_raw_irtt_rows(?, ?)", [DAY, REGION]).item()
     assert metadata["lost_packet_share"].value == pytest.approx(lost)  # over the rows kept, not as read
 
 
@@ -187,13 +187,13 @@ def test_bad_day_is_rejected():
 
 def test_raw_files_are_never_modified_and_failures_keep_the_previous_partition(root, warehouse, instance):
     assert materialize(warehouse, instance).success
-    before_rows = warehouse.query("SELECT count(*) FROM lens_raw_irtt").item()
+    before_rows = warehouse.query("SELECT sum(rows)::BIGINT FROM lens_raw_irtt").item()
     before_groups = warehouse.query("SELECT count(*) FROM lens_clean_groups").item()
     add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + f"{in_day_ns(1, 0)},oops,1,1\n" + f"{in_day_ns(1, 1)},30,1,1\n")
     files_before = digests(root)
     assert not materialize(warehouse, instance).success
     assert digests(root) == files_before
-    assert warehouse.query("SELECT count(*) FROM lens_raw_irtt").item() == before_rows
+    assert warehouse.query("SELECT sum(rows)::BIGINT FROM lens_raw_irtt").item() == before_rows
     assert warehouse.query("SELECT count(*) FROM lens_clean_groups").item() == before_groups
 
 
@@ -204,7 +204,7 @@ def test_lost_packets_written_as_rtt_zero_are_lost_not_an_error(root, warehouse,
     result = materialize(warehouse, instance)
     assert result.success
     metadata = lens_metadata(result, "lens_raw_irtt")
-    lost = warehouse.query("SELECT count(*) FROM lens_raw_irtt WHERE rtt <= 0").item()
+    lost = warehouse.query("SELECT count(*) FROM lens_raw_irtt_rows(?, ?) WHERE rtt <= 0", [DAY, REGION]).item()
     assert lost >= 5 and metadata["lost_packet_share"].value == pytest.approx(lost / metadata["dagster/row_count"].value)
 
 
@@ -264,7 +264,7 @@ def test_a_file_still_being_written_is_not_materialised(root, warehouse, instanc
     import threading
 
     assert materialize(warehouse, instance).success
-    before = warehouse.query("SELECT count(*) FROM lens_raw_irtt").item()
+    before = warehouse.query("SELECT sum(rows)::BIGINT FROM lens_raw_irtt").item()
     path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n")
     done = threading.Event()
 
@@ -286,7 +286,7 @@ def test_a_file_still_being_written_is_not_materialised(root, warehouse, instanc
         done.set()
         writer.join()
     assert str(path) in message and "changed while it was read" in message
-    after = warehouse.query("SELECT count(*) FROM lens_raw_irtt").item()
+    after = warehouse.query("SELECT sum(rows)::BIGINT FROM lens_raw_irtt").item()
     record_property("rows_lost", before - after)
     assert after == before
 
@@ -295,10 +295,10 @@ def test_a_valid_but_too_short_day_changes_neither_raw_nor_clean(root, warehouse
     # Raw and clean are written in one transaction: a day that cleans into no group leaves both
     # tables on the previous files, never new raw rows beside old groups.
     assert materialize(warehouse, instance).success
-    before = warehouse.query("SELECT (SELECT count(*) FROM lens_raw_irtt), (SELECT count(*) FROM lens_clean_groups)").row(0)
+    before = warehouse.query("SELECT (SELECT sum(rows)::BIGINT FROM lens_raw_irtt), (SELECT count(*) FROM lens_clean_groups)").row(0)
     hour0(root).write_text("timestamp,rtt,uplink,downlink\n"
                            + "".join(f"{in_day_ns(0, 12) + i * 10**7},30.0,10.0,20.0\n" for i in range(20)))
     message = failure_message(materialize(warehouse, instance))
     assert "no 15 s group" in message and "neither table was changed" in message
-    after = warehouse.query("SELECT (SELECT count(*) FROM lens_raw_irtt), (SELECT count(*) FROM lens_clean_groups)").row(0)
+    after = warehouse.query("SELECT (SELECT sum(rows)::BIGINT FROM lens_raw_irtt), (SELECT count(*) FROM lens_clean_groups)").row(0)
     assert after == before

@@ -122,7 +122,7 @@ def test_a_sensor_started_after_ingestion_requests_nothing_for_unchanged_files(l
 
     monkeypatch.setenv("NETASSETS_LANDING_SETTLE_SECONDS", "0")
     for region in REGIONS:
-        assert materialize_lens(warehouse, instance, f"{DAY.isoformat()}|{region}", with_checks=False,
+        assert materialize_lens(warehouse, instance, f"{DAY.isoformat()}|{region}",
                                 run_config=LOW_RATE_CONFIG).success
     first, context = tick(instance, None)
     assert isinstance(first, dg.SkipReason), first

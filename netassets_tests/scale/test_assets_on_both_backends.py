@@ -10,14 +10,14 @@ import dagster as dg
 from netassets.core import lake
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.defs.lens.assets import lens_group_features, lens_ingest
-from netassets.defs.lens.checks import lens_clean_groups_gx, lens_group_features_finite, lens_raw_irtt_gx
+from netassets.defs.lens.checks import lens_group_features_finite
 from netassets.lens.models import sample_partitions
 from netassets.lens.sample import write_lens
 from netassets.pipelines import pipeline
 from netassets_tests.lens.conftest import DAY
 
 KEYS = [f"{DAY.isoformat()}|chicago"]
-TABLES = {"lens_raw_irtt": "region, timestamp", "lens_clean_groups": "region, group_start",
+TABLES = {"lens_raw_irtt": "region, hour", "lens_clean_groups": "region, group_start",
           "lens_group_features": "region, group_start"}
 
 
@@ -27,7 +27,7 @@ def materialise_all(warehouse: DuckDBWarehouse) -> dict:
         pipeline("lens").register(instance, ["chicago", "ottawa"])
         for key in KEYS:
             result = dg.materialize(
-                [lens_ingest, lens_group_features, lens_raw_irtt_gx, lens_clean_groups_gx, lens_group_features_finite],
+                [lens_ingest, lens_group_features, lens_group_features_finite],
                 partition_key=key, instance=instance, resources={"warehouse": warehouse},
                 run_config={"ops": {"lens_ingest": {"config": {"min_samples": 100}}}})
             assert result.success

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from netassets.core.automation import LANDING_FINGERPRINT, follow_upstream
+from netassets.core.expectations import gx_check_spec
 from netassets.core.partitions import context_partition
 from netassets.core.plots import table_markdown
 from netassets.core.warehouse import POOL, DuckDBWarehouse
@@ -19,6 +20,18 @@ LENS_CLEAN = dg.AssetKey("lens_clean_groups")
 LENS_FEATURES = dg.AssetKey("lens_group_features")
 LENS_GMM = dg.AssetKey("lens_gmm")
 LENS_CLUSTERS = dg.AssetKey("lens_clusters")
+
+LENS_RAW_GX = gx_check_spec(
+    asset=LENS_RAW, name="gx_expectations",
+    description="Over one row per hour file: non-empty, hours unique, 1 to 3.6 M rows of the day a file, timestamps "
+                "unique (99.9 % of each file), lost share in [0, 1]. (Schema, empty fields and latency values outside -1 or "
+                "[0, 10000) ms are refused by the reader itself, naming the line.)",
+)
+LENS_CLEAN_GX = gx_check_spec(
+    asset=LENS_CLEAN, name="gx_expectations",
+    description="Every group has exactly 1500 points in both fills; fill share within the threshold; values "
+                "plausible; non-empty. Evaluated on per-group aggregates of the arrays written.",
+)
 
 
 class LensCleanConfig(dg.Config):
@@ -32,23 +45,35 @@ class LensCleanConfig(dg.Config):
     name="lens_ingest",
     specs=[
         dg.AssetSpec(LENS_RAW, group_name="lens", kinds={"duckdb", "csv"},
-                     description="LENS irtt hour files of one day x region, validated and loaded as read into DuckDB."),
+                     description="LENS irtt hour files of one day x region, read once and validated: one row per hour "
+                                 "file with rows of the day (rows, lost, duplicates, first and last stamp); the raw rows stay in "
+                                 "the files, queried with lens_raw_irtt_rows(day, region)."),
         dg.AssetSpec(LENS_CLEAN, group_name="lens", kinds={"duckdb", "numpy"}, deps=[LENS_RAW],
                      description="Seed-faithful cleaning: one row per kept 15 s group, token (-1) and nearest fills "
                                  "on a 1500-point grid."),
     ],
+    check_specs=[LENS_RAW_GX, LENS_CLEAN_GX],
     partitions_def=PIPELINE.partitions,
     pool=POOL,
 )
 def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, warehouse: DuckDBWarehouse):
-    """Raw rows and clean groups of a partition in one transaction: after any failure (bad file,
-    no group, a kill) both tables still describe the same files, the previous ones."""
-    from netassets.lens.ingest import ingest_partition
+    """Raw file statistics and clean groups of a partition in one transaction: after any failure
+    (bad file, no group, a kill) both tables still describe the same files, the previous ones.
+    The two GX suites run here, on aggregates of the arrays just written (blocking downstream)."""
+    import pandas as pd
 
-    done = ingest_partition(warehouse, context_partition(context, PIPELINE.dimension), config.min_samples, context.log)
+    from netassets.core.expectations import gx_step_check
+    from netassets.lens import quality
+    from netassets.lens.ingest import clean_group_summary, ingest_partition
+
+    partition = context_partition(context, PIPELINE.dimension)
+    done = ingest_partition(warehouse, partition, config.min_samples, context.log)
     raw = done.raw
     yield dg.MaterializeResult(asset_key=LENS_RAW, metadata={
-        **raw.write.metadata,
+        **raw.metadata,
+        "raw_rows_sql": dg.MetadataValue.text(
+            f"SELECT * FROM lens_raw_irtt_rows(DATE '{partition.day}', '{partition.other}')"),
+        "reader": raw.reader,
         "lost_packet_share": raw.lost_packet_share,
         "hour_files": len(raw.files.present),
         "missing_hours": dg.MetadataValue.json(raw.files.missing_hours),
@@ -64,6 +89,10 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
         "duplicate_ticks_dropped": done.duplicate_ticks,
         "min_samples": done.min_samples,
     })
+    yield gx_step_check(LENS_RAW_GX, quality.raw_file_frame(raw.statistics), quality.raw_file_expectations(),
+                        partition.key)
+    yield gx_step_check(LENS_CLEAN_GX, pd.DataFrame(clean_group_summary(done.groups, done.table)),
+                        quality.clean_group_expectations(), partition.key)
 
 
 @dg.asset(

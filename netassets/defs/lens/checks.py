@@ -1,57 +1,22 @@
-"""LENS asset checks: Great Expectations suites on the tables (per partition, blocking downstream),
-the GMM's cluster quality, the classifier's verdict against its baselines, the production weights."""
+"""LENS asset checks: Great Expectations suites on the features and cluster tables (per partition,
+blocking downstream; the raw and clean suites run inside lens_ingest's step, see assets.py), the
+GMM's cluster quality, the classifier's verdict against its baselines, the production weights."""
 
 
 import pandas as pd
 import dagster as dg
 
 from netassets.core.expectations import gx_partition_check, gxe
-from netassets.defs.lens.assets import LENS_CLEAN, LENS_CLUSTERS, LENS_FEATURES, LENS_GMM, LENS_RAW
+from netassets.defs.lens.assets import LENS_CLEAN, LENS_CLUSTERS, LENS_FEATURES, LENS_GMM
 from netassets.defs.lens.model_assets import LENS_PATCHTST, LENS_PATCHTST_PRODUCTION, evaluation_metadata
 from netassets.defs.lens.pipeline import PIPELINE
 from netassets.lens import quality
-from netassets.lens.cleaning import GROUP_POINTS
 from netassets.lens.features import AUTOCORR_LAGS, FEATURES
 from netassets.lens.models import VERDICT_METRICS
 from netassets.lens.raw import RTT_MAX_MS
 
 # |autocorrelation| with the (n - lag) normaliser is at most n / (n - lag) = 1500 / 1495.
 AUTOCORR_BOUND = 1.01
-
-
-def raw_expectations(frame: pd.DataFrame) -> list:
-    return [
-        gxe.ExpectTableColumnsToMatchSet(column_set=["timestamp", "rtt", "uplink", "downlink"], exact_match=True),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="timestamp"),
-        gxe.ExpectColumnValuesToNotBeNull(column="rtt"),
-        # rtt is -1 (lost), 0 (lost, as some captures write it) or a plausible latency.
-        gxe.ExpectColumnValuesToBeBetween(
-            column="rtt", min_value=0, max_value=RTT_MAX_MS, strict_max=True,
-            row_condition="rtt != -1", condition_parser="pandas",
-        ),
-        # A handful of duplicated stamps is tolerated (cleaning keeps the first); a file loaded twice is not.
-        gxe.ExpectColumnValuesToBeUnique(column="timestamp", mostly=0.999),
-    ]
-
-
-def clean_expectations(frame: pd.DataFrame) -> list:
-    between = gxe.ExpectColumnValuesToBeBetween
-    return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeUnique(column="group_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="group_start"),
-        between(column="token_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
-        between(column="nearest_points", min_value=GROUP_POINTS, max_value=GROUP_POINTS),
-        between(column="fill_share", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="max_fill_share", column_B="fill_share", or_equal=True
-        ),
-        between(column="token_min_observed", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
-        between(column="token_max", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
-        between(column="nearest_min", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
-        between(column="nearest_max", min_value=0, max_value=RTT_MAX_MS, strict_min=True, strict_max=True),
-    ]
 
 
 def _feature_expectations(frame: pd.DataFrame) -> list:
@@ -77,24 +42,6 @@ def _assignment_expectations(frame: pd.DataFrame) -> list:
         gxe.ExpectColumnValuesToBeBetween(column="probability", min_value=0, max_value=1),
     ]
 
-
-lens_raw_irtt_gx = gx_partition_check(
-    asset=LENS_RAW,
-    name="gx_expectations",
-    description="Schema; rtt is -1 or 0 <= rtt < 10000 ms (0 and -1: lost); timestamps unique (99.9 %); partition non-empty.",
-    partitions_def=PIPELINE.partitions,
-    load=quality.raw_rows,
-    expectations=raw_expectations,
-)
-
-lens_clean_groups_gx = gx_partition_check(
-    asset=LENS_CLEAN,
-    name="gx_expectations",
-    description="Every group has exactly 1500 points in both fills; fill share within the threshold; values plausible; non-empty.",
-    partitions_def=PIPELINE.partitions,
-    load=quality.clean_group_summary,
-    expectations=clean_expectations,
-)
 
 lens_group_features_finite = gx_partition_check(
     asset=LENS_FEATURES,
