@@ -234,13 +234,15 @@ def main() -> None:
         print(json.dumps(run_child(args.child, args.root)))
         return
 
-    from netassets.lens.sample import write_lens
-
     runs: dict[str, list[dict]] = {method: [] for method in METHODS}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        write_lens(root, [REGION], DAY, days=1, seed=0, hours=args.hours)
+        # In a process of its own: Linux keeps a process's peak RSS across exec, so a parent that had
+        # generated 8.64 M rows would hand its peak to every method's child.
+        subprocess.run([sys.executable, "-m", "netassets.cli", "generate", "lens", "--out", str(root), "--regions", REGION,
+                        "--start", DAY.isoformat(), "--days", "1", "--seed", "0", "--hours", str(args.hours)],
+                       check=True, capture_output=True)
         print(f"generated {args.hours} hour file(s) in {time.perf_counter() - t0:.1f}s", flush=True)
         for attempt in range(args.repeat):  # methods interleaved, so a noisy spell hits them all
             for method in METHODS:

@@ -53,12 +53,11 @@ LATENCY_COLUMNS = ("rtt", "uplink", "downlink")
 
 @dataclass
 class RawRows:
-    """A partition's rows as read, in file order: one array per column and the rows of each file."""
+    """A partition's rows as read, in file order: the two columns cleaning needs, and the rows of
+    each file (uplink and downlink are validated while read, then let go)."""
 
     timestamp: np.ndarray
     rtt: np.ndarray
-    uplink: np.ndarray
-    downlink: np.ndarray
     file_rows: np.ndarray  # rows read from each present file, in order
     truncated: list[str]  # dropped truncated last lines, as messages
     reader: str  # "polars", or "duckdb" when polars could not read the files cleanly
@@ -104,31 +103,33 @@ def read_rows(partition: DayPartition, files: DayFiles, log: logging.Logger) -> 
     naming the file, the line and the column."""
     frames = _polars_read(files.present)
     if frames is not None:
-        rows = pl.concat(frames, rechunk=True)
-        file_rows, truncated, reader = np.array([len(f) for f in frames], dtype=np.int64), [], "polars"
+        truncated, reader = [], "polars"
     else:
         rows, file_rows, truncated = _duckdb_read(files.present, log)
-        reader = "duckdb"
-    invalid = int(rows["timestamp"].null_count())
-    columns = {}
-    for name in LATENCY_COLUMNS:
-        values = rows[name].to_numpy()  # an empty field (DuckDB path only) reads as NaN: invalid too
-        invalid += int(np.count_nonzero(~((values == LOST) | ((values >= 0) & (values < RTT_MAX_MS)))))
-        columns[name] = values
+        frames, reader = [rows], "duckdb"
+    invalid = 0
+    for frame in frames:
+        invalid += frame["timestamp"].null_count()
+        for name in LATENCY_COLUMNS:
+            values = frame[name].to_numpy()  # an empty field (DuckDB path only) reads as NaN: invalid too
+            invalid += int(np.count_nonzero(~((values == LOST) | ((values >= 0) & (values < RTT_MAX_MS)))))
     if invalid:
         raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
-    return RawRows(rows["timestamp"].to_numpy(), columns["rtt"], columns["uplink"], columns["downlink"],
-                   file_rows, truncated, reader)
+    if reader == "polars":
+        file_rows = np.array([len(f) for f in frames], dtype=np.int64)
+    return RawRows(np.concatenate([f["timestamp"].to_numpy() for f in frames]),
+                   np.concatenate([f["rtt"].to_numpy() for f in frames]), file_rows, truncated, reader)
 
 
-def within_day(partition: DayPartition, rows: RawRows, files: DayFiles, log: logging.Logger) -> np.ndarray:
-    """Which rows belong to the day, as a mask: a stamp belongs to the day its 10 ms tick (half to
-    even) falls in. Day boundaries are even ticks, so that is exactly [start - 5 ms, end - 5 ms)."""
+def within_day(partition: DayPartition, rows: RawRows, files: DayFiles, log: logging.Logger) -> np.ndarray | None:
+    """Which rows belong to the day, as a mask (None: all of them): a stamp belongs to the day its
+    10 ms tick (half to even) falls in. Day boundaries are even ticks, so that is exactly
+    [start - 5 ms, end - 5 ms)."""
     day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
     low_ns, high_ns = day_start_ns - HALF_TICK_NS, day_start_ns + 86_400 * 10**9 - HALF_TICK_NS
     stamps = rows.timestamp
     if not len(stamps) or (low_ns <= stamps.min() and stamps.max() < high_ns):
-        return np.ones(len(stamps), dtype=bool)  # the usual day: no stray stamps, no mask to count
+        return None  # the usual day: no stray stamps, no mask to count or apply
     inside = (stamps >= low_ns) & (stamps < high_ns)
     outside = len(stamps) - int(np.count_nonzero(inside))
     share = outside / len(stamps)
@@ -147,7 +148,7 @@ def within_day(partition: DayPartition, rows: RawRows, files: DayFiles, log: log
     return inside
 
 
-def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, inside: np.ndarray) -> pa.Table:
+def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, inside: np.ndarray | None) -> pa.Table:
     """lens_raw_irtt's rows: one per hour file that holds rows of the day, with statistics of those
     rows only. A function of the data, not of the files' bytes: a file re-landed with the same rows
     (or with a truncated last line, or a stray stamp more, both dropped) gives the same table. The
@@ -157,7 +158,7 @@ def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, ins
     table: dict[str, list] = {name: [] for name in (
         "hour", "file", "rows", "lost", "duplicate_stamps", "first_timestamp", "last_timestamp")}
     for path, start, end in zip(files.present, bounds[:-1], bounds[1:]):
-        kept = inside[start:end]
+        kept = slice(None) if inside is None else inside[start:end]
         own = stamps[start:end][kept]
         if not len(own):
             continue
@@ -278,7 +279,8 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
                              "(still being written?); nothing was stored, retry once the files are complete")
     inside = within_day(partition, rows, files, log)
     statistics = file_statistics(partition, files, rows, inside)
-    groups, table = clean_partition(partition, rows.timestamp[inside], rows.rtt[inside], min_samples)
+    day_stamps, day_rtt = (rows.timestamp, rows.rtt) if inside is None else (rows.timestamp[inside], rows.rtt[inside])
+    groups, table = clean_partition(partition, day_stamps, day_rtt, min_samples)
     where = {"day": partition.day, "region": partition.other}
 
     def write(conn: duckdb.DuckDBPyConnection) -> tuple[PartitionWrite, PartitionWrite]:
@@ -289,7 +291,7 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
                 warehouse.replace_partition("lens_clean_groups", where, data=table, conn=conn))
 
     raw_write, clean_write = warehouse.run_transaction(write)
-    kept = int(np.count_nonzero(inside))
+    kept = len(day_stamps)
     raw = RawLoad(raw_write, statistics, files, source, kept, int(statistics["lost"].to_numpy().sum()),
                   len(rows.truncated), len(rows.timestamp) - kept, rows.reader, landing_fingerprint)
     return Ingested(raw, groups, table, clean_write, min_samples)
