@@ -3,17 +3,18 @@
     python -m bench.backfill [--partitions 20] [--max-runs 2] [--out bench/results/backfill.json]
 
 Workload: N small LENS partitions (N days x chicago, one hour file a day at 10 Hz, 36 k rows
-each; lens_clean_groups with min_samples 100), each: lens_raw_irtt, its GX check,
-lens_clean_groups, its GX check. Three ways, one after the other, each into its own DuckDB file:
+each; lens_clean_groups with min_samples 100), each: lens_ingest (lens_raw_irtt +
+lens_clean_groups) with its two GX suites, evaluated in the step. Three ways, one after the
+other, each into its own DuckDB file:
 
-  direct       in this process: the asset bodies called directly (lens_raw_irtt invoked with a
-               built context, netassets.lens.ingest) and the GX suites run by
-               netassets.core.expectations.validate_frame; no runs, no event log
-  materialize  in this process: dg.materialize of the two assets + two checks per partition
-               (in-process executor, a temporary sqlite instance: run + event log, no subprocesses)
+  direct       in this process: the lens_ingest body called directly with a built context (its
+               GX suites included); no runs, no event log
+  materialize  in this process: dg.materialize of lens_ingest per partition (in-process executor,
+               a temporary sqlite instance: run + event log, no subprocesses)
   backfill     `dagster dev` (the repository's dagster.yaml, at most --max-runs runs at once) and a
-               multi-run asset backfill through GraphQL: the daemon submits one run per partition,
-               each run worker and its forkserver import netassets.definitions (~1.3 s)
+               multi-run asset backfill through GraphQL: the daemon submits one run per partition;
+               each run worker imports netassets.definitions and runs its step in process, and
+               imports Great Expectations once for the two suites
 
 Reports seconds per partition: wall / N, and for the backfill also run-seconds / N (the sum of the
 runs' own durations: machine time regardless of how many ran at once). Ratios are against direct.
