@@ -166,7 +166,7 @@ def method_backfill(root: Path, keys: list[str], max_runs: int) -> dict:
 def run_phases(dagster_home: Path, run_ids: list[str]) -> dict[str, float]:
     """Mean seconds per run: queued (waiting for a slot), launched -> started (the run worker
     process starting and importing the code location), started -> finished (the executor:
-    forkserver import, four step processes, event log writes)."""
+    the in-process steps, with the GX import and the wait for the pool slot, event log writes)."""
     import dagster as dg
 
     kinds = {

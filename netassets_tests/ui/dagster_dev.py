@@ -25,7 +25,7 @@ TEST_DAYS = 2
 SAMPLE_RATE_HZ = 10  # 150 samples per 15 s group at most ...
 MIN_SAMPLES = 100  # ... so keep groups with more than 100 (the seed's 1300 is for 100 Hz)
 
-# The ops' config for 10 Hz sample data (the executor's forkserver comes from the definitions).
+# The ops' config for 10 Hz sample data (the executor comes from the definitions).
 RUN_CONFIG: dict[str, Any] = {
     "ops": {"lens_ingest": {"config": {"min_samples": MIN_SAMPLES}}},
 }
