@@ -132,8 +132,10 @@ def _reject_duplicates(frame: pl.DataFrame) -> None:
         )
 
 
-def read_landing(files: list[Path], region_pattern: str = DEFAULT_REGION_PATTERN, root: Path | None = None) -> pl.DataFrame:
-    """Every file validated, then (router, timeslot) checked unique across files.
+def read_landing(files: list[Path], region_pattern: str = DEFAULT_REGION_PATTERN,
+                 root: Path | None = None) -> tuple[pl.DataFrame, dict[Path, tuple[int, int]]]:
+    """Every file validated, then (router, timeslot) checked unique across files; with the files'
+    (size, mtime) taken before reading them (unchanged after: the landing fingerprint's input).
 
     With ``root`` (the landing folder), a file leading outside it (a link) is refused by name
     without being read. A file that changes while it is read (a copy in progress) is refused, so
@@ -151,7 +153,7 @@ def read_landing(files: list[Path], region_pattern: str = DEFAULT_REGION_PATTERN
     if growing:
         raise DeviceLoadInputError(f"{[str(p) for p in growing]} changed while it was read (still being written?); "
                                    "retry once the files are complete")
-    return frame
+    return frame, before
 
 
 def scan_partitions(region_pattern: str = DEFAULT_REGION_PATTERN) -> dict[tuple[str, str], list[Path]]:
@@ -178,9 +180,12 @@ def scan_partitions(region_pattern: str = DEFAULT_REGION_PATTERN) -> dict[tuple[
     return partitions
 
 
-def partition_rows(day, region: str, region_pattern: str = DEFAULT_REGION_PATTERN) -> tuple[pl.DataFrame, list[Path]]:
-    """The validated rows of one (day, region) from every landing file, and the files read."""
+def partition_rows(day, region: str, region_pattern: str = DEFAULT_REGION_PATTERN
+                   ) -> tuple[pl.DataFrame, list[Path], dict[Path, tuple[int, int]]]:
+    """The validated rows of one (day, region) from every landing file, the files read, and the
+    states (as read) of those with rows in the partition."""
     files = landing_files()
-    rows = read_landing(files, region_pattern, root=landing_dir(PIPELINE)).filter(
-        (pl.col("day") == day) & (pl.col("region") == region))
-    return rows, files
+    frame, states = read_landing(files, region_pattern, root=landing_dir(PIPELINE))
+    rows = frame.filter((pl.col("day") == day) & (pl.col("region") == region))
+    sources = set(rows["source_file"].unique().to_list())
+    return rows, files, {path: state for path, state in states.items() if path.name in sources}

@@ -84,6 +84,7 @@ class RawPartition:
     path: Path
     frame: pl.DataFrame  # validated, with the day and source file added
     ignored: list[str]
+    states: dict[Path, tuple[int, int]]  # the file's (size, mtime) as read: the landing fingerprint's input
 
     def summary(self, rows: int) -> dict[str, Any]:
         links = self.frame.select("node_id", "peer_id").unique().height
@@ -103,7 +104,7 @@ def read_partition(region: str, day: dt.date) -> RawPartition:
     frame, ignored = read_raw_file(path, region, day)
     if changed_since(before):  # what was read may be a prefix
         raise RawFileError(f"{path}: changed while it was read (still being written?); nothing stored, retry once it is complete")
-    return RawPartition(path, frame.with_columns(day=pl.lit(day), source_file=pl.lit(str(path))), ignored)
+    return RawPartition(path, frame.with_columns(day=pl.lit(day), source_file=pl.lit(str(path))), ignored, before)
 
 
 # ---- dwcp_windows ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 import polars as pl
 
-from netassets.traffic.packet_file import RELEASE_EVERY, CacheWriter, PacketCache, cache_path, open_fresh
+from netassets.traffic.packet_file import CacheWriter, PacketCache, cache_path, open_fresh
 
 
 def build(source: Path, target: Path, fingerprint: tuple[int, int], n_features: int | None = None) -> Path:

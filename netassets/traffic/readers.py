@@ -444,6 +444,8 @@ class FlowIndex:
     frame: pl.DataFrame
     skipped: Counter = field(default_factory=Counter)
     skipped_examples: list[str] = field(default_factory=list)
+    # each file's (size, mtime) taken before it was read, and unchanged after: the landing fingerprint's input
+    states: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -491,6 +493,7 @@ def index_files(files: list[Path], root: Path, skip_bad: bool = False, cache: Pa
         _refuse_changed(states, exc)  # bad bytes in a file still being written: say that, not the bytes
         raise
     _refuse_changed(states)
+    index.states = states
     return index
 
 

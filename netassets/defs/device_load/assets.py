@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from netassets.core.automation import landing_fingerprint_metadata
-from netassets.core.files import file_states
 from netassets.core.partitions import context_partition
 from netassets.core.plots import table_markdown
 from netassets.core.settings import artifacts_dir
@@ -52,17 +51,14 @@ class RawConfig(dg.Config):
 def device_load_raw(context: dg.AssetExecutionContext, config: RawConfig, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
     """device_data rows of one day and region, validated, from every CSV in the landing folder."""
     partition = context_partition(context, PIPELINE.dimension)
-    rows, files = partition_rows(partition.day, partition.other, config.region_pattern)
+    rows, files, read_states = partition_rows(partition.day, partition.other, config.region_pattern)
     write = warehouse.replace_partition("device_load_raw", {"day": partition.day, "region": partition.other}, data=rows)
     return dg.MaterializeResult(metadata={
         **write.metadata,
         "routers": rows["router"].n_unique(),
         "source_files": ", ".join(sorted(rows["source_file"].unique().to_list())),
         "files_in_landing": len(files),
-        # the files with rows in this partition, as the landing scan lists them; read_landing
-        # refused any that changed while read, so these are the states it read
-        **landing_fingerprint_metadata(file_states(
-            [path for path in files if path.name in set(rows["source_file"].unique().to_list())])),
+        **landing_fingerprint_metadata(read_states),
     })
 
 

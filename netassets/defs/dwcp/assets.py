@@ -11,7 +11,6 @@ from pydantic import Field, field_validator, model_validator
 
 from netassets.core.partitions import context_partition
 from netassets.core.automation import landing_fingerprint_metadata
-from netassets.core.files import file_states
 from netassets.core.plots import figure_metadata
 from netassets.core.settings import safe_name
 from netassets.core.torchrun import launch_torchrun
@@ -35,8 +34,7 @@ def dwcp_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> d
     write = warehouse.replace_partition("dwcp_raw", {"day": part.day, "region": part.other}, data=raw.frame)
     return dg.MaterializeResult(metadata={
         **write.metadata, **raw.summary(write.rows), "source_file": dg.MetadataValue.path(str(raw.path)),
-        # read_partition refused a file that changed while read: these are the states it read
-        **landing_fingerprint_metadata(file_states([raw.path])),
+        **landing_fingerprint_metadata(raw.states),
     })
 
 

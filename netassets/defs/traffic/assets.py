@@ -18,7 +18,6 @@ import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
 from netassets.core.automation import landing_fingerprint_metadata
-from netassets.core.files import file_states
 from netassets.core.partitions import context_partition
 from netassets.core.settings import safe_name
 from netassets.core.torchrun import launch_torchrun
@@ -50,8 +49,7 @@ def traffic_flows(context: dg.AssetExecutionContext, config: TrafficFlowsConfig,
     return dg.MaterializeResult(metadata={
         **write.metadata,
         **indexed.summary(),
-        # index_files refused any file that changed while read: these are the states it read
-        **landing_fingerprint_metadata(file_states(indexed.files)),
+        **landing_fingerprint_metadata(indexed.index.states),
         "skipped_examples": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in indexed.index.skipped_examples) or "none"),
     })
 
