@@ -100,11 +100,14 @@ def check_result_from_validation(validation, extra_metadata: dict[str, Any] | No
                                asset_key=spec.asset_key if spec else None, check_name=spec.name if spec else None)
 
 
-def gx_check_spec(*, asset: Any, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+def gx_check_spec(*, asset: Any, name: str, description: str, partitions_def: dg.PartitionsDefinition,
+                  blocking: bool = True) -> dg.AssetCheckSpec:
     """A GX suite declared on the asset that it checks (``check_specs=``) and evaluated in the
     asset's own step by ``gx_step_check``: no check step of its own, so no process that imports
-    GX again and no re-read of what the step has just written."""
-    return dg.AssetCheckSpec(name=name, asset=asset, description=description, blocking=blocking)
+    GX again and no re-read of what the step has just written. Partitioned like the asset, so each
+    evaluation is recorded against the partition it checked."""
+    return dg.AssetCheckSpec(name=name, asset=asset, description=description, blocking=blocking,
+                             partitions_def=partitions_def)
 
 
 def gx_step_check(spec: dg.AssetCheckSpec, frame: pd.DataFrame, expectations: Sequence[Any], partition_key: str,

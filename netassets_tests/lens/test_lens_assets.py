@@ -42,6 +42,7 @@ def test_materialise_both_assets_and_checks(lens_root, warehouse, instance):
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
     raw_gx, clean_gx = checks["lens_raw_irtt", "gx_expectations"], checks["lens_clean_groups", "gx_expectations"]
     assert raw_gx.passed and clean_gx.passed
+    assert raw_gx.partition == clean_gx.partition == KEY  # recorded against the partition checked
     assert clean_gx.metadata["evaluated_expectations"].value >= 8
     assert "expect_column_values_to_be_between" in clean_gx.metadata["gx_results"].value
     assert raw_gx.metadata["rows_validated"].value == 1  # one row per hour file, not 360 000 raw rows

@@ -22,13 +22,13 @@ LENS_GMM = dg.AssetKey("lens_gmm")
 LENS_CLUSTERS = dg.AssetKey("lens_clusters")
 
 LENS_RAW_GX = gx_check_spec(
-    asset=LENS_RAW, name="gx_expectations",
+    asset=LENS_RAW, name="gx_expectations", partitions_def=PIPELINE.partitions,
     description="Over one row per hour file: non-empty, hours unique, 1 to 3.6 M rows of the day a file, timestamps "
                 "unique (99.9 % of each file), lost share in [0, 1]. (Schema, empty fields and latency values outside -1 or "
                 "[0, 10000) ms are refused by the reader itself, naming the line.)",
 )
 LENS_CLEAN_GX = gx_check_spec(
-    asset=LENS_CLEAN, name="gx_expectations",
+    asset=LENS_CLEAN, name="gx_expectations", partitions_def=PIPELINE.partitions,
     description="Every group has exactly 1500 points in both fills; fill share within the threshold; values "
                 "plausible; non-empty. Evaluated on per-group aggregates of the arrays written.",
 )
