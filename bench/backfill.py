@@ -72,7 +72,7 @@ def dev_homes(root: Path, days: int, max_runs: int) -> dict[str, str]:
 
     dagster_home, netassets_home = root / "dagster_home", root / "netassets_home"
     dagster_home.mkdir(parents=True)
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
     write_lens(netassets_home / "landing" / "lens", [REGION], FIRST_DAY, days, seed=0, hours=1, rate_hz=10)

@@ -8,7 +8,7 @@ lens_ingest (lens_raw_irtt + lens_clean_groups in one transaction, pool "duckdb"
 K run workers (processes, K = 1, 2, 4) take partitions from a shared queue until none is left;
 each run is `dg.materialize` on the shared instance, which enforces the pools:
 
-  duckdb    the repository's dagster.yaml in a fresh DAGSTER_HOME (SQLite storage, the duckdb pool
+  duckdb    the repository's deploy/dagster.yaml in a fresh DAGSTER_HOME (SQLite storage, the duckdb pool
             limited to 1 slot), one DuckDB file: one warehouse-writing step at a time
   ducklake  deploy/dagster_postgres.yaml (Postgres storage, no pool limit), a DuckLake on the same
             Postgres server: writers run at once, conflicting commits retried
@@ -94,7 +94,7 @@ def run_config_once(root: Path, backend: str, workers: int, keys: list[str], lan
                GX_ANALYTICS_ENABLED="false", OMP_NUM_THREADS="1", DAGSTER_DISABLE_TELEMETRY="1",
                PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     if backend == "duckdb":
-        config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+        config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
         env[lake.BACKEND_ENV] = "duckdb"
     else:
         config = yaml.safe_load((REPO / "deploy" / "dagster_postgres.yaml").read_text())

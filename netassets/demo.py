@@ -29,7 +29,7 @@ from typing import TextIO
 import dagster as dg
 
 from netassets.core.pipeline import DemoStage, Pipeline
-from netassets.core.settings import REPO_ROOT, netassets_home
+from netassets.core.settings import INSTANCE_SETTINGS, netassets_home
 from netassets.pipelines import all_pipelines, pipeline
 
 # Dagster's console logger prints every event at DEBUG; the demo keeps the terminal for its
@@ -58,7 +58,7 @@ def _instance_home(home: Path) -> Path:
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home")
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
-        shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        shutil.copy(INSTANCE_SETTINGS, dagster_home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
@@ -216,27 +216,31 @@ def up(args: argparse.Namespace) -> None:
 
     from netassets.devserver import DagsterDev
 
+    # From the start: a SIGTERM during the demo must still close the search server, and one while
+    # `dagster dev` loads must stop its process group (its own session, not ours). Set again once
+    # the UI is up: the in-process runs of the demo replace the handler (dagster's interrupt capture).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     home, dagster_home = _homes(args)
     selected = list(all_pipelines())
     started = time.perf_counter()
     with ExitStack() as stack:
-        if args.no_materialise:
-            with dg.DagsterInstance.get() as instance:
-                for described in selected:
-                    described.prepare_demo(instance, stack)
-                    print(f"[{described.name}] sample data landed, partitions registered", flush=True)
-        else:
-            tallies, events = materialise(selected, home, stack)
-            print(_summary(tallies, home, dagster_home, events), flush=True)
-        env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "NETASSETS_HOME": str(home),
-               "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "false"}
-        server = DagsterDev.launch(home / "dagster_dev", env, host=args.host, port=args.port)
-        stack.callback(server.stop)
-        server.wait_ready(timeout_s=300)
-        print(f"\nDagster UI: {server.url}  (ready {time.perf_counter() - started:.0f} s after start; "
-              f"log {server.log_path}); Ctrl-C stops everything", flush=True)
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
+            if args.no_materialise:
+                with dg.DagsterInstance.get() as instance:
+                    for described in selected:
+                        described.prepare_demo(instance, stack)
+                        print(f"[{described.name}] sample data landed, partitions registered", flush=True)
+            else:
+                tallies, events = materialise(selected, home, stack)
+                print(_summary(tallies, home, dagster_home, events), flush=True)
+            env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "NETASSETS_HOME": str(home),
+                   "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "false"}
+            server = DagsterDev.launch(home / "dagster_dev", env, host=args.host, port=args.port)
+            stack.callback(server.stop)
+            server.wait_ready(timeout_s=300)
+            print(f"\nDagster UI: {server.url}  (ready {time.perf_counter() - started:.0f} s after start; "
+                  f"log {server.log_path}); Ctrl-C stops everything", flush=True)
+            signal.signal(signal.SIGTERM, _stop_on_sigterm)
             while server.process.poll() is None:
                 time.sleep(1.0)
             raise SystemExit(f"dagster dev exited with {server.process.returncode}; see {server.log_path}")

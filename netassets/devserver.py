@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from netassets.core.settings import REPO_ROOT
+
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -39,85 +41,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@dataclass
-class DagsterDev:
-    root: Path
-    port: int
-    process: subprocess.Popen
+class DagsterGraphQL:
+    """GraphQL helpers against a running Dagster webserver at ``self.url`` (its log at
+    ``self.log_path``, quoted in errors): launch runs and backfills, read their results."""
+
+    url: str
     log_path: Path
-    env: dict[str, str]
-    location: str = ""
-    started_s: float = 0.0
-    _log: Any = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # ---- lifecycle -------------------------------------------------------------------------
-
-    @classmethod
-    def launch(cls, root: Path, env: dict[str, str], host: str = "127.0.0.1", port: int | None = None) -> "DagsterDev":
-        """Start `dagster dev` on the code location with ``env`` (DAGSTER_HOME, NETASSETS_HOME, ...);
-        returns at once (see wait_ready). Its output goes to ``root/dagster_dev.log``."""
-        root.mkdir(parents=True, exist_ok=True)
-        port = port or free_port()
-        log_path = root / "dagster_dev.log"
-        log = open(log_path, "w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-m", "netassets.definitions", "-h", host, "-p", str(port)],
-            cwd=root,  # not the repository: its dagster.yaml would shadow DAGSTER_HOME's with a warning
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # setsid: its own process group, killed as a whole in stop()
-        )
-        return cls(root=root, port=port, process=process, log_path=log_path, env=env, started_s=time.monotonic(), _log=log)
-
-    def wait_ready(self, timeout_s: float = 240) -> "DagsterDev":
-        """Block until the code location is loaded (stopping the server if it never is)."""
-        try:
-            self.location = self._wait_loaded(timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-        self.started_s = time.monotonic() - self.started_s
-        return self
-
-    def __enter__(self) -> "DagsterDev":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is left of it."""
-        try:
-            pgid = os.getpgid(self.process.pid)
-        except ProcessLookupError:
-            pgid = None
-        if pgid is not None:
-            try:
-                os.killpg(pgid, signal.SIGTERM)
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-            except ProcessLookupError:
-                pass
-            # children (code server, run workers) may outlive the dagster dev parent
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _group_alive(pgid):
-                time.sleep(0.2)
-            if _group_alive(pgid):
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
-        if self._log:
-            self._log.close()
-            self._log = None
+    location: str
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -125,32 +55,22 @@ class DagsterDev:
         except OSError:
             return ""
 
-    def _wait_loaded(self, timeout_s: float) -> str:
-        """Poll GraphQL until the code location is loaded; return its name."""
-        deadline = time.monotonic() + timeout_s
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DagsterDevError(f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                data = self.graphql(
-                    """{ workspaceOrError { __typename ... on Workspace { locationEntries {
-                         name loadStatus
-                         locationOrLoadError { __typename ... on PythonError { message } } } } } }""",
-                    timeout=5,
-                )
-                entries = data["workspaceOrError"].get("locationEntries") or []
-                for entry in entries:
-                    error = entry["locationOrLoadError"]
-                    if error and error["__typename"] == "PythonError":
-                        raise DagsterDevError(f"code location {entry['name']} failed to load: {error['message']}")
-                    if entry["loadStatus"] == "LOADED" and error and error["__typename"] == "RepositoryLocation":
-                        return entry["name"]
-                last = json.dumps(entries)
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-                last = repr(exc)
-            time.sleep(1.0)
-        raise DagsterDevError(f"dagster dev not ready after {timeout_s:.0f} s (last: {last}):\n{self.log_tail()}")
+    def loaded_location(self) -> tuple[str | None, str]:
+        """(the code location's name once it is loaded, else None; what the workspace said)."""
+        data = self.graphql(
+            """{ workspaceOrError { __typename ... on Workspace { locationEntries {
+                 name loadStatus
+                 locationOrLoadError { __typename ... on PythonError { message } } } } } }""",
+            timeout=5,
+        )
+        entries = data["workspaceOrError"].get("locationEntries") or []
+        for entry in entries:
+            error = entry["locationOrLoadError"]
+            if error and error["__typename"] == "PythonError":
+                raise DagsterDevError(f"code location {entry['name']} failed to load: {error['message']}")
+            if entry["loadStatus"] == "LOADED" and error and error["__typename"] == "RepositoryLocation":
+                return entry["name"], ""
+        return None, json.dumps(entries)
 
     # ---- GraphQL ---------------------------------------------------------------------------
 
@@ -301,6 +221,105 @@ class DagsterDev:
         )
         return data["assetCheckExecutions"]
 
+
+
+@dataclass
+class DagsterDev(DagsterGraphQL):
+    root: Path
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    env: dict[str, str]
+    location: str = ""
+    started_s: float = 0.0
+    _log: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def launch(cls, root: Path, env: dict[str, str], host: str = "127.0.0.1", port: int | None = None) -> "DagsterDev":
+        """Start `dagster dev` on the code location with ``env`` (DAGSTER_HOME, NETASSETS_HOME, ...);
+        returns at once (see wait_ready). Its output goes to ``root/dagster_dev.log``."""
+        root.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        log_path = root / "dagster_dev.log"
+        log = open(log_path, "w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-m", "netassets.definitions", "-h", host, "-p", str(port)],
+            # Where a user types `dagster dev`: the repository root (pyproject's [tool.dg] names the
+            # code location); the instance settings live in deploy/, so none shadow DAGSTER_HOME's.
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # setsid: its own process group, killed as a whole in stop()
+        )
+        return cls(root=root, port=port, process=process, log_path=log_path, env=env, started_s=time.monotonic(), _log=log)
+
+    def wait_ready(self, timeout_s: float = 240) -> "DagsterDev":
+        """Block until the code location is loaded (stopping the server if it never is)."""
+        try:
+            self.location = self._wait_loaded(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_s = time.monotonic() - self.started_s
+        return self
+
+    def __enter__(self) -> "DagsterDev":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, then SIGKILL whatever is left of it."""
+        try:
+            pgid = os.getpgid(self.process.pid)
+        except ProcessLookupError:
+            pgid = None
+        if pgid is not None:
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+            except ProcessLookupError:
+                pass
+            # children (code server, run workers) may outlive the dagster dev parent
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _group_alive(pgid):
+                time.sleep(0.2)
+            if _group_alive(pgid):
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def _wait_loaded(self, timeout_s: float) -> str:
+        """Poll GraphQL until the code location is loaded; return its name."""
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise DagsterDevError(f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                name, last = self.loaded_location()
+                if name:
+                    return name
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+                last = repr(exc)
+            time.sleep(1.0)
+        raise DagsterDevError(f"dagster dev not ready after {timeout_s:.0f} s (last: {last}):\n{self.log_tail()}")
 
 def _group_alive(pgid: int) -> bool:
     try:

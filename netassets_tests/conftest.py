@@ -68,7 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = "dagster_dev" if item.path.parent.name == "ui" else str(item.path)
         item.add_marker(pytest.mark.xdist_group(group))
     # The longest files first, so that no worker starts one of them last.
-    longest = ("test_demo.py", "test_postgres_backfill.py", "test_backfill.py", "test_ui.py")
+    longest = ("test_up.py", "test_postgres_backfill.py")
     items.sort(key=lambda item: longest.index(item.path.name) if item.path.name in longest else len(longest))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import warnings
 from typing import Mapping, Sequence
 
 import dagster as dg
@@ -27,7 +28,12 @@ def _code_version(asset: dg.AssetsDefinition) -> str:
 def enrich(defs: dg.Definitions, owners_by_group: Mapping[str, Sequence[str]]) -> dg.Definitions:
     unique = list({id(a): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}.values())
     enriched = []
-    for asset in dg.with_source_code_references(unique):
+    # Code references are a beta API: every process that loads the code location (code server,
+    # each run worker) would print three BetaWarnings into the `dagster dev` log.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        referenced = dg.with_source_code_references(unique)
+    for asset in referenced:
         version = _code_version(asset)
         enriched.append(asset.map_asset_specs(lambda spec, version=version: spec.replace_attributes(
             owners=list(owners_by_group.get(spec.group_name, ())) or spec.owners, code_version=version)))

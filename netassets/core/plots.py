@@ -34,17 +34,22 @@ class _LazyPyplot:
 plt = _LazyPyplot()
 
 
-def figure_metadata(fig: "Figure", save_to: Path | None = None, dpi: int = 90) -> "dg.MetadataValue":
+def figure_metadata(name: str, fig: "Figure", save_to: Path, dpi: int = 90) -> dict[str, "dg.MetadataValue"]:
+    """Two metadata entries for one figure: ``name``, the PNG inline (the UI renders it), and
+    ``<name>_path``, the same PNG written to ``save_to`` (the inline copy is base64 in the event
+    log; the file is what a report, a notebook or a diff links to)."""
     import dagster as dg
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     png = buf.getvalue()
-    if save_to is not None:
-        save_to.parent.mkdir(parents=True, exist_ok=True)
-        save_to.write_bytes(png)
-    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
+    save_to.parent.mkdir(parents=True, exist_ok=True)
+    save_to.write_bytes(png)
+    return {
+        name: dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        f"{name}_path": dg.MetadataValue.path(str(save_to)),
+    }
 
 
 def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> "dg.MetadataValue":

@@ -28,6 +28,8 @@ DEFAULT_LANDING_SETTLE_SECONDS = 30.0
 
 # Repository root (editable install); SQL models live beside the package.
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The instance settings copied into a fresh DAGSTER_HOME (not in the repository root: see the file).
+INSTANCE_SETTINGS = REPO_ROOT / "deploy" / "dagster.yaml"
 SQL_DIR = Path(os.environ.get("NETASSETS_SQL_DIR", REPO_ROOT / "dbt_like_sql"))
 SHARED_DATA_DIR = Path(os.environ.get("NETASSETS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 

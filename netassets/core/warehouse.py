@@ -1,7 +1,7 @@
 """The DuckDB warehouse: short connections, and one transaction to replace a partition.
 
 DuckDB allows one writing process per file. Steps of the multiprocess executor take
-the ``duckdb`` concurrency pool (limit 1 in dagster.yaml); on top of that every connection
+the ``duckdb`` concurrency pool (limit 1 in deploy/dagster.yaml); on top of that every connection
 retries briefly on a lock conflict, so a `dagster dev` reader or a second run does not fail
 a write outright.
 

@@ -247,8 +247,8 @@ def router_plots(table: pl.DataFrame, detector: Detector, plot_dir: Path, max_pl
 
     plots = {}
     for i, ((router,), rows) in enumerate(table.group_by("router", maintain_order=True)):
-        figure = figure_metadata(router_figure(rows, router),
+        figure = figure_metadata(f"plot {router}", router_figure(rows, router),
                                  save_to=plot_dir / f"router_{detector.scalers.router_id(router)}.png")
         if i < max_plots:
-            plots[f"plot {router}"] = figure
+            plots.update(figure)
     return plots

@@ -48,8 +48,6 @@ def plots(report: dict, folder: Path) -> dict[str, dg.MetadataValue]:
            title=f"Test flows: similarity by packet position (best epoch {report['best_epoch']})")
     ax.legend()
 
-    return {
-        "loss_curves": figure_metadata(loss, save_to=folder / "loss_curves.png"),
-        "val_cosine_over_epochs": figure_metadata(cosine, save_to=folder / "val_cosine_over_epochs.png"),
-        "test_cosine_by_position": figure_metadata(position, save_to=folder / "test_cosine_by_position.png"),
-    }
+    figures = {"loss_curves": loss, "val_cosine_over_epochs": cosine, "test_cosine_by_position": position}
+    return {key: value for name, figure in figures.items()
+            for key, value in figure_metadata(name, figure, save_to=folder / f"{name}.png").items()}

@@ -3,6 +3,7 @@ test cluster, then loss + scores + alarms with their GX checks for the day with 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,9 @@ def test_plot_is_saved_and_inlined(run):
     assert meta["plot"].startswith("![plot](data:image/png;base64,")
     saved = run.home / "models" / "perfsonar" / "plots" / f"{DAY}_{SIM_SOURCE}.png"
     assert saved.stat().st_size > 10_000
+    # the file is linked from the materialisation by path, and it is the inlined image
+    assert meta["plot_path"] == str(saved)
+    assert base64.b64decode(meta["plot"].split(",", 1)[1].rstrip(")")) == saved.read_bytes()
 
 
 def test_alarms_are_written_back_to_an_index_only_when_asked(run):

@@ -1,4 +1,4 @@
-"""The UI tests' `dagster dev` (``netassets.devserver``): temporary homes with LENS sample data.
+"""A test `dagster dev` (``netassets.devserver``) on temporary homes with LENS sample data (the scale tests').
 
     with start_dev(tmp_dir, regions=["chicago"], days=1) as server:
         run_id = server.launch_partition_run("lens_ingest_job", "2023-11-01|chicago", RUN_CONFIG)
@@ -14,14 +14,12 @@ from typing import Any, Iterable
 
 import yaml
 
+from netassets.core.settings import INSTANCE_SETTINGS
 from netassets.devserver import TERMINAL, DagsterDev, DagsterDevError, free_port  # noqa: F401 (re-exported to tests)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LENS_ASSETS = ("lens_raw_irtt", "lens_clean_groups")
 LENS_CHECKS = ("gx_expectations", "gx_expectations")  # one per asset in LENS_ASSETS
 FIRST_DAY = dt.date(2023, 11, 1)
-TEST_REGIONS = ["chicago", "ottawa"]  # what the UI and backfill tests' server has landed and registered
-TEST_DAYS = 2
 SAMPLE_RATE_HZ = 10  # 150 samples per 15 s group at most ...
 MIN_SAMPLES = 100  # ... so keep groups with more than 100 (the seed's 1300 is for 100 Hz)
 
@@ -39,7 +37,7 @@ def partition_keys(days: int, regions: Iterable[str], first_day: dt.date = FIRST
 
 def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2,
                   dagster_yaml: Path | None = None, extra_env: dict[str, str] | None = None) -> dict[str, str]:
-    """DAGSTER_HOME (repo dagster.yaml + run queue limit, regions registered) and NETASSETS_HOME with LENS data.
+    """DAGSTER_HOME (deploy/dagster.yaml + run queue limit, regions registered) and NETASSETS_HOME with LENS data.
 
     Returns the environment for `dagster dev`.
     """
@@ -52,9 +50,9 @@ def prepare_homes(root: Path, regions: list[str], days: int, max_runs: int = 2,
     netassets_home = root / "netassets_home"
     dagster_home.mkdir(parents=True)
     netassets_home.mkdir(parents=True)
-    # The repository's dagster.yaml (no community modal, no telemetry, the duckdb pool) plus a run
+    # The repository's deploy/dagster.yaml (no community modal, no telemetry, the duckdb pool) plus a run
     # limit: every run worker imports torch, and twenty at once would swap a small CI machine.
-    config = yaml.safe_load((dagster_yaml or REPO_ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load((dagster_yaml or INSTANCE_SETTINGS).read_text())
     if "run_coordinator" in config:
         config["run_coordinator"].setdefault("config", {})["max_concurrent_runs"] = max_runs
     else:

@@ -128,7 +128,8 @@ def dwcp_report() -> dg.MaterializeResult:
         "test_average_correlation": overall["average_correlation"],
         "test_average_mape": overall["average_mape"],
         **built.tables,
-        **{name: figure_metadata(figure, save_to=built.figure_paths[name]) for name, figure in built.figures.items()},
+        **{key: value for name, figure in built.figures.items()
+           for key, value in figure_metadata(name, figure, save_to=built.figure_paths[name]).items()},
         "report": dg.MetadataValue.path(str(built.run / runs.REPORT)),
     }, check_results=[built.verdict.check_result(VERDICT_CHECK)])
 

@@ -96,7 +96,7 @@ def lens_gmm(context: dg.AssetExecutionContext, config: LensGmmConfig, warehouse
         "mean_assignment_probability": float(fit.probability.mean()),
         "trained_on_partitions": dg.MetadataValue.json(fit.keys),
         "training_groups": len(fit.frame),
-        "plot": figure_metadata(models.gmm_figure(fit), save_to=path.with_suffix(".png")),
+        **figure_metadata("plot", models.gmm_figure(fit), save_to=path.with_suffix(".png")),
         "path": dg.MetadataValue.path(str(path)),
     }
     if fit.ranking is not None:
@@ -181,7 +181,8 @@ def lens_patchtst(context: dg.AssetExecutionContext, config: LensPatchTSTConfig,
         metadata={
             **invocation.get_materialize_result().metadata,
             **evaluation_metadata(candidate.evaluations),
-            "test_confusion_matrix": figure_metadata(
+            **figure_metadata(
+                "test_confusion_matrix",
                 models.confusion_figure(result["test_confusion"], f"held-out days {', '.join(run.split_days['test'])}"),
                 save_to=run.folder / "confusion.png"),
             "history": table_markdown(result["history"]),

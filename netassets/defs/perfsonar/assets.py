@@ -166,7 +166,7 @@ def perfsonar_anomaly_scores(
     write = write_scores(warehouse, partition, scores, settings.flag_cut, matrix.shape[1])
     evaluation, check = _evaluation_metadata(partition, matrix, scores, settings, context.log)
     summary = score_summary(scores)
-    plot = figure_metadata(shaded_chart(matrix, scores, partition, settings.flag_cut),
+    plot = figure_metadata("plot", shaded_chart(matrix, scores, partition, settings.flag_cut),
                            save_to=artifacts_dir("perfsonar") / "plots" / f"{partition.day}_{partition.other}.png")
     return dg.MaterializeResult(metadata={
         **write.metadata,
@@ -176,7 +176,7 @@ def perfsonar_anomaly_scores(
         "destinations": matrix.shape[1],
         "training_seconds": seconds,
         "scores": table_markdown(scores_table(scores)),
-        "plot": plot,
+        **plot,
         "scores_split": "score: -log10 of the hour's family-wise tail probability against its 24 h reference"
         " (nothing is trained)" if settings.method == "rank_scan" else "held-out acc and score: each hour's"
         " classifier judged on the 30 % of its own and its reference's minutes it was not trained on",
