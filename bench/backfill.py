@@ -11,7 +11,7 @@ other, each into its own DuckDB file:
                GX suites included); no runs, no event log
   materialize  in this process: dg.materialize of lens_ingest per partition (in-process executor,
                a temporary sqlite instance: run + event log, no subprocesses)
-  backfill     `dagster dev` (the repository's dagster.yaml, at most --max-runs runs at once) and a
+  backfill     `dagster dev` (the repository's deploy/dagster.yaml, at most --max-runs runs at once) and a
                multi-run asset backfill through GraphQL: the daemon submits one run per partition;
                each run worker imports netassets.definitions and runs its step in process, and
                imports Great Expectations once for the two suites
@@ -62,17 +62,17 @@ LENS_RUN_CONFIG = {"ops": {"lens_ingest": {"config": {"min_samples": MIN_SAMPLES
 
 
 def dev_homes(root: Path, days: int, max_runs: int) -> dict[str, str]:
-    """DAGSTER_HOME (the repository's dagster.yaml with a run limit) and NETASSETS_HOME with the
+    """DAGSTER_HOME (the repository's deploy/dagster.yaml with a run limit) and NETASSETS_HOME with the
     partitions' LENS files; the environment for `dagster dev`."""
     import dagster as dg
     import yaml
 
-    from netassets.core.settings import REPO_ROOT
+    from netassets.core.settings import INSTANCE_SETTINGS
     from netassets.lens.sample import write_lens
 
     dagster_home, netassets_home = root / "dagster_home", root / "netassets_home"
     dagster_home.mkdir(parents=True)
-    config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
+    config = yaml.safe_load(INSTANCE_SETTINGS.read_text())
     config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = max_runs
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
     write_lens(netassets_home / "landing" / "lens", [REGION], FIRST_DAY, days, seed=0, hours=1, rate_hz=10)
