@@ -61,7 +61,9 @@ EXCERPT_CHARS = 80
 def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     """A short, escaped quote of input for an error message: never more than ``limit`` characters
     of the input, control and binary bytes escaped, so junk cannot flood a log."""
-    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    # bytes: anything outside ASCII is escaped, even where it happens to be valid UTF-8 (a gzip
+    # header's timestamp can be), so binary input never reaches a log as raw characters
+    text = raw.decode("ascii", "backslashreplace") if isinstance(raw, bytes) else raw
     quoted = repr(text[:limit])
     return quoted + (f" ... ({len(text) - limit} more characters)" if len(text) > limit else "")
 
