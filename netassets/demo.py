@@ -185,7 +185,7 @@ def materialise(selected: list[Pipeline], home: Path, stack: ExitStack) -> tuple
             data = described.prepare_demo(instance, stack)
             progress.done(f"[{described.name}] sample data: {len(data.partition_keys)} partitions")
             for i, stage in enumerate(described.demo_stages):
-                job = resolved.get_job_def(jobs[(described.name, i)].name)
+                job = resolved.resolve_job_def(jobs[(described.name, i)].name)
                 _run_stage(described, i, stage, job, stage.keys(data), data.run_configs, instance, tally, log, progress)
             tally.seconds = time.perf_counter() - started
     return tallies, events

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from netassets.core.metadata import shown
+
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
 
@@ -163,7 +165,7 @@ class Evaluation:
         rows = []
         for name, metrics in self.scores.items():
             role = "model" if name == self.model else ("strongest baseline" if name == strongest else "baseline")
-            rows.append({"scorer": name, "role": role, "split": self.split, **{k: _round(v) for k, v in metrics.items()}})
+            rows.append({"scorer": name, "role": role, "split": self.split, **shown(metrics)})
         return rows
 
     def markdown(self) -> str:
@@ -207,10 +209,6 @@ class Evaluation:
         return dg.AssetCheckResult(
             check_name=check_name, asset_key=asset_key, passed=self.beats_strongest_baseline,
             severity=dg.AssetCheckSeverity.WARN, description=self.verdict, metadata=self.metadata())
-
-
-def _round(value: Any) -> Any:
-    return float(f"{value:.4g}") if isinstance(value, float) and math.isfinite(value) else value
 
 
 def promotion_refusal(evaluation: Evaluation | None) -> str | None:

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from netassets.core.metadata import FLOAT_FORMAT
+
 if TYPE_CHECKING:  # torchrun workers draw figures too; they should not pay for importing dagster
     import dagster as dg
     from matplotlib.figure import Figure
@@ -52,14 +54,14 @@ def figure_metadata(name: str, fig: "Figure", save_to: Path, dpi: int = 90) -> d
     }
 
 
-def table_markdown(rows: list[dict], floatfmt: str = ".4g") -> "dg.MetadataValue":
+def table_markdown(rows: list[dict], floatfmt: str = FLOAT_FORMAT) -> "dg.MetadataValue":
     """A list of same-keyed dicts as a markdown table (scores next to baselines, silhouettes per k...)."""
     import dagster as dg
 
     return dg.MetadataValue.md(markdown_table(rows, floatfmt))
 
 
-def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
+def markdown_table(rows: list[dict], floatfmt: str = FLOAT_FORMAT) -> str:
     if not rows:
         return "_(empty)_"
     cols = list(rows[0])

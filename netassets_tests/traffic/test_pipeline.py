@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from netassets.core.evaluation import Evaluation
+from netassets.core.metadata import shown_float
 from netassets.core.settings import landing_dir
 from netassets.core.training import load_checkpoint
 from netassets.defs.traffic.assets import traffic_flows, traffic_lstm
@@ -110,7 +111,7 @@ def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehou
     assert metadata["evaluation_split"].value.startswith("test: by day partition")
     assert "test 2024-01-03" in metadata["evaluation_split"].value and metadata["evaluation_rows"].value == 40
     evaluation = Evaluation.from_dict(json.loads((run_dir / "report.json").read_text())["evaluation"])
-    assert metadata["test_persistence_cos_mean"].value == evaluation.scores["persistence (next = current)"]["cos_mean"]
+    assert metadata["test_persistence_cos_mean"].value == shown_float(evaluation.scores["persistence (next = current)"]["cos_mean"])
     assert "training mean packet by position" in metadata["evaluation"].value
     assert "| val |" in metadata["validation"].value and "data:image/png" in metadata["test_cosine_by_position"].value
     (check,) = first.get_asset_check_evaluations()

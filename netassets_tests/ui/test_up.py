@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import os
 import re
 import signal
@@ -93,6 +94,44 @@ def test_verdicts_are_shown_as_checks(instance) -> None:
                if not instance.event_log_storage.get_asset_check_execution_history(key, limit=1)]
     assert not missing, missing
 
+
+def _unrounded_floats(value, where: str):
+    if isinstance(value, float) and math.isfinite(value) and float(f"{value:.4g}") != value:
+        yield f"{where} = {value!r}"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unrounded_floats(item, f"{where}.{key}")
+    elif type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            yield from _unrounded_floats(item, f"{where}[{index}]")
+    elif isinstance(value, dg.TableMetadataValue):
+        for index, record in enumerate(value.records):
+            yield from _unrounded_floats(dict(record.data), f"{where}[{index}]")
+    elif isinstance(value, (dg.FloatMetadataValue, dg.JsonMetadataValue)):
+        yield from _unrounded_floats(value.value, where)
+
+
+def test_every_metadata_float_is_shown_to_four_significant_digits(instance) -> None:
+    """No materialisation or check of the demo shows a float with more than four significant
+    digits (core.metadata.shown), in a float, JSON or table entry."""
+    from netassets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    problems, floats = [], 0
+    for key in graph.get_all_asset_keys():
+        for record in instance.fetch_materializations(key, limit=1000).records:
+            for name, value in record.asset_materialization.metadata.items():
+                floats += isinstance(value, dg.FloatMetadataValue)
+                problems += _unrounded_floats(value, f"{key.to_user_string()} {name}")
+    for check in graph.asset_check_keys:
+        for execution in instance.event_log_storage.get_asset_check_execution_history(check, limit=1000):
+            if execution.event is None or execution.event.dagster_event is None:
+                continue
+            evaluation = execution.event.dagster_event.event_specific_data
+            for name, value in (getattr(evaluation, "metadata", None) or {}).items():
+                problems += _unrounded_floats(value, f"{check.to_user_string()} {name}")
+    assert floats >= 20, floats  # the scan saw the demo's figures
+    assert not problems, sorted(set(problems))[:40]
 
 def test_every_plot_is_a_png_file_linked_by_path(instance) -> None:
     """Each inline plot of every pipeline's materialisations has a ``<name>_path`` entry whose file

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 
 from netassets.core.automation import landing_fingerprint_metadata
 from netassets.core.partitions import context_partition
+from netassets.core.metadata import shown
 from netassets.core.plots import table_markdown
 from netassets.core.settings import artifacts_dir
 from netassets.core.torchrun import launch_torchrun
@@ -127,12 +128,12 @@ def device_load_model(context: dg.AssetExecutionContext, config: TrainingRunConf
     yield evaluation.check_result(BASELINE_CHECK)
     model_files.propose(store, context.run_id, evaluation)
     live = store.promote(run_dir=dg.MetadataValue.path(str(run_dir)))
-    yield dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(metadata=shown({
         **(trained.metadata or {}), **evaluation.metadata(),
         "run_dir": dg.MetadataValue.path(str(run_dir)),
         "production_run": live.run_id,
         "model_path": dg.MetadataValue.path(str(live.path("weights"))),
-    })
+    }))
 
 
 class AnomaliesConfig(dg.Config):
@@ -186,7 +187,7 @@ def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesCo
                                         data=table, allow_empty=True)
     plot_dir = artifacts_dir(PIPELINE.name) / "plots" / partition.day.isoformat() / partition.other
     plots = router_plots(table, detector, plot_dir, config.max_plots)
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=shown({
         **write.metadata,
         "anomalies": int(table["is_anomaly"].sum()) if write.rows else 0,
         "anomaly_rate": float(table["is_anomaly"].mean()) if write.rows else 0.0,
@@ -196,4 +197,4 @@ def device_load_anomalies(context: dg.AssetExecutionContext, config: AnomaliesCo
         "router_notes": dg.MetadataValue.json(detection.notes),
         "per_router": table_markdown(per_router(table).to_dicts()),
         **plots,
-    })
+    }))

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from netassets.core.partitions import context_partition
 from netassets.core.automation import landing_fingerprint_metadata
+from netassets.core.metadata import shown
 from netassets.core.plots import figure_metadata
 from netassets.core.settings import safe_name
 from netassets.core.torchrun import launch_torchrun
@@ -108,7 +109,7 @@ def dwcp_bandwidth_lstm(context: dg.AssetExecutionContext, config: BandwidthLSTM
     if not evaluation.beats_strongest_baseline:
         context.log.warning(evaluation.verdict)
     training = invocation.get_materialize_result().metadata or {}
-    return dg.MaterializeResult(metadata={**training, **evaluation.metadata()},
+    return dg.MaterializeResult(metadata=shown({**training, **evaluation.metadata()}),
                                 check_results=[evaluation.check_result(VERDICT_CHECK)])
 
 
@@ -122,7 +123,7 @@ def dwcp_report() -> dg.MaterializeResult:
     predicted-vs-actual scatter; training curves."""
     built = runs.build_report(runs.model_store())
     overall = built.document["performance_metrics"]["overall"]
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=shown({
         "verdict": dg.MetadataValue.text(built.verdict.verdict),
         "test_target_met (seed's rule)": overall["target_met"],
         "test_average_correlation": overall["average_correlation"],
@@ -131,7 +132,7 @@ def dwcp_report() -> dg.MaterializeResult:
         **{key: value for name, figure in built.figures.items()
            for key, value in figure_metadata(name, figure, save_to=built.figure_paths[name]).items()},
         "report": dg.MetadataValue.path(str(built.run / runs.REPORT)),
-    }, check_results=[built.verdict.check_result(VERDICT_CHECK)])
+    }), check_results=[built.verdict.check_result(VERDICT_CHECK)])
 
 
 @dg.asset(deps=[dwcp_report], group_name=PIPELINE.name, kinds={"onnx"})
@@ -139,11 +140,11 @@ def dwcp_onnx() -> dg.MaterializeResult:
     """Versioned ONNX export of the best checkpoint and its model_metadata JSON: the candidate
     for production, with the training run's test verdict."""
     candidate = runs.export_candidate(runs.model_store())
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=shown({
         "version": candidate.info["version"], "candidate_run": candidate.run_id,
         "onnx": dg.MetadataValue.path(str(candidate.path("onnx"))),
         "model_metadata": dg.MetadataValue.path(str(candidate.path("metadata"))), "size_mb": candidate.info["size_mb"],
-    })
+    }))
 
 
 @dg.asset(deps=[dwcp_onnx], group_name=PIPELINE.name, kinds={"onnx"})

@@ -5,6 +5,7 @@ the assets themselves (assets.py)."""
 import dagster as dg
 
 from netassets.core.expectations import gx_partition_check, gxe
+from netassets.core.metadata import shown
 from netassets.core.partitions import parse_partition_key
 from netassets.defs.dwcp.assets import VERDICT_CHECK, dwcp_onnx, dwcp_onnx_production, dwcp_raw, dwcp_windows
 from netassets.defs.dwcp.pipeline import PIPELINE
@@ -52,8 +53,8 @@ def _gate_check(name: str) -> dg.AssetChecksDefinition:
 
         candidate = runs.model_store().candidate()
         problems, metadata = run_gate(name, candidate)
-        return dg.AssetCheckResult(passed=not problems, metadata={
-            **metadata, "onnx": str(candidate.path("onnx")), "problems": "\n".join(problems) or "none"})
+        return dg.AssetCheckResult(passed=not problems, metadata=shown({
+            **metadata, "onnx": str(candidate.path("onnx")), "problems": "\n".join(problems) or "none"}))
 
     return _check
 
@@ -85,5 +86,5 @@ def dwcp_onnx_production_onnx_io_contract() -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=False, description="no model has been promoted yet",
                                    metadata={"problems": "no production.json"})
     problems, metadata = live_problems(live)
-    return dg.AssetCheckResult(passed=not problems, metadata={
-        **metadata, "onnx": str(live.path("onnx")), "problems": "\n".join(problems) or "none"})
+    return dg.AssetCheckResult(passed=not problems, metadata=shown({
+        **metadata, "onnx": str(live.path("onnx")), "problems": "\n".join(problems) or "none"}))

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from netassets.core.automation import LANDING_FINGERPRINT, follow_upstream
 from netassets.core.expectations import gx_check_spec
+from netassets.core.metadata import shown
 from netassets.core.partitions import context_partition
 from netassets.core.plots import table_markdown
 from netassets.core.warehouse import POOL, DuckDBWarehouse
@@ -69,7 +70,7 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
     partition = context_partition(context, PIPELINE.dimension)
     done = ingest_partition(warehouse, partition, config.min_samples, context.log)
     raw = done.raw
-    yield dg.MaterializeResult(asset_key=LENS_RAW, metadata={
+    yield dg.MaterializeResult(asset_key=LENS_RAW, metadata=shown({
         **raw.metadata,
         "raw_rows_sql": dg.MetadataValue.text(
             f"SELECT * FROM lens_raw_irtt_rows(DATE '{partition.day}', '{partition.other}')"),
@@ -82,13 +83,13 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
         "rows_outside_day_dropped": raw.rows_outside_day,
         LANDING_FINGERPRINT: raw.fingerprint,
         "source": dg.MetadataValue.path(str(raw.source)),
-    })
-    yield dg.MaterializeResult(asset_key=LENS_CLEAN, metadata={
+    }))
+    yield dg.MaterializeResult(asset_key=LENS_CLEAN, metadata=shown({
         **done.clean.metadata,
         "mean_fill_share": done.mean_fill_share,
         "duplicate_ticks_dropped": done.duplicate_ticks,
         "min_samples": done.min_samples,
-    })
+    }))
     yield gx_step_check(LENS_RAW_GX, quality.raw_file_frame(raw.statistics), quality.raw_file_expectations(),
                         partition.key)
     yield gx_step_check(LENS_CLEAN_GX, pd.DataFrame(clean_group_summary(done.groups, done.table)),
@@ -111,12 +112,12 @@ def lens_group_features(context: dg.AssetExecutionContext, warehouse: DuckDBWare
     if done.non_finite:
         context.log.warning("%s: %d group(s) have non-finite features; the finite-features check will fail",
                             partition.key, done.non_finite)
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=shown({
         **done.write.metadata,
         "groups_per_s": done.write.rows / max(done.seconds, 1e-9),
         "non_finite_groups": done.non_finite,
         "feature_summary": table_markdown(done.summary),
-    })
+    }))
 
 
 @dg.asset(
@@ -144,4 +145,4 @@ def lens_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse)
     }
     if done.ari is not None:
         metadata["ari_vs_generator_regimes"] = done.ari
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=shown(metadata))

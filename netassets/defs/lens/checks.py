@@ -7,6 +7,7 @@ import pandas as pd
 import dagster as dg
 
 from netassets.core.expectations import gx_partition_check, gxe
+from netassets.core.metadata import shown
 from netassets.defs.lens.assets import LENS_CLEAN, LENS_CLUSTERS, LENS_FEATURES, LENS_GMM
 from netassets.defs.lens.model_assets import LENS_PATCHTST, LENS_PATCHTST_PRODUCTION, evaluation_metadata
 from netassets.defs.lens.pipeline import PIPELINE
@@ -78,9 +79,9 @@ def lens_gmm_separates_regimes(context: dg.AssetCheckExecutionContext) -> dg.Ass
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(problems) or f"k={model.k}, silhouette {chosen.get('silhouette', float('nan')):.3g}",
-        metadata={"k": model.k, "gmm_version": model.version, "path": dg.MetadataValue.path(str(gmm_path())),
+        metadata=shown({"k": model.k, "gmm_version": model.version, "path": dg.MetadataValue.path(str(gmm_path())),
                   "silhouette": float(chosen.get("silhouette", float("nan"))),
-                  "smallest_cluster": int(chosen.get("smallest_cluster", 0))},
+                  "smallest_cluster": int(chosen.get("smallest_cluster", 0))}),
     )
 
 

@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
 from netassets.core.evaluation import Evaluation
+from netassets.core.metadata import shown
 from netassets.core.plots import figure_metadata, table_markdown
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.defs.lens.assets import LENS_CLEAN, LENS_FEATURES, LENS_GMM
@@ -104,7 +105,7 @@ def lens_gmm(context: dg.AssetExecutionContext, config: LensGmmConfig, warehouse
     if fit.ari is not None:
         metadata["ari_vs_generator_regimes"] = fit.ari
     models.finish_gmm(context.run_id, fit)
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fit.model.version))
+    return dg.MaterializeResult(metadata=shown(metadata), data_version=dg.DataVersion(fit.model.version))
 
 
 # ---------------------------------------------------------------------------------- PatchTST
@@ -178,7 +179,7 @@ def lens_patchtst(context: dg.AssetExecutionContext, config: LensPatchTSTConfig,
     if refusal:
         context.log.warning("lens_patchtst will not be promoted: %s", refusal)
     return dg.MaterializeResult(
-        metadata={
+        metadata=shown({
             **invocation.get_materialize_result().metadata,
             **evaluation_metadata(candidate.evaluations),
             **figure_metadata(
@@ -190,7 +191,7 @@ def lens_patchtst(context: dg.AssetExecutionContext, config: LensPatchTSTConfig,
             f"best_{config.monitor_metric}": result["best_monitored"],
             "split_days": dg.MetadataValue.json(run.split_days),
             "groups_per_split": dg.MetadataValue.json({s: int(m.sum()) for s, m in run.masks.items()}),
-            "class_weight": dg.MetadataValue.json([round(float(w), 4) for w in run.weights]),
+            "class_weight": dg.MetadataValue.json([float(w) for w in run.weights]),
             "channels": dg.MetadataValue.json(list(CHANNEL_COLUMNS[config.channels])),
             "gmm_version": run.gmm.version,
             "world_size": result["world_size"],
@@ -198,7 +199,7 @@ def lens_patchtst(context: dg.AssetExecutionContext, config: LensPatchTSTConfig,
             "candidate_run": candidate.version.run_id,
             "run_folder": dg.MetadataValue.path(str(run.folder)),
             "weights": dg.MetadataValue.path(str(candidate.version.path("model"))),
-        }
+        })
     )
 
 
@@ -217,4 +218,4 @@ def lens_patchtst_production(context: dg.AssetExecutionContext) -> dg.Materializ
     metadata: dict[str, Any] = {"path": dg.MetadataValue.path(str(live.path("model"))), "from_run": live.run_id}
     if live.evaluations:
         metadata.update(evaluation_metadata(live.evaluations))
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=shown(metadata))

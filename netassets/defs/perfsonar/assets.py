@@ -10,6 +10,7 @@ import pandas as pd
 from pydantic import Field
 
 from netassets.core.automation import follow_upstream
+from netassets.core.metadata import shown
 from netassets.core.partitions import DayPartition, context_partition
 from netassets.core.plots import figure_metadata, table_markdown
 from netassets.core.settings import artifacts_dir, landing_dir
@@ -123,7 +124,7 @@ def _evaluation_metadata(partition: DayPartition, matrix: pd.DataFrame, scores: 
     evaluation = evaluate({name: {h: f[h] for h in labels.labelled} for name, f in flags.items()}, labels.anomalous,
                           model=detector_name(settings), notes=[f"labels: {', '.join(p.name for p in labels.files)} ({len(labels.labelled)} of"
                                  f" {len(scored)} scored hours labelled)"])
-    metadata = {**evaluation.metadata(), "evaluation_json": dg.MetadataValue.json(evaluation.to_dict()),
+    metadata = {**evaluation.metadata(), "evaluation_json": dg.MetadataValue.json(shown(evaluation.to_dict())),
                 "flags": table_markdown(hour_table(flags, labels.anomalous)), **alarms}
     return metadata, evaluation.check_result(check_name=BASELINE_CHECK)
 
@@ -168,7 +169,7 @@ def perfsonar_anomaly_scores(
     summary = score_summary(scores)
     plot = figure_metadata("plot", shaded_chart(matrix, scores, partition, settings.flag_cut),
                            save_to=artifacts_dir("perfsonar") / "plots" / f"{partition.day}_{partition.other}.png")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=shown({
         **write.metadata,
         **summary,
         "hours_not_scored": dg.MetadataValue.json(summary["hours_not_scored"]),
@@ -181,7 +182,7 @@ def perfsonar_anomaly_scores(
         " (nothing is trained)" if settings.method == "rank_scan" else "held-out acc and score: each hour's"
         " classifier judged on the 30 % of its own and its reference's minutes it was not trained on",
         **evaluation,
-    }, check_results=[check])
+    }), check_results=[check])
 
 
 class AlarmsConfig(dg.Config):

@@ -18,6 +18,7 @@ import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
 from netassets.core.automation import landing_fingerprint_metadata
+from netassets.core.metadata import shown
 from netassets.core.partitions import context_partition
 from netassets.core.settings import safe_name
 from netassets.core.torchrun import launch_torchrun
@@ -131,4 +132,4 @@ def traffic_lstm(context: dg.AssetExecutionContext, config: TrafficLSTMConfig, w
                 "live_model": dg.MetadataValue.path(str(live) if live else "none"),
                 "live_model_replaced": outcome.promoted,
                 "promotion": dg.MetadataValue.text("promoted" if outcome.promoted else outcome.refusal)}
-    return dg.MaterializeResult(metadata=metadata, check_results=[outcome.evaluation.check_result(VERDICT_CHECK)])
+    return dg.MaterializeResult(metadata=shown(metadata), check_results=[outcome.evaluation.check_result(VERDICT_CHECK)])
