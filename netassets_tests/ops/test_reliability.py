@@ -15,68 +15,27 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from netassets.core.warehouse import DuckDBWarehouse
 from netassets.pipelines import pipeline
 from netassets.lens.sample import write_lens
-from netassets_tests.lens.conftest import DAY
-
-CHILD_WRITE = textwrap.dedent(
-    """
-    import sys, time, datetime as dt
-    from pathlib import Path
-    import polars as pl
-    from netassets.core.warehouse import DuckDBWarehouse
-
-    database, marker = sys.argv[1], Path(sys.argv[2])
-    rows = pl.DataFrame({"day": [dt.date(2023, 11, 1)] * 50_000, "region": ["chicago"] * 50_000,
-                         "value": [2.0] * 50_000})
-
-    def hang_inside_transaction(conn):
-        marker.write_text("in transaction")
-        time.sleep(60)
-
-    DuckDBWarehouse(database=database).replace_partition(
-        "kill_test", {"day": dt.date(2023, 11, 1), "region": "chicago"}, data=rows, before_commit=hang_inside_transaction)
-    """
+from netassets_tests.killed_writer import (
+    assert_previous_versions_kept_and_rerun_works,
+    kill_writer_inside_its_transaction,
+    write_previous_versions,
 )
-
+from netassets_tests.lens.conftest import DAY
 
 @pytest.mark.fault("SIGKILL of a step inside its partition write")
 def test_sigkill_inside_a_partition_write_keeps_the_previous_version(tmp_path: Path, record_property):
     database = tmp_path / "warehouse.duckdb"
     warehouse = DuckDBWarehouse(database=str(database))
-    partition = {"day": DAY, "region": "chicago"}
-    previous = pl.DataFrame({"day": [DAY] * 1000, "region": ["chicago"] * 1000, "value": [1.0] * 1000})
-    other = pl.DataFrame({"day": [DAY] * 10, "region": ["ottawa"] * 10, "value": [5.0] * 10})
-    warehouse.replace_partition("kill_test", partition, data=previous)
-    warehouse.replace_partition("kill_test", {"day": DAY, "region": "ottawa"}, data=other)
-
-    marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD_WRITE, str(database), str(marker)])
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert child.poll() is None, "writer exited before reaching its transaction"
-            assert time.monotonic() < deadline, "writer never reached its transaction"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-
-    summary = warehouse.query("SELECT region, count(*) AS n, sum(value) AS total FROM kill_test GROUP BY region ORDER BY region")
-    record_property("rows_lost", 1010 - int(summary["n"].sum()))
-    assert summary.rows() == [("chicago", 1000, 1000.0), ("ottawa", 10, 50.0)]
-    rerun = pl.DataFrame({"day": [DAY] * 7, "region": ["chicago"] * 7, "value": [3.0] * 7})
-    assert warehouse.replace_partition("kill_test", partition, data=rerun).rows == 7
-    assert warehouse.query("SELECT count(*) FROM kill_test WHERE region = 'chicago'").item() == 7
+    write_previous_versions(warehouse, DAY)
+    kill_writer_inside_its_transaction(tmp_path, DAY, str(database))
+    assert_previous_versions_kept_and_rerun_works(warehouse, DAY, record_property)
 
 
 CHILD_MATERIALIZE = textwrap.dedent(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,11 @@ import pytest
 
 from netassets.core import lake
 from netassets.core.warehouse import DuckDBWarehouse
+from netassets_tests.killed_writer import (
+    assert_previous_versions_kept_and_rerun_works,
+    kill_writer_inside_its_transaction,
+    write_previous_versions,
+)
 
 DAY = dt.date(2024, 1, 1)
 
@@ -117,50 +121,10 @@ def test_a_conflict_is_retried_and_after_the_last_attempt_named(lake_warehouse, 
     assert w.read_partition("t", part, columns="value").rows() == [(2.0,), (2.0,)]
 
 
-KILLED = textwrap.dedent(
-    """
-    import sys, time, datetime as dt
-    from pathlib import Path
-    import polars as pl
-    from netassets.core.warehouse import DuckDBWarehouse
-
-    marker = Path(sys.argv[1])
-    rows = pl.DataFrame({"day": [dt.date(2024, 1, 1)] * 50_000, "region": ["chicago"] * 50_000, "value": [2.0] * 50_000})
-
-    def hang_inside_transaction(conn):
-        marker.write_text("in transaction")
-        time.sleep(60)
-
-    DuckDBWarehouse().replace_partition("kill_test", {"day": dt.date(2024, 1, 1), "region": "chicago"}, data=rows,
-                                        before_commit=hang_inside_transaction)
-    """
-)
-
-
 @pytest.mark.fault("SIGKILL of a DuckLake writer inside its partition write")
 def test_sigkill_inside_a_ducklake_write_keeps_the_previous_version(lake_warehouse, lake_env, tmp_path, record_property):
-    w = lake_warehouse
-    partition = {"day": DAY, "region": "chicago"}
-    w.replace_partition("kill_test", partition, data=pl.DataFrame({"day": [DAY] * 1000, "region": ["chicago"] * 1000, "value": [1.0] * 1000}))
-    w.replace_partition("kill_test", {"day": DAY, "region": "ottawa"}, data=pl.DataFrame({"day": [DAY] * 10, "region": ["ottawa"] * 10, "value": [5.0] * 10}))
+    write_previous_versions(lake_warehouse, DAY)
     files_before = set(Path(lake_env[lake.DATA_PATH_ENV]).rglob("*.parquet"))
-    marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", KILLED, str(marker)], env=dict(os.environ))
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert child.poll() is None, "writer exited before reaching its transaction"
-            assert time.monotonic() < deadline, "writer never reached its transaction"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
+    kill_writer_inside_its_transaction(tmp_path, DAY)  # the backend from the environment: DuckLake
     assert set(Path(lake_env[lake.DATA_PATH_ENV]).rglob("*.parquet")) > files_before  # it had written its Parquet
-    summary = w.query("SELECT region, count(*) AS n, sum(value) AS total FROM kill_test GROUP BY region ORDER BY region")
-    record_property("rows_lost", 1010 - int(summary["n"].sum()))
-    assert summary.rows() == [("chicago", 1000, 1000.0), ("ottawa", 10, 50.0)]
-    rerun = pl.DataFrame({"day": [DAY] * 7, "region": ["chicago"] * 7, "value": [3.0] * 7})
-    assert w.replace_partition("kill_test", partition, data=rerun).rows == 7
-    assert w.query("SELECT count(*) FROM kill_test WHERE region = 'chicago'").item() == 7
+    assert_previous_versions_kept_and_rerun_works(lake_warehouse, DAY, record_property)
