@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from netassets.core.settings import landing_dir
-from netassets.traffic.packet_file import cache_dir
+from netassets.traffic.packet_file import cache_dir, cache_path, remove_orphans
 from netassets.traffic.readers import FlowIndex, index_files, landing_files
 
 WARN_EXAMPLES = 5  # skipped flows named in the log warning (the metadata keeps up to readers.MAX_EXAMPLES)
@@ -24,6 +24,7 @@ class PartitionIndex:
     files: list[Path]
     index: FlowIndex
     frame: pl.DataFrame  # the index's rows with the partition's day and site: what the table stores
+    removed_caches: list[Path]  # caches of landing files deleted since they were built
 
     @property
     def skipped_warning(self) -> str | None:
@@ -47,6 +48,7 @@ class PartitionIndex:
             "packets_per_flow_max": int(packets.max()),
             "skipped_flows": sum(self.index.skipped.values()),
             "skipped_by_reason": dict(self.index.skipped),
+            "orphan_caches_removed": len(self.removed_caches),
         }
 
 
@@ -57,4 +59,6 @@ def index_partition(day: dt.date, site: str, skip_bad: bool) -> PartitionIndex:
     if not files:
         raise FileNotFoundError(f"no .csv/.json/.jsonl flow files in {root / site / day.isoformat()}")
     index = index_files(files, root, skip_bad=skip_bad, cache=cache_dir())
-    return PartitionIndex(files, index, index.frame.with_columns(day=pl.lit(day), site=pl.lit(site)))
+    caches = [cache_path(cache_dir(), path.relative_to(root).as_posix()) for path in files]
+    removed = remove_orphans(caches[0].parent, caches)
+    return PartitionIndex(files, index, index.frame.with_columns(day=pl.lit(day), site=pl.lit(site)), removed)

@@ -27,6 +27,7 @@ import mmap
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -52,6 +53,17 @@ def cache_path(cache_root: Path, source_file: str) -> Path:
         raise ValueError(f"source_file {source_file!r} must be a path inside the landing root")
     return Path(cache_root) / relative.parent / (relative.name + SUFFIX)
 
+
+
+def remove_orphans(directory: Path, keep: Iterable[Path]) -> list[Path]:
+    """Remove the caches in ``directory`` (a partition's ``<site>/<day>``) that are not in ``keep``
+    (the caches of the files landed there now): their landing file was deleted or renamed, so
+    no index can reach them again. Returns what was removed."""
+    keep = set(keep)
+    orphans = sorted(path for path in Path(directory).glob(f"*{SUFFIX}") if path not in keep)
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return orphans
 
 class CacheWriter:
     """Packets of one landing file appended flow by flow to a temporary file, renamed into

@@ -187,3 +187,24 @@ def test_parsing_and_caching_a_large_file_keeps_memory_bounded(tmp_path):
     cached = cache_path(tmp_path / "cache", "big.csv").stat().st_size
     assert cached > size // 2  # float64 packets: about the size of the text, never held in memory at once
     assert parse_peak < 8 << 20 and read_peak < 8 << 20, (parse_peak, read_peak)
+
+
+def test_the_cache_of_a_deleted_landing_file_goes_with_the_next_index(landing, netassets_home, monkeypatch):
+    from netassets.traffic.ingest import index_partition
+
+    monkeypatch.setenv("NETASSETS_TRAFFIC_ROOT", str(landing))
+    day, site = dt.date(2024, 1, 1), "s1"
+    (kept,) = sorted((landing / site / day.isoformat()).glob("*.csv"))
+    deleted = kept.with_name("second_capture.csv")
+    deleted.write_bytes(kept.read_bytes())
+    root = netassets_home / "cache" / "traffic"
+    first = index_partition(day, site, skip_bad=False)
+    caches = {path: cache_path(root, path.relative_to(landing).as_posix()) for path in (kept, deleted)}
+    assert all(c.is_file() for c in caches.values()) and first.removed_caches == []
+    other_site = cache_path(root, next((landing / "s2").rglob("*.csv")).relative_to(landing).as_posix())
+    index_partition(day, "s2", skip_bad=False)
+
+    deleted.unlink()
+    second = index_partition(day, site, skip_bad=False)
+    assert second.removed_caches == [caches[deleted]] and second.summary()["orphan_caches_removed"] == 1
+    assert not caches[deleted].exists() and caches[kept].is_file() and other_site.is_file()
