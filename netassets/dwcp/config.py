@@ -25,6 +25,9 @@ class TrainConfig(TrainingConfig):
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="random seed, 0 to 2**32-1")
     lstm_sizes: list[int] = Field(default=[256, 128, 64], min_length=1, max_length=8,
                                   description="hidden size of each stacked LSTM, 1 to 8 layers of 1 to 4096 units")
+    ensemble_members: int = Field(default=8, ge=1, le=64,
+                                  description="BandwidthLSTMs trained side by side (own initialisation, own loss); "
+                                              "the forecast uses their mean correction, 1 to 64")
     dense_sizes: list[int] = Field(default=[128, 64, 32], min_length=3, max_length=3,
                                    description="the three dense layers' sizes, each 1 to 4096")
     dropout: float = Field(default=0.3, ge=0, lt=1, allow_inf_nan=False,

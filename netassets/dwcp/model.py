@@ -31,7 +31,12 @@ DeltaForecaster wraps it, and is what trains, exports and serves:
     "the window crosses an hour" (the generator's level is a step function of the hour). It
     predicts the standardised level.
 
-The network's output is scaled by ``net_share`` (1 while training; afterwards the share from a
+The network is an ensemble of ``members`` BandwidthLSTMs (different initialisations and dropout
+masks, one training loop, each member on its own loss: see ``member_deltas``); the forecast uses
+their mean correction. The LSTM's edge over the linear start is small on HSDPA, and a single
+network's correction varies with the seed by as much as that edge; the mean varies less.
+
+The mean correction is scaled by ``net_share`` (1 while training; afterwards the share from a
 small grid that does best on validation: an average of the trained model and the linear start).
 With the network's last layer, both linear paths and the blend at zero, the forecast is exactly
 persistence; with the network's last layer at zero it is exactly the frozen linear start.
@@ -82,6 +87,21 @@ class BandwidthLSTM(nn.Module):
         return self.fc_out(h)
 
 
+class Ensemble(nn.Module):
+    """Several BandwidthLSTMs on the same inputs; the output is their mean."""
+
+    def __init__(self, members: list[BandwidthLSTM]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def each(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's output, [members, batch, targets]."""
+        return torch.stack([member(x) for member in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.each(x).mean(dim=0)
+
+
 class DeltaForecaster(nn.Module):
     """Standardised windows [batch, window, features] -> standardised levels [batch, targets].
 
@@ -93,7 +113,7 @@ class DeltaForecaster(nn.Module):
 
     SCALING = ("x_mean", "x_scale", "y_mean", "y_scale", "level_floor", "delta_scale")
 
-    def __init__(self, net: BandwidthLSTM, window: int, target_index: list[int], scaling: dict,
+    def __init__(self, net: Ensemble, window: int, target_index: list[int], scaling: dict,
                  time_index: int = -1, weekday_index: int = -1):
         super().__init__()
         self.net = net
@@ -111,7 +131,7 @@ class DeltaForecaster(nn.Module):
         self.register_buffer("blend", torch.zeros(n_targets))
         # The network's share of the forecast (1: all of it; below: averaged with the linear start), chosen on validation.
         self.register_buffer("net_share", torch.ones(()))
-        for layer in (self.linear, self.linear_abs, net.fc_out):  # zero: before training, the forecast is persistence
+        for layer in (self.linear, self.linear_abs, *(member.fc_out for member in net.members)):  # zero: before training, the forecast is persistence
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -158,11 +178,18 @@ class DeltaForecaster(nn.Module):
         absolute_delta = (absolute - last) / (level * self.delta_scale)
         return (1 - self.blend) * self.linear(relative.flatten(1)) + self.blend * absolute_delta
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
-        """The forecast relative change, in units of its training std."""
+    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network reads: each target's relative window and the other standardised features."""
         relative = self.relative_windows(x)
-        inputs = torch.cat([relative, x[:, :, self.other_index]], dim=2) if len(self.other_index) else relative
-        return self.net_share * self.net(inputs) + self.linear_start(x)
+        return torch.cat([relative, x[:, :, self.other_index]], dim=2) if len(self.other_index) else relative
+
+    def member_deltas(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's forecast relative change, [members, batch, targets]: what training fits, member by member."""
+        return self.net_share * self.net.each(self.network_inputs(x)) + self.linear_start(x)
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The forecast relative change, in units of its training std (the members' mean)."""
+        return self.net_share * self.net(self.network_inputs(x)) + self.linear_start(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, last, level = self.targets_of(x)
@@ -170,12 +197,12 @@ class DeltaForecaster(nn.Module):
         return (forecast - self.y_mean) / self.y_scale
 
 
-def build_network(arch: dict) -> BandwidthLSTM:
-    """From the plain dict a checkpoint stores (tuples come back as lists)."""
-    return BandwidthLSTM(
+def build_network(arch: dict) -> Ensemble:
+    """From the plain dict a checkpoint stores (tuples come back as lists; no ``members``: one network)."""
+    return Ensemble([BandwidthLSTM(
         n_features=arch["n_features"], n_targets=arch["n_targets"], lstm_sizes=tuple(arch["lstm_sizes"]),
         dense_sizes=tuple(arch["dense_sizes"]), dropout=arch["dropout"], dense2_dropout=arch["dense2_dropout"],
-    )
+    ) for _ in range(arch.get("members", 1))])
 
 
 def build_model(arch: dict, scaling: dict) -> DeltaForecaster:

@@ -17,9 +17,11 @@ leaves of the change from the last observed value, relative to the window's leve
 its training std. (Weighting it by the level squared, to match RMSE in original units, was tried on
 HSDPA: worse at horizons 1 and 3.) Epoch 0 is the linear start; the best epoch, early stopping and
 the learning-rate schedule read the validation split only, in the verdict's metric (mean over
-targets of RMSE / std, original units); the best epoch's network output is then scaled by the
-share from NET_SHARE_GRID that does best on validation (averaging it with the linear start); the
-test split is predicted once, by that model.
+targets of RMSE / std, original units). The network is an ensemble of ``ensemble_members``
+BandwidthLSTMs trained in the same loop on the same batches, each on its own loss (the loss is
+the mean of the members' MSEs), and validated as their mean; the best epoch's mean network output
+is then scaled by the share from NET_SHARE_GRID that does best on validation (averaging it with
+the linear start); the test split is predicted once, by that model.
 StandardScaler statistics (mean, population std) come from the training split
 only; the seed fit them before splitting, which leaks test statistics into training.
 """
@@ -65,7 +67,7 @@ LEVEL_FLOOR = 0.05
 TIME, WEEKDAY = "time_of_day", "day_of_week"  # clock features the absolute linear path encodes, when present
 ABSOLUTE_ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e3)
 BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # absolute share of the linear start, chosen per target on validation
-NET_SHARE_GRID = (0.25, 0.5, 0.75, 1.0)  # the network's share in the final forecast, chosen on validation
+NET_SHARE_GRID = tuple(round(0.1 * k, 1) for k in range(1, 11))  # the network's share in the final forecast, chosen on validation
 
 
 def standardise(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +85,7 @@ class _DeltaLoss(nn.Module):
         self.forecaster = forecaster
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forecaster.delta(x)
+        return self.forecaster.member_deltas(x)
 
 
 def _batched(model, X: torch.Tensor, index: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -112,7 +114,7 @@ def main(argv: list[str]) -> None:
                   "delta_scale": [1.0] * len(data.targets)}  # set below, from the training split
 
         arch = {"n_features": len(data.features), "n_targets": len(data.targets), "lstm_sizes": list(cfg.lstm_sizes),
-                "dense_sizes": list(cfg.dense_sizes), "dropout": cfg.dropout, "dense2_dropout": cfg.dense2_dropout,
+                "dense_sizes": list(cfg.dense_sizes), "members": cfg.ensemble_members, "dropout": cfg.dropout, "dense2_dropout": cfg.dense2_dropout,
                 "window": data.window, "target_index": [data.features.index(t) for t in data.targets],
                 "time_index": data.features.index(TIME) if TIME in data.features else -1,
                 "weekday_index": data.features.index(WEEKDAY) if TIME in data.features and WEEKDAY in data.features else -1}
@@ -220,7 +222,8 @@ def main(argv: list[str]) -> None:
                 if len(batch) < 2:
                     continue  # batch norm cannot train on a single window
                 xb, db = X[batch].to(env.device), D[batch].to(env.device)
-                loss = torch.nn.functional.mse_loss(model(xb), db)
+                member_deltas = model(xb)  # each member on its own loss: the mean of their MSEs
+                loss = torch.nn.functional.mse_loss(member_deltas, db.expand_as(member_deltas))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -64,7 +64,7 @@ def test_a_zero_change_reproduces_persistence_in_torch_and_onnx(tmp_path):
 
     # A non-zero change moves the forecast by change * delta_scale * window level, in original units.
     with torch.no_grad():
-        model.net.fc_out.bias.fill_(1.0)
+        model.net.members[0].fc_out.bias.fill_(1.0)
         moved = model(torch.from_numpy(x[:1])).numpy()[0, 0] * scaling["y_scale"][0] + scaling["y_mean"][0]
     level = max(np.abs(w.x[0, :, 0]).mean(), 0.5)
     assert moved == pytest.approx(w.last[0, 0] + 0.3 * level, rel=1e-5)
@@ -178,3 +178,42 @@ def test_too_few_training_windows_for_the_absolute_path_keep_the_relative_one(tm
     out = _train(tmp_path, w, epochs=1)
     start = json.loads((out / "history.json").read_text())["linear_start"]
     assert start["blend"] == [0.0] and start["absolute_alphas"] == []
+
+
+def test_an_ensemble_forecasts_its_members_mean_correction_in_torch_and_onnx(tmp_path):
+    """Three members with different last layers: delta is the mean of the members' deltas (not
+    any one member's), and the exported graph holds all three (parity with torch)."""
+    w = _windows()
+    scaling = _scaling(w)
+    arch = {"n_features": 2, "n_targets": 1, "lstm_sizes": [8, 8, 8], "dense_sizes": [8, 8, 8], "dropout": 0.3,
+            "dense2_dropout": 0.21, "window": 20, "target_index": [0], "members": 3}
+    model = build_model(arch, scaling).eval()
+    assert len(model.net.members) == 3
+    with torch.no_grad():
+        for k, member in enumerate(model.net.members):
+            torch.nn.init.normal_(member.fc_out.weight, std=0.5)
+            member.fc_out.bias.fill_(0.3 * k)
+        model.net_share.fill_(0.6)
+    x = torch.from_numpy(((w.x - np.array(scaling["x_mean"])) / np.array(scaling["x_scale"])).astype(np.float32))
+    with torch.no_grad():
+        each = model.member_deltas(x)
+        assert each.shape == (3, len(x), 1)
+        np.testing.assert_allclose(model.delta(x).numpy(), each.mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
+        assert all(float((model.delta(x) - each[k]).abs().max()) > 0.01 for k in range(3))
+    path = onnx_export.export(model, 20, 2, tmp_path / "ensemble.onnx")
+    assert onnx_export.parity(path, model, x.numpy()) < 1e-4
+
+
+def test_training_fits_every_member_and_stores_them_in_the_checkpoint(tmp_path):
+    w = _windows()
+    out = _train(tmp_path, w, ensemble_members=2, epochs=3)
+    checkpoint = load_checkpoint(out / CHECKPOINT)
+    assert checkpoint["arch"]["members"] == 2
+    model = onnx_export.load_model(checkpoint)
+    first, second = (dict(m.named_parameters()) for m in model.net.members)
+    # Own initialisations: the members differ (an ensemble of copies would reduce no variance).
+    assert not torch.equal(first["lstms.0.weight_ih_l0"], second["lstms.0.weight_ih_l0"])
+    history = json.loads((out / "history.json").read_text())
+    assert history["best_epoch"] > 0 and history["net_share"] in train.NET_SHARE_GRID
+    # Both members trained: their last layers (zero before training) moved.
+    assert all(float(m.fc_out.weight.detach().abs().max()) > 0 for m in model.net.members)

@@ -127,7 +127,7 @@ def test_pipeline_end_to_end_and_refusals(landing, warehouse, instance):
     # fault, provoked here, not mocked.)
     before = production.read_bytes()
     other = onnx_export.load_model(load_checkpoint(run / runs.CHECKPOINT))
-    torch.nn.init.normal_(other.net.fc_out.weight)
+    torch.nn.init.normal_(other.net.members[0].fc_out.weight)
     onnx_export.export(other, 20, 9, store.candidate().path("onnx"))
     refused = dg.materialize([dwcp_onnx_production], resources={"warehouse": warehouse}, instance=instance,
                              raise_on_error=False)
