@@ -16,7 +16,7 @@ from netassets.core.settings import artifacts_dir, landing_dir
 from netassets.defs.device_load.assets import (
     device_load_anomalies, device_load_features, device_load_model, device_load_raw, device_load_windows,
 )
-from netassets.defs.device_load.checks import anomaly_rate, raw_gaps, raw_non_negative, raw_schema, raw_unique
+from netassets.defs.device_load.checks import anomaly_rate, raw_gaps, raw_gx_expectations
 from netassets.device_load import sample
 from netassets.device_load.store import model_store
 
@@ -39,12 +39,12 @@ def test_end_to_end(netassets_home, warehouse, instance):
 
     # Ingest every day; the GX checks run on the last one (they have their own tests on bad data).
     for offset in range(DAYS):
-        checks = [raw_schema, raw_non_negative, raw_unique, raw_gaps] if offset == DAYS - 1 else []
+        checks = [raw_gx_expectations, raw_gaps] if offset == DAYS - 1 else []
         result = materialize([device_load_raw, device_load_features, *checks],
                              f"{START + dt.timedelta(days=offset)}|nl", warehouse, instance)
         assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 4 and all(e.passed for e in evaluations)
+    assert len(evaluations) == 2 and all(e.passed for e in evaluations)
     assert csv.read_bytes() == raw_bytes  # raw files are never modified
     counts = warehouse.query("SELECT count(*) AS n, count(DISTINCT router) AS routers FROM device_load_features").row(0)
     assert counts == (DAYS * 24 * 2, 2)
@@ -127,8 +127,7 @@ def test_definitions_sensor_and_schedules(netassets_home, instance):
     check_keys = {key for checks in defs.asset_checks for key in checks.check_keys}
     check_keys |= {spec.key for asset in defs.assets for spec in asset.check_specs}
     assert {f"{k.asset_key.to_user_string()}:{k.name}" for k in check_keys} == {
-        "device_load_raw:schema", "device_load_raw:metrics_non_negative", "device_load_raw:one_row_per_router_timeslot",
-        "device_load_raw:gaps_within_tolerance", "device_load_anomalies:anomaly_rate",
+        "device_load_raw:gx_expectations", "device_load_raw:gaps_within_tolerance", "device_load_anomalies:anomaly_rate",
         "device_load_model:beats_strongest_baseline"}
     sensor = next(iter(defs.sensors))
     result = sensor(dg.build_sensor_context(instance=instance))

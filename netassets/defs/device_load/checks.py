@@ -32,31 +32,18 @@ def _gaps(warehouse, partition_key):
     return router_gaps(warehouse, p.day, p.other).to_pandas()
 
 
-raw_schema = gx_partition_check(
-    asset=device_load_raw, name="schema", partitions_def=PIPELINE.partitions,
-    description="The raw table has exactly the expected columns, keys are never null, the partition is not empty.",
+raw_gx_expectations = gx_partition_check(
+    asset=device_load_raw, name="gx_expectations", partitions_def=PIPELINE.partitions,
+    description="The raw table has exactly the expected columns, keys are never null, the partition is not "
+                "empty, both metrics are >= 0, and there is exactly one row per (router, timeslot).",
     load=_partition("device_load_raw"),
     expectations=lambda df: [
         gxe.ExpectTableColumnsToMatchSet(column_set=RAW_COLUMNS, exact_match=True),
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("router", "timeslot", "max_metric_value", "mean_metric_value")],
+        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("max_metric_value", "mean_metric_value")],
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["router", "timeslot"]),
     ],
-)
-
-raw_non_negative = gx_partition_check(
-    asset=device_load_raw, name="metrics_non_negative", partitions_def=PIPELINE.partitions,
-    description="max_metric_value and mean_metric_value are >= 0.",
-    load=_partition("device_load_raw"),
-    expectations=lambda df: [
-        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("max_metric_value", "mean_metric_value")
-    ],
-)
-
-raw_unique = gx_partition_check(
-    asset=device_load_raw, name="one_row_per_router_timeslot", partitions_def=PIPELINE.partitions,
-    description="Exactly one row per (router, timeslot).",
-    load=_partition("device_load_raw"),
-    expectations=lambda df: [gxe.ExpectCompoundColumnsToBeUnique(column_list=["router", "timeslot"])],
 )
 
 raw_gaps = gx_partition_check(
