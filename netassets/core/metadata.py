@@ -5,7 +5,8 @@ full. Four significant digits keep the comparisons the verdicts make readable (0
 0.301) without hiding an order of magnitude (an ONNX parity of 2.384e-07 stays 2.384e-07).
 Markdown tables use the same rule (``core.plots.markdown_table``).
 
-Light on purpose: the torchrun workers report through it without importing dagster.
+Asset steps apply it to what they report, the torchrun workers' figures included; dagster is
+imported only for Dagster's own metadata values.
 """
 
 from __future__ import annotations
