@@ -29,7 +29,11 @@ def load_model(checkpoint: dict) -> DeltaForecaster:
     from netassets.dwcp.model import build_model
 
     model = build_model(checkpoint["arch"], checkpoint["scaler"])
-    model.load_state_dict(checkpoint["model"])
+    state = checkpoint["model"]
+    if "members" not in checkpoint["arch"]:  # written before the ensemble: its one network is member 0
+        state = {("net.members.0." + key[len("net."):] if key.startswith("net.") else key): value
+                 for key, value in state.items()}
+    model.load_state_dict(state)
     return model.eval()
 
 

@@ -217,3 +217,18 @@ def test_training_fits_every_member_and_stores_them_in_the_checkpoint(tmp_path):
     assert history["best_epoch"] > 0 and history["net_share"] in train.NET_SHARE_GRID
     # Both members trained: their last layers (zero before training) moved.
     assert all(float(m.fc_out.weight.detach().abs().max()) > 0 for m in model.net.members)
+
+
+def test_a_checkpoint_from_before_the_ensemble_loads_as_its_one_member(tmp_path):
+    """A production checkpoint written by the single-network model (no ``members`` in its arch,
+    parameters under ``net.``) still loads, and forecasts what its one network forecasts."""
+    w = _windows()
+    checkpoint = load_checkpoint(_train(tmp_path, w, ensemble_members=1, epochs=2) / CHECKPOINT)
+    current = onnx_export.load_model(checkpoint)
+    old_arch = {k: v for k, v in checkpoint["arch"].items() if k != "members"}
+    old_state = {(k.replace("net.members.0.", "net.", 1)): v for k, v in checkpoint["model"].items()}
+    assert any(k.startswith("net.lstms.") for k in old_state)
+    old = onnx_export.load_model({**checkpoint, "arch": old_arch, "model": old_state})
+    x = torch.from_numpy(w.x[:32].astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(old(x), current(x))
