@@ -1,0 +1,268 @@
+"""Run workers forked from a warm process instead of started cold: `WarmRunLauncher`.
+
+Dagster's code server starts every run worker with multiprocessing "spawn" (hard-coded in
+``dagster/_grpc/server.py``): each run imports dagster, the code location and, for its checks,
+Great Expectations again, about 3.5 s + 3 s, against 0.7 s of work for a small LENS partition
+(``bench/backfill.py``). This launcher keeps one *zygote* per daemon: a process that has imported
+those modules once and then forks a run worker per run. The worker executes exactly what
+``dagster api execute_run`` executes (the entry point of Dagster's Docker and Kubernetes launchers),
+so runs, their events, .env injection and interrupts behave as they do under the default launcher.
+
+- The zygote is replaced when a source file of a ``watch`` package changes, so a run after an
+  edit (and a "Reload definitions" in the UI) runs the edited code.
+- The run worker's pid is a run tag: run monitoring asks whether it is alive (a SIGKILLed worker
+  fails its run and frees its pool slots), and termination sends it SIGINT, the interrupt Dagster's
+  own code server sends.
+- One machine only: the run worker is a local process of the daemon's interpreter. Deployments
+  whose runs start elsewhere keep Dagster's launchers (deploy/dagster_postgres.yaml).
+
+Configured in deploy/dagster.yaml:
+
+    run_launcher:
+      module: netassets.core.run_launcher
+      class: WarmRunLauncher
+      config: {preload: [...], watch: [...]}
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster._check as check
+from dagster import Field
+from dagster._core.errors import DagsterLaunchFailedError
+from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, deserialize_value, serialize_value
+
+# What a netassets run worker imports before its first step: the code location, Dagster's run
+# entry point, and GX for the ingest checks (~3 s, more than the code location itself).
+DEFAULT_PRELOAD = ("netassets.definitions", "dagster._cli.api", "great_expectations")
+DEFAULT_WATCH = ("netassets",)
+PID_TAG = "netassets/run_worker_pid"
+
+
+def source_fingerprint(packages: Sequence[str]) -> tuple[int, int]:
+    """(newest mtime, file count) of the .py files of ``packages``, found without importing them:
+    a changed, added or removed source file changes it."""
+    newest, count = 0, 0
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        roots = list(spec.submodule_search_locations or []) if spec else []
+        if spec and spec.origin and not roots:
+            roots = [spec.origin]
+        for root in roots:
+            files = Path(root).rglob("*.py") if Path(root).is_dir() else [Path(root)]
+            for path in files:
+                try:
+                    newest = max(newest, path.stat().st_mtime_ns)
+                except FileNotFoundError:  # removed while we walked
+                    continue
+                count += 1
+    return newest, count
+
+
+def _worker_state(pid: int) -> str | None:
+    """The process state letter of ``pid`` (None when there is no such process); a zombie ('Z')
+    is a worker that has died and not been reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return "?"
+
+
+class _Zygote:
+    """The warm process: started with the preload list, it answers each request line (a
+    serialised ExecuteRunArgs) with the pid of the run worker it forked for it."""
+
+    def __init__(self, preload: Sequence[str], watch: Sequence[str]):
+        self.fingerprint = source_fingerprint(watch)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__, *preload],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        ready = self.process.stdout.readline().strip()
+        if ready != "ready":
+            self.close()
+            raise DagsterLaunchFailedError(f"the warm run-worker process could not import {list(preload)}: "
+                                           f"{ready or 'it exited'} (its traceback is in the daemon's log)")
+
+    def fork(self, request: str) -> int:
+        self.process.stdin.write(request + "\n")
+        answer = self.process.stdout.readline().strip()
+        if not answer.isdigit():
+            raise DagsterLaunchFailedError(f"the warm run-worker process did not fork a worker: {answer or 'it exited'}")
+        return int(answer)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        # Closing stdin ends its loop; the run workers it forked are processes of their own and run on.
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+class WarmRunLauncher(RunLauncher, ConfigurableClass):
+    """Launches each run as a fork of a process that has already imported the code location."""
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None, preload: Sequence[str] = DEFAULT_PRELOAD,
+                 watch: Sequence[str] = DEFAULT_WATCH):
+        self._inst_data = inst_data
+        self.preload, self.watch = tuple(preload), tuple(watch)
+        self._zygote: _Zygote | None = None
+        self._lock = threading.Lock()  # the daemon may launch from several threads
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict:
+        return {
+            "preload": Field([str], is_required=False, default_value=list(DEFAULT_PRELOAD),
+                             description="modules the warm process imports once for every run"),
+            "watch": Field([str], is_required=False, default_value=list(DEFAULT_WATCH),
+                           description="packages whose changed source files replace the warm process"),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> WarmRunLauncher:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _warm(self) -> _Zygote:
+        zygote = self._zygote
+        if zygote is not None and (not zygote.alive() or zygote.fingerprint != source_fingerprint(self.watch)):
+            zygote.close()
+            zygote = self._zygote = None
+        if zygote is None:
+            zygote = self._zygote = _Zygote(self.preload, self.watch)
+        return zygote
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        origin = check.not_none(run.job_code_origin, f"run {run.run_id} has no code origin to execute")
+        if os.path.realpath(origin.executable_path) != os.path.realpath(sys.executable):
+            raise DagsterLaunchFailedError(
+                f"WarmRunLauncher forks run workers from this daemon's interpreter ({sys.executable}); the code "
+                f"location of run {run.run_id} runs in {origin.executable_path}. Use Dagster's DefaultRunLauncher for it.")
+        request = serialize_value(ExecuteRunArgs(job_origin=origin, run_id=run.run_id,
+                                                 instance_ref=self._instance.get_ref()))
+        with self._lock:
+            pid = self._warm().fork(request)
+        self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
+
+    def _pid(self, run: DagsterRun) -> int | None:
+        value = run.tags.get(PID_TAG)
+        return int(value) if value and value.isdigit() else None
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+        pid = self._pid(run)
+        self._instance.report_run_canceling(run)
+        if pid is None or _worker_state(pid) in (None, "Z"):
+            self._instance.report_engine_event("Could not terminate the run: its run worker is not running.", run,
+                                               cls=self.__class__)
+            return False
+        os.kill(pid, signal.SIGINT)  # Dagster's interrupt: the run stops between events and ends CANCELED
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        pid = self._pid(run)
+        if pid is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"run {run.run_id} has no {PID_TAG} tag")
+        if _worker_state(pid) in (None, "Z"):
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker (pid {pid}) is gone")
+        return CheckRunHealthResult(WorkerStatus.RUNNING)
+
+    def dispose(self) -> None:
+        with self._lock:
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
+
+
+def _execute_run(request: str) -> int:
+    """In the forked run worker: what `dagster api execute_run` does with the same arguments."""
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._cli.utils import get_instance_for_cli
+    from dagster._utils.interrupts import capture_interrupts
+
+    args = deserialize_value(request, ExecuteRunArgs)
+    with capture_interrupts(), get_instance_for_cli(instance_ref=args.instance_ref) as instance:
+        return _execute_run_command_body(args.run_id, instance, lambda event: None,
+                                         set_exit_code_on_failure=bool(args.set_exit_code_on_failure))
+
+
+def _serve(preload: Sequence[str]) -> None:
+    """The zygote's loop. It stays single-threaded (nothing it imports starts a thread; checked by
+    the tests), so forking it is safe."""
+    # The kernel reaps finished workers (no zombies to wait for); each worker restores the default.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Ctrl-C on `dagster dev` reaches its whole process group: the running workers stop, while the
+    # zygote waits for the daemon to close its pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    replies = sys.stdout
+    try:
+        for module in preload:
+            importlib.import_module(module)
+    except BaseException as error:  # noqa: BLE001  (any import failure is reported, not raised)
+        traceback.print_exc(file=sys.stderr)
+        replies.write(f"error: {type(error).__name__}: {error}".replace("\n", " ") + "\n")
+        replies.flush()
+        sys.exit(1)
+    replies.write("ready\n")
+    replies.flush()
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # its own children (torchrun) are waited for
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.dup2(2, 1)  # the requests pipe is the zygote's; the worker prints to the daemon's log
+                code = _execute_run(line.strip())
+            except BaseException:  # noqa: BLE001  (a worker must never return into the zygote's loop)
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        replies.write(f"{pid}\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1:])

@@ -1,0 +1,143 @@
+"""WarmRunLauncher (deploy/dagster.yaml's run launcher) with a real instance and real run workers.
+
+Runs are created as the daemon creates them (a code origin naming a module) and launched through
+the launcher; each run worker is a real fork of the warm process, writing to the instance's real
+SQLite storage. The `netassets up` UI test and bench/backfill.py run it under `dagster dev`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.errors import DagsterLaunchFailedError
+from dagster._core.launcher.base import LaunchRunContext, WorkerStatus
+
+from netassets.core.run_launcher import DEFAULT_PRELOAD, PID_TAG, WarmRunLauncher
+from netassets_tests.ops import warm_jobs
+
+MODULE = "netassets_tests.ops.warm_jobs"
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def _write_probe(root: Path, version: int) -> None:
+    package = root / "warm_probe"
+    package.mkdir(exist_ok=True)
+    source = package / "__init__.py"
+    before = source.stat().st_mtime_ns if source.exists() else 0
+    source.write_text(f"VERSION = {version}\n")
+    # an edit within the file system's timestamp resolution must still look like an edit
+    os.utime(source, ns=(max(before + 10**9, time.time_ns()),) * 2)
+
+
+@pytest.fixture
+def warm(tmp_path, monkeypatch):
+    """(instance, launcher) with the probe package importable by the test and by the warm process."""
+    _write_probe(tmp_path, 1)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    launcher = WarmRunLauncher(preload=[MODULE, "dagster._cli.api", "great_expectations", "warm_probe"],
+                               watch=["warm_probe"])
+    with dg.instance_for_test() as instance:
+        launcher.register_instance(instance)
+        yield instance, launcher
+        launcher.dispose()
+
+
+def _launch(instance, launcher, job, run_config=None) -> str:
+    origin = ReconstructableJob.for_module(MODULE, job.name).get_python_origin()
+    run = instance.create_run_for_job(job_def=job, run_config=run_config or {}, job_code_origin=origin)
+    launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    return run.run_id
+
+
+def _wait(instance, run_id: str, statuses, timeout_s: float = 90) -> dg.DagsterRunStatus:
+    deadline = time.monotonic() + timeout_s
+    while (status := instance.get_run_by_id(run_id).status) not in statuses:
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
+        time.sleep(0.1)
+    return status
+
+
+def _probe(instance, launcher, tmp_path: Path, name: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    run_id = _launch(instance, launcher, warm_jobs.probe_job, {"ops": {"report_worker": {"config": {"out": str(out)}}}})
+    assert _wait(instance, run_id, TERMINAL) == dg.DagsterRunStatus.SUCCESS
+    [start] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
+    report = json.loads(out.read_text())
+    assert report["pid"] == start.dagster_event.pid == int(instance.get_run_by_id(run_id).tags[PID_TAG])
+    return report
+
+
+def test_each_run_is_a_fork_of_one_warm_process(warm, tmp_path):
+    instance, launcher = warm
+    first = _probe(instance, launcher, tmp_path, "first")
+    zygote = launcher._zygote.process.pid
+    second = _probe(instance, launcher, tmp_path, "second")
+    assert first["great_expectations_preloaded"] and second["great_expectations_preloaded"]
+    assert first["pid"] != second["pid"] != zygote
+    assert launcher._zygote.process.pid == zygote, "a second run started a second warm process"
+
+
+def test_an_edited_source_file_is_what_the_next_run_runs(warm, tmp_path):
+    instance, launcher = warm
+    assert _probe(instance, launcher, tmp_path, "before")["probe_version"] == 1
+    old = launcher._zygote.process
+    _write_probe(tmp_path, 2)
+    assert _probe(instance, launcher, tmp_path, "after")["probe_version"] == 2
+    assert old.poll() is not None, "the stale warm process was left running"
+
+
+def test_terminate_cancels_the_run(warm):
+    instance, launcher = warm
+    run_id = _launch(instance, launcher, warm_jobs.sleepy_job)
+    _wait(instance, run_id, {dg.DagsterRunStatus.STARTED})
+    assert launcher.check_run_worker_health(instance.get_run_by_id(run_id)).status == WorkerStatus.RUNNING
+    assert launcher.terminate(run_id)
+    assert _wait(instance, run_id, TERMINAL, timeout_s=30) == dg.DagsterRunStatus.CANCELED
+    assert not launcher.terminate(run_id), "a finished run cannot be terminated again"
+
+
+@pytest.mark.fault("SIGKILL of a warm run worker mid-run")
+def test_a_killed_worker_is_reported_failed_to_run_monitoring(warm):
+    instance, launcher = warm
+    run_id = _launch(instance, launcher, warm_jobs.sleepy_job)
+    _wait(instance, run_id, {dg.DagsterRunStatus.STARTED})
+    os.kill(int(instance.get_run_by_id(run_id).tags[PID_TAG]), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (health := launcher.check_run_worker_health(instance.get_run_by_id(run_id))).status != WorkerStatus.FAILED:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.1)
+    assert "is gone" in health.msg
+
+
+def test_a_preload_that_cannot_be_imported_fails_the_launch_naming_it(tmp_path):
+    launcher = WarmRunLauncher(preload=["netassets_no_such_module"], watch=[])
+    with dg.instance_for_test() as instance:
+        launcher.register_instance(instance)
+        with pytest.raises(DagsterLaunchFailedError, match="netassets_no_such_module"):
+            _launch(instance, launcher, warm_jobs.probe_job, {"ops": {"report_worker": {"config": {"out": "x"}}}})
+
+
+def test_the_default_preload_starts_no_thread():
+    """The warm process forks; a thread started by an import would be missing, holding its locks,
+    in every run worker."""
+    probe = textwrap.dedent(f"""
+        import importlib, threading
+        for module in {list(DEFAULT_PRELOAD)!r}:
+            importlib.import_module(module)
+        print(sorted(t.name for t in threading.enumerate()))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GX_ANALYTICS_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['MainThread']"
