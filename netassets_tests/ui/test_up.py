@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Page, expect
 
+from netassets.core.run_launcher import PID_TAG
 from netassets.devserver import TERMINAL
 from netassets.pipelines import all_pipelines, pipeline
 from netassets_tests.ui.conftest import NetassetsUp, command_line, descendants
@@ -347,7 +348,7 @@ def _claimed_by(instance: dg.DagsterInstance, run_id: str) -> bool:
 
 @pytest.mark.fault("SIGKILL of a run worker and its step while the step holds the duckdb pool slot")
 def test_a_killed_run_does_not_keep_the_duckdb_slot(netassets_up: NetassetsUp, instance) -> None:
-    """deploy/dagster.yaml's run_monitoring: the code server marks the run whose worker died as
+    """deploy/dagster.yaml's run_monitoring: the WarmRunLauncher reports the run whose worker died as
     failed, and the daemon frees the slots that finished run still holds, so the next run that
     needs the pool starts instead of waiting for ever."""
     from netassets.lens.sample import write_lens
@@ -367,7 +368,9 @@ def test_a_killed_run_does_not_keep_the_duckdb_slot(netassets_up: NetassetsUp, i
         time.sleep(0.1)
     [start] = instance.all_logs(victim, of_type=dg.DagsterEventType.RUN_START)
     worker = start.dagster_event.pid
-    doomed = {worker: "run worker", **descendants(worker)}  # its forkserver and the step process
+    # deploy/dagster.yaml's WarmRunLauncher forked it: run monitoring asks that launcher about it
+    assert instance.get_run_by_id(victim).tags.get(PID_TAG) == str(worker), instance.get_run_by_id(victim).tags
+    doomed = {worker: "run worker", **descendants(worker)}  # and any process it started
     for pid in doomed:
         os.kill(pid, signal.SIGKILL)
     assert _claimed_by(instance, victim), "the step finished before it was killed"
