@@ -116,8 +116,10 @@ class _Zygote:
 
     def close(self) -> None:
         # Closing stdin ends its loop; the run workers it forked are processes of their own and run on.
-        if self.process.stdin:
+        try:
             self.process.stdin.close()
+        except OSError:  # it had died: the pipe is broken
+            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -173,7 +175,13 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         request = serialize_value(ExecuteRunArgs(job_origin=origin, run_id=run.run_id,
                                                  instance_ref=self._instance.get_ref()))
         with self._lock:
-            pid = self._warm().fork(request)
+            zygote = self._warm()
+            try:
+                pid = zygote.fork(request)
+            except (OSError, DagsterLaunchFailedError):  # it died since it was last asked: one fresh start
+                zygote.close()
+                self._zygote = None
+                pid = self._warm().fork(request)
         self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
 
     def _pid(self, run: DagsterRun) -> int | None:

@@ -141,3 +141,15 @@ def test_the_default_preload_starts_no_thread():
                           env={**os.environ, "GX_ANALYTICS_ENABLED": "false"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "['MainThread']"
+
+
+@pytest.mark.fault("SIGKILL of the warm process between two runs")
+def test_a_dead_warm_process_is_replaced_at_the_next_launch(warm, tmp_path):
+    instance, launcher = warm
+    _probe(instance, launcher, tmp_path, "before")
+    old = launcher._zygote.process
+    old.kill()
+    old.wait()
+    after = _probe(instance, launcher, tmp_path, "after")
+    assert after["great_expectations_preloaded"]
+    assert launcher._zygote.process.pid != old.pid
