@@ -2,8 +2,8 @@
 
 Dagster's code server starts every run worker with multiprocessing "spawn" (hard-coded in
 ``dagster/_grpc/server.py``): each run imports dagster, the code location and, for its checks,
-Great Expectations again, about 3.5 s + 3 s, against 0.7 s of work for a small LENS partition
-(``bench/backfill.py``). This launcher keeps one *zygote* per daemon: a process that has imported
+Great Expectations again: ~2 s to start plus ~3 s of GX import, against 0.5 s of work for a
+small LENS partition (``bench/backfill.py``). This launcher keeps one *zygote* per daemon: a process that has imported
 those modules once and then forks a run worker per run. The worker executes exactly what
 ``dagster api execute_run`` executes (the entry point of Dagster's Docker and Kubernetes launchers),
 so runs, their events, .env injection and interrupts behave as they do under the default launcher.
