@@ -26,7 +26,7 @@ from netassets.core.files import changed_since, file_states
 from netassets.core.partitions import DayPartition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
-from netassets.core.warehouse import DuckDBWarehouse, EmptyPartitionError, PartitionWrite
+from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, DuckDBWarehouse, EmptyPartitionError, PartitionWrite
 from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, MISSING, CleanGroups, clean_groups, clean_groups_table
 from netassets.lens.raw import (
     HOUR_FILE,
@@ -290,7 +290,7 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
         return (warehouse.replace_partition("lens_raw_irtt", where, data=statistics, conn=conn),
                 warehouse.replace_partition("lens_clean_groups", where, data=table, conn=conn))
 
-    raw_write, clean_write = warehouse.run_transaction(write)
+    raw_write, clean_write = warehouse.run_transaction(write, row_group_size=WIDE_ROW_GROUP_SIZE)
     kept = len(day_stamps)
     raw = RawLoad(raw_write, statistics, files, source, kept, int(statistics["lost"].to_numpy().sum()),
                   len(rows.truncated), len(rows.timestamp) - kept, rows.reader, landing_fingerprint)

@@ -45,3 +45,28 @@ def test_a_transaction_commits_several_partition_replaces_together_or_none(wareh
             raise RuntimeError("cleaning failed")
     assert warehouse.query("SELECT value FROM raw_rows").item() == 1.0  # the raw replace rolled back with it
     assert warehouse.query("SELECT value FROM clean_rows").item() == 1.0
+
+
+def test_wide_rows_written_in_small_row_groups_skip_the_wal_and_read_back_the_same(warehouse):
+    """A transaction that fills whole row groups is written straight to the file; one that does
+    not goes through the WAL first (and is written again by the checkpoint on close)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE
+
+    n, points = WIDE_ROW_GROUP_SIZE + 100, 200
+    values = np.random.default_rng(0).random(n * points)
+    offsets = pa.array(np.arange(0, (n + 1) * points, points, dtype=np.int32))
+    rows = pa.table({"day": pa.array([DAY] * n, pa.date32()), "group_id": pa.array(np.arange(n)),
+                     "series": pa.ListArray.from_arrays(offsets, pa.array(values))})
+    wal = warehouse.path.with_name(warehouse.path.name + ".wal")
+    wal_at_commit = {}
+    for row_group_size in (None, WIDE_ROW_GROUP_SIZE):
+        with warehouse.connect(row_group_size=row_group_size) as conn:
+            warehouse.replace_partition("wide", {"day": DAY}, data=rows, conn=conn)
+            wal_at_commit[row_group_size] = wal.stat().st_size if wal.exists() else 0
+        read = warehouse.query("SELECT series FROM wide ORDER BY group_id")["series"]
+        assert np.array_equal(np.concatenate(read.to_list()), values)
+    assert wal_at_commit[None] > values.nbytes  # every value went to the WAL
+    assert wal_at_commit[WIDE_ROW_GROUP_SIZE] < values.nbytes / 100  # only the catalog change did
