@@ -158,7 +158,7 @@ def layouts(root: Path, repeat: int) -> dict:
     from netassets.lens.features import series_matrix
     from netassets.lens.ingest import SCHEMA, clean_partition
 
-    rows = pl.read_csv(_hour_files(root), schema=SCHEMA)
+    rows = pl.read_csv(_hour_files(root), schema=SCHEMA).filter(pl.col("rtt") > 0)
     _, table = clean_partition(DayPartition(DAY, REGION), rows["timestamp"].to_numpy(), rows["rtt"].to_numpy(), 1300)
     where = {"day": DAY, "region": REGION}
 

@@ -23,6 +23,7 @@ Every sample lands in one grid of all the day's groups by a single scatter (a da
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +37,15 @@ TICK_NS = 10_000_000
 HALF_TICK_NS = TICK_NS // 2
 MISSING = -1.0
 MAX_SPAN_TICKS = 86_400 * 100 + 2 * GROUP_POINTS  # a day of 10 ms ticks, plus a group either side
+FILL_BLOCK_ROWS = 512  # rows filled at a time: 6 MB of intermediates, and blocks enough to share out
 
 
 def ticks_10ms(timestamp_ns: np.ndarray) -> np.ndarray:
     """Round nanosecond stamps to 10 ms ticks, half to even."""
     tick = (timestamp_ns + HALF_TICK_NS) // TICK_NS  # half up ...
-    tick -= (tick * TICK_NS - HALF_TICK_NS == timestamp_ns) & (tick % 2 == 1)  # ... exact halves to even
+    odd_exact_half = tick * TICK_NS - HALF_TICK_NS == timestamp_ns
+    odd_exact_half &= (tick & 1).astype(bool)
+    tick -= odd_exact_half  # ... exact halves to even
     return tick
 
 
@@ -63,36 +67,89 @@ def clean_groups(timestamp: np.ndarray, rtt: np.ndarray, min_samples: int) -> Cl
     if len(tick) and np.any(tick[1:] < tick[:-1]):  # rows are usually in time order already
         order = np.argsort(tick, kind="stable")  # stable: a tick's rows stay in file order
         tick, rtt = tick[order], rtt[order]
-    first = np.ones(len(tick), dtype=bool)
-    first[1:] = tick[1:] != tick[:-1]
+    first = np.empty(len(tick), dtype=bool)
+    first[:1] = True
+    np.not_equal(tick[1:], tick[:-1], out=first[1:])
     duplicates = len(tick) - int(np.count_nonzero(first))
     if duplicates:
         tick, rtt = tick[first], rtt[first]
 
-    in_start_second = (tick % GROUP_POINTS >= SLOT_PHASE) & (tick % GROUP_POINTS < SLOT_PHASE + TICKS_PER_SECOND)
-    begin = int(np.argmax(in_start_second)) if len(tick) else 0
-    if not len(tick) or not in_start_second[begin]:
+    begin = _first_in_start_second(tick)
+    if begin is None:
         return CleanGroups(np.empty(0, np.int64), 0, np.empty((0, GROUP_POINTS)), np.empty(0, np.int64), duplicates)
     start_tick = int(tick[begin])
-    offset = tick[begin:] - start_tick  # group * 1500 + slot
+    tick -= start_tick  # in place: a day's ticks are 69 MB
+    offset = tick[begin:]  # group * 1500 + slot, ascending and unique
     if offset[-1] >= MAX_SPAN_TICKS:  # the grid below is sized by the span: refuse before allocating it
         raise ValueError(f"samples span {offset[-1] / 100:.0f} s from the first aligned group; one partition holds a day")
-    grid = np.full((int(offset[-1]) // GROUP_POINTS + 1, GROUP_POINTS), MISSING)
+    n_groups = int(offset[-1]) // GROUP_POINTS + 1
+    n_observed = np.diff(np.searchsorted(offset, np.arange(n_groups + 1) * GROUP_POINTS))
+    grid = np.full((n_groups, GROUP_POINTS), MISSING)
     grid.ravel()[offset] = rtt[begin:]
-    n_observed = np.count_nonzero(grid != MISSING, axis=1)
     kept = n_observed > min_samples
     kept[-1] = False  # the last group with a received sample is cut off by the end of the data
-    return CleanGroups(np.flatnonzero(kept), start_tick, grid[kept], n_observed[kept], duplicates)
+    return CleanGroups(np.flatnonzero(kept), start_tick, _kept_rows(grid, kept), n_observed[kept], duplicates)
+
+
+def _kept_rows(grid: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``grid[kept]`` without a second grid: each run of kept rows moves up in place, in blocks no
+    longer than the distance moved, so no block overlaps the rows it overwrites."""
+    rows = np.flatnonzero(kept)
+    run_starts = rows[np.flatnonzero(np.diff(rows, prepend=-2) != 1)]
+    run_stops = rows[np.flatnonzero(np.diff(rows, append=len(grid) + 1) != 1)] + 1
+    target = 0
+    for start, stop in zip(run_starts.tolist(), run_stops.tolist()):
+        step = start - target
+        if step:
+            for low in range(start, stop, step):
+                high = min(low + step, stop)
+                grid[low - step:high - step] = grid[low:high]
+        target += stop - start
+    return grid[:target]
+
+
+def _first_in_start_second(tick: np.ndarray) -> int | None:
+    """Index of the first tick in second :12, :27, :42 or :57, looked for a block at a time: it is
+    nearly always among the first 1500 samples, and the modulo over a whole day costs 0.1 s."""
+    for low in range(0, len(tick), 4 * GROUP_POINTS):
+        phase = tick[low:low + 4 * GROUP_POINTS] % GROUP_POINTS
+        hits = np.flatnonzero((phase >= SLOT_PHASE) & (phase < SLOT_PHASE + TICKS_PER_SECOND))
+        if len(hits):
+            return low + int(hits[0])
+    return None
+
+
+def _nearest_fill_rows(token: np.ndarray) -> np.ndarray:
+    observed = token != MISSING
+    width = token.shape[1]
+    positions = np.arange(width, dtype=np.int16)  # int16: a quarter of the memory traffic of int64
+    prev = np.where(observed, positions, np.int16(-1))
+    np.maximum.accumulate(prev, axis=1, out=prev)
+    nxt = np.where(observed, positions, np.int16(2 * width))
+    backwards = nxt[:, ::-1]
+    np.minimum.accumulate(backwards, axis=1, out=backwards)
+    take_prev = (prev >= 0) & ((nxt >= width) | (positions - prev <= nxt - positions))
+    return np.take_along_axis(token, np.where(take_prev, prev, nxt), axis=1)
 
 
 def nearest_fill(token: np.ndarray) -> np.ndarray:
-    """Each missing point takes the nearest observed point of its row, a tie going to the previous one."""
-    observed = token != MISSING
-    positions = np.arange(token.shape[1])
-    prev = np.maximum.accumulate(np.where(observed, positions, -1), axis=1)
-    nxt = np.minimum.accumulate(np.where(observed, positions, 2 * token.shape[1])[:, ::-1], axis=1)[:, ::-1]
-    take_prev = (prev >= 0) & ((nxt >= token.shape[1]) | (positions - prev <= nxt - positions))
-    return np.take_along_axis(token, np.where(take_prev, prev, nxt), axis=1)
+    """Each missing point takes the nearest observed point of its row, a tie going to the previous one.
+
+    Rows are independent, so blocks of them are filled on two threads (numpy releases the GIL):
+    0.08 s for a full day against 0.25 s in one thread with int64 indices."""
+    filled = np.empty_like(token)
+    blocks = [(low, min(low + FILL_BLOCK_ROWS, len(token))) for low in range(0, len(token), FILL_BLOCK_ROWS)]
+
+    def fill(block: tuple[int, int]) -> None:
+        filled[block[0]:block[1]] = _nearest_fill_rows(token[block[0]:block[1]])
+
+    if len(blocks) <= 1:
+        for block in blocks:
+            fill(block)
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(fill, blocks))
+    return filled
 
 
 def clean_groups_table(groups: CleanGroups, day: dt.date, region: str, min_samples: int) -> pa.Table:

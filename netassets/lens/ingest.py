@@ -26,7 +26,13 @@ from netassets.core.files import changed_since, file_states
 from netassets.core.partitions import DayPartition
 from netassets.core.settings import landing_dir
 from netassets.core.sql import load_sql
-from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, DuckDBWarehouse, EmptyPartitionError, PartitionWrite
+from netassets.core.warehouse import (
+    WIDE_ROW_GROUP_SIZE,
+    DuckDBWarehouse,
+    EmptyPartitionError,
+    PartitionWrite,
+    in_row_groups,
+)
 from netassets.lens.cleaning import GROUP_POINTS, HALF_TICK_NS, MISSING, CleanGroups, clean_groups, clean_groups_table
 from netassets.lens.raw import (
     HOUR_FILE,
@@ -53,31 +59,45 @@ LATENCY_COLUMNS = ("rtt", "uplink", "downlink")
 
 @dataclass
 class RawRows:
-    """A partition's rows as read, in file order: the two columns cleaning needs, and the rows of
-    each file (uplink and downlink are validated while read, then let go)."""
+    """A partition's rows as read, one array per present file in file order: the two columns
+    cleaning needs (uplink and downlink are validated while read, then let go). Kept per file,
+    not concatenated: the statistics are per file, and cleaning copies only the received rows."""
 
-    timestamp: np.ndarray
-    rtt: np.ndarray
-    file_rows: np.ndarray  # rows read from each present file, in order
+    timestamps: list[np.ndarray]
+    rtts: list[np.ndarray]
     truncated: list[str]  # dropped truncated last lines, as messages
     reader: str  # "polars", or "duckdb" when polars could not read the files cleanly
 
+    def __len__(self) -> int:
+        return sum(len(stamps) for stamps in self.timestamps)
 
-def _polars_read(files: list[Path]) -> list[pl.DataFrame] | None:
-    """The files read by polars (two at a time: each read is mostly single-threaded at this size),
-    or None when any fails or has an empty field: DuckDB then re-reads them to name the line."""
 
-    def read(path: Path) -> pl.DataFrame:
-        return pl.read_csv(path, schema=SCHEMA, has_header=True)
+def _invalid_values(frame: pl.DataFrame) -> int:
+    """Values that are neither the lost marker -1 nor a latency in [0, 10000) ms, and null stamps."""
+    invalid = frame["timestamp"].null_count()
+    for name in LATENCY_COLUMNS:
+        values = frame[name].to_numpy()  # an empty field (DuckDB path only) reads as NaN: invalid too
+        invalid += int(np.count_nonzero(~((values == LOST) | ((values >= 0) & (values < RTT_MAX_MS)))))
+    return invalid
+
+
+def _polars_read(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray, int]] | None:
+    """Each file read by polars: its stamps, its rtt and its count of invalid values (two files at a
+    time: each read is mostly single-threaded at this size), or None when any fails or has an
+    empty field: DuckDB then re-reads them to name the line."""
+
+    def read(path: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+        frame = pl.read_csv(path, schema=SCHEMA, has_header=True)
+        if frame.null_count().sum_horizontal().item():
+            return None
+        return frame["timestamp"].to_numpy(), frame["rtt"].to_numpy(), _invalid_values(frame)
 
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            frames = list(pool.map(read, files))
+            read_files = list(pool.map(read, files))
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    if any(frame.null_count().sum_horizontal().item() for frame in frames):
-        return None
-    return frames
+    return None if any(r is None for r in read_files) else read_files
 
 
 def _duckdb_read(files: list[Path], log: logging.Logger) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
@@ -101,65 +121,66 @@ def _duckdb_read(files: list[Path], log: logging.Logger) -> tuple[pl.DataFrame, 
 def read_rows(partition: DayPartition, files: DayFiles, log: logging.Logger) -> RawRows:
     """Every row of the partition's present hour files; a bad line or value is a LensInputError
     naming the file, the line and the column."""
-    frames = _polars_read(files.present)
-    if frames is not None:
-        truncated, reader = [], "polars"
+    read_files = _polars_read(files.present)
+    if read_files is not None:
+        stamps, rtts, invalid = ([file[i] for file in read_files] for i in range(3))
+        invalid, truncated, reader = sum(invalid), [], "polars"
     else:
         rows, file_rows, truncated = _duckdb_read(files.present, log)
-        frames, reader = [rows], "duckdb"
-    invalid = 0
-    for frame in frames:
-        invalid += frame["timestamp"].null_count()
-        for name in LATENCY_COLUMNS:
-            values = frame[name].to_numpy()  # an empty field (DuckDB path only) reads as NaN: invalid too
-            invalid += int(np.count_nonzero(~((values == LOST) | ((values >= 0) & (values < RTT_MAX_MS)))))
+        split = np.cumsum(file_rows)[:-1]
+        stamps, rtts = np.split(rows["timestamp"].to_numpy(), split), np.split(rows["rtt"].to_numpy(), split)
+        invalid, reader = _invalid_values(rows), "duckdb"
     if invalid:
         raise LensInputError(f"{first_invalid_value(files.present)} ({invalid} such value(s) in {partition.key})")
-    if reader == "polars":
-        file_rows = np.array([len(f) for f in frames], dtype=np.int64)
-    return RawRows(np.concatenate([f["timestamp"].to_numpy() for f in frames]),
-                   np.concatenate([f["rtt"].to_numpy() for f in frames]), file_rows, truncated, reader)
+    return RawRows(stamps, rtts, truncated, reader)
 
 
-def within_day(partition: DayPartition, rows: RawRows, files: DayFiles, log: logging.Logger) -> np.ndarray | None:
-    """Which rows belong to the day, as a mask (None: all of them): a stamp belongs to the day its
-    10 ms tick (half to even) falls in. Day boundaries are even ticks, so that is exactly
-    [start - 5 ms, end - 5 ms)."""
+def within_day(partition: DayPartition, rows: RawRows, files: DayFiles, log: logging.Logger) -> list[np.ndarray] | None:
+    """Which rows of each file belong to the day, as masks (None: all of them): a stamp belongs to
+    the day its 10 ms tick (half to even) falls in. Day boundaries are even ticks, so that is
+    exactly [start - 5 ms, end - 5 ms)."""
     day_start_ns = int(dt.datetime.combine(partition.day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
     low_ns, high_ns = day_start_ns - HALF_TICK_NS, day_start_ns + 86_400 * 10**9 - HALF_TICK_NS
-    stamps = rows.timestamp
-    if not len(stamps) or (low_ns <= stamps.min() and stamps.max() < high_ns):
+    if all(not len(stamps) or (low_ns <= stamps.min() and stamps.max() < high_ns) for stamps in rows.timestamps):
         return None  # the usual day: no stray stamps, no mask to count or apply
-    inside = (stamps >= low_ns) & (stamps < high_ns)
-    outside = len(stamps) - int(np.count_nonzero(inside))
-    share = outside / len(stamps)
-    if outside > MAX_OUTSIDE_DAY_SHARE * len(stamps):
+    inside = [(stamps >= low_ns) & (stamps < high_ns) for stamps in rows.timestamps]
+    total = len(rows)
+    outside = total - sum(int(np.count_nonzero(mask)) for mask in inside)
+    share = outside / total
+    if outside > MAX_OUTSIDE_DAY_SHARE * total:
         misfiled = [p.name for p in files.present if not stamps_within_day(p, partition.day)]
         raise LensInputError(
-            f"lens_raw_irtt {partition.key}: {outside} of {len(stamps)} rows have timestamps "
+            f"lens_raw_irtt {partition.key}: {outside} of {total} rows have timestamps "
             f"outside {partition.day} (files starting or ending outside it: {misfiled}); filed under the wrong date?"
         )
-    far_outside = int(np.count_nonzero((stamps < low_ns - NEAR_MIDNIGHT_NS) | (stamps >= high_ns + NEAR_MIDNIGHT_NS)))
+    far_outside = sum(int(np.count_nonzero((stamps < low_ns - NEAR_MIDNIGHT_NS) | (stamps >= high_ns + NEAR_MIDNIGHT_NS)))
+                      for stamps in rows.timestamps)
     if far_outside or share > WARN_OUTSIDE_DAY_SHARE:
         log.warning(
             "%s: dropped %d of %d rows stamped outside %s (%.3f %%), %d of them more than a minute away "
-            "(a clock reset, or a stamp of 1970?)", partition.key, outside, len(stamps), partition.day, 100 * share,
+            "(a clock reset, or a stamp of 1970?)", partition.key, outside, total, partition.day, 100 * share,
             far_outside)
     return inside
 
 
-def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, inside: np.ndarray | None) -> pa.Table:
+def received_in_day(rows: RawRows, inside: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The stamps and rtt of the day's received packets, in file order: a lost packet (rtt <= 0) is
+    dropped before any cleaning rule, as the seed does."""
+    masks = [rtt > 0 if inside is None else (rtt > 0) & mask
+             for rtt, mask in zip(rows.rtts, inside or [None] * len(rows.rtts))]
+    return (np.concatenate([stamps[mask] for stamps, mask in zip(rows.timestamps, masks)]),
+            np.concatenate([rtt[mask] for rtt, mask in zip(rows.rtts, masks)]))
+
+
+def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, inside: list[np.ndarray] | None) -> pa.Table:
     """lens_raw_irtt's rows: one per hour file that holds rows of the day, with statistics of those
     rows only. A function of the data, not of the files' bytes: a file re-landed with the same rows
     (or with a truncated last line, or a stray stamp more, both dropped) gives the same table. The
     files' states are the materialisation's fingerprint."""
-    bounds = np.concatenate([[0], np.cumsum(rows.file_rows)]).astype(np.int64)
-    stamps, lost_rows = rows.timestamp, rows.rtt <= 0
     table: dict[str, list] = {name: [] for name in (
         "hour", "file", "rows", "lost", "duplicate_stamps", "first_timestamp", "last_timestamp")}
-    for path, start, end in zip(files.present, bounds[:-1], bounds[1:]):
-        kept = slice(None) if inside is None else inside[start:end]
-        own = stamps[start:end][kept]
+    for path, stamps, rtt, kept in zip(files.present, rows.timestamps, rows.rtts, inside or [slice(None)] * len(rows.rtts)):
+        own = stamps[kept]
         if not len(own):
             continue
         # irtt writes in time order: equal neighbours are the duplicates (a sort only when a file is not)
@@ -167,7 +188,7 @@ def file_statistics(partition: DayPartition, files: DayFiles, rows: RawRows, ins
         table["hour"].append(int(HOUR_FILE.match(path.name).group(2)))
         table["file"].append(str(path))
         table["rows"].append(len(own))
-        table["lost"].append(int(np.count_nonzero(lost_rows[start:end][kept])))
+        table["lost"].append(int(np.count_nonzero(rtt[kept] <= 0)))
         table["duplicate_stamps"].append(int(np.count_nonzero(own[1:] == own[:-1])) if ordered
                                          else len(own) - len(np.unique(own)))
         table["first_timestamp"].append(int(own.min()))
@@ -243,9 +264,9 @@ def _create_rows_macro(conn: duckdb.DuckDBPyConnection, root: Path) -> None:
 
 def clean_partition(partition: DayPartition, timestamp: np.ndarray, rtt: np.ndarray,
                     min_samples: int) -> tuple[CleanGroups, pa.Table]:
-    """The day's rows (in file order) -> its kept groups and their lens_clean_groups rows."""
-    received = rtt > 0  # a lost packet is dropped before any cleaning rule, as the seed does
-    groups = clean_groups(timestamp[received], rtt[received], min_samples)
+    """The day's received packets (``received_in_day``) -> its kept groups and their
+    lens_clean_groups rows."""
+    groups = clean_groups(timestamp, rtt, min_samples)
     if len(groups) == 0:
         raise EmptyPartitionError(
             f"lens_clean_groups {partition.key}: no 15 s group has more than {min_samples} observed points"
@@ -279,8 +300,7 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
                              "(still being written?); nothing was stored, retry once the files are complete")
     inside = within_day(partition, rows, files, log)
     statistics = file_statistics(partition, files, rows, inside)
-    day_stamps, day_rtt = (rows.timestamp, rows.rtt) if inside is None else (rows.timestamp[inside], rows.rtt[inside])
-    groups, table = clean_partition(partition, day_stamps, day_rtt, min_samples)
+    groups, table = clean_partition(partition, *received_in_day(rows, inside), min_samples)
     where = {"day": partition.day, "region": partition.other}
 
     def write(conn: duckdb.DuckDBPyConnection) -> tuple[PartitionWrite, PartitionWrite]:
@@ -288,12 +308,12 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
             _drop_old_row_copy(conn, log)
             _create_rows_macro(conn, root)
         return (warehouse.replace_partition("lens_raw_irtt", where, data=statistics, conn=conn),
-                warehouse.replace_partition("lens_clean_groups", where, data=table, conn=conn))
+                warehouse.replace_partition("lens_clean_groups", where, data=in_row_groups(table), conn=conn))
 
     raw_write, clean_write = warehouse.run_transaction(write, row_group_size=WIDE_ROW_GROUP_SIZE)
-    kept = len(day_stamps)
-    raw = RawLoad(raw_write, statistics, files, source, kept, int(statistics["lost"].to_numpy().sum()),
-                  len(rows.truncated), len(rows.timestamp) - kept, rows.reader, landing_fingerprint)
+    in_day = int(statistics["rows"].to_numpy().sum())
+    raw = RawLoad(raw_write, statistics, files, source, in_day, int(statistics["lost"].to_numpy().sum()),
+                  len(rows.truncated), len(rows) - in_day, rows.reader, landing_fingerprint)
     return Ingested(raw, groups, table, clean_write, min_samples)
 
 

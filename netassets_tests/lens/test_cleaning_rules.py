@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from netassets.core.partitions import DayPartition
-from netassets.lens.ingest import clean_partition
+from netassets.lens.ingest import RawRows, clean_partition, received_in_day
 
 DAY = dt.date(2023, 11, 1)
 DAY_START_NS = int(dt.datetime(2023, 11, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9
@@ -63,8 +63,8 @@ def build_raw(
 def clean(warehouse, raw: pl.DataFrame, min_samples: int = 1300) -> pl.DataFrame:
     """lens_ingest's cleaning of the rows, written to the warehouse and read back as a reader sees them."""
     partition = {"day": DAY, "region": "handmade"}
-    _, table = clean_partition(DayPartition(DAY, "handmade"), raw["timestamp"].to_numpy(),
-                               raw["rtt"].to_numpy(), min_samples)
+    rows = RawRows([raw["timestamp"].to_numpy()], [raw["rtt"].to_numpy()], truncated=[], reader="polars")
+    _, table = clean_partition(DayPartition(DAY, "handmade"), *received_in_day(rows, None), min_samples)
     warehouse.replace_partition("lens_clean_groups", partition, data=table)
     return warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
 
@@ -168,6 +168,35 @@ def test_nearest_fill_at_the_ends_of_a_row():
     token = np.array([[MISSING, MISSING, 5.0, 6.0, MISSING]])
     assert nearest_fill(token).tolist() == [[5.0, 5.0, 5.0, 6.0, 6.0]]  # nothing before: the next; after: the previous
 
+
+
+def test_nearest_fill_of_many_rows_in_blocks_matches_a_row_by_row_fill():
+    """More rows than one block, so they are filled on two threads: each row as if alone."""
+    import numpy as np
+
+    from netassets.lens.cleaning import FILL_BLOCK_ROWS, GROUP_POINTS, MISSING, nearest_fill
+
+    rng = np.random.default_rng(3)
+    token = np.where(rng.random((2 * FILL_BLOCK_ROWS + 7, GROUP_POINTS)) < 0.3, MISSING,
+                     rng.uniform(20, 80, (2 * FILL_BLOCK_ROWS + 7, GROUP_POINTS)))
+    token[5, :-1], token[5, -1] = MISSING, 42.0  # one observed point, at the end
+    filled = nearest_fill(token)
+    for row in (0, 5, FILL_BLOCK_ROWS - 1, FILL_BLOCK_ROWS, 2 * FILL_BLOCK_ROWS + 6):
+        observed = np.flatnonzero(token[row] != MISSING)
+        nearest = [observed[np.argmin(np.abs(observed - slot))] for slot in range(GROUP_POINTS)]  # first minimum: the previous on a tie
+        assert np.array_equal(filled[row], token[row, nearest]), row
+
+
+def test_dropped_groups_are_compacted_away_in_place_as_a_boolean_index_would():
+    import numpy as np
+
+    from netassets.lens.cleaning import _kept_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        grid, kept = rng.random((n, 3)), rng.random(n) < rng.random()
+        assert np.array_equal(_kept_rows(grid.copy(), kept), grid[kept]), kept
 
 # ---- one edit each against the seed's rules ---------------------------------------------------
 # The seed's cleaning, step by step as its code does it (own transcription, pandas): drop rtt <= 0;
