@@ -153,7 +153,7 @@ def layouts(root: Path, repeat: int) -> dict:
     import pyarrow.parquet as pq
 
     from netassets.core.partitions import DayPartition
-    from netassets.core.warehouse import DuckDBWarehouse
+    from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, DuckDBWarehouse, in_row_groups
     from netassets.lens.cleaning import GROUP_POINTS
     from netassets.lens.features import series_matrix
     from netassets.lens.ingest import SCHEMA, clean_partition
@@ -169,10 +169,13 @@ def layouts(root: Path, repeat: int) -> dict:
                              pa.FixedSizeListArray.from_arrays(column.values, GROUP_POINTS))
         return t
 
-    def duckdb_layout(fixed: bool):
+    def duckdb_layout(fixed: bool, row_groups: bool = True):
         def write(path: Path) -> None:
             warehouse = DuckDBWarehouse(database=str(path))
-            warehouse.replace_partition("lens_clean_groups", where, data=as_arrays(table) if fixed else table)
+            rows = as_arrays(table) if fixed else table
+            with warehouse.transaction(WIDE_ROW_GROUP_SIZE if row_groups else None) as conn:
+                warehouse.replace_partition("lens_clean_groups", where, data=in_row_groups(rows) if row_groups else rows,
+                                            conn=conn)
             with duckdb.connect(str(path)) as conn:
                 conn.execute("CHECKPOINT")
 
@@ -191,6 +194,7 @@ def layouts(root: Path, repeat: int) -> dict:
         return write, read
 
     candidates = {"duckdb LIST (chosen)": (duckdb_layout(False), "duckdb"),
+                  "duckdb LIST, one batch, default row groups": (duckdb_layout(False, row_groups=False), "duckdb"),
                   "duckdb DOUBLE[1500]": (duckdb_layout(True), "duckdb"),
                   "parquet snappy": (parquet_layout("snappy"), "parquet"),
                   "parquet zstd": (parquet_layout("zstd"), "parquet"),
@@ -284,9 +288,9 @@ def main() -> None:
         print(f"note: group counts differ: netassets {results['netassets']['groups']} vs pandas {results['pandas']['groups']}")
     print(f"\nlens_clean_groups layouts ({layout['groups']} groups; write = partition replace committed, read = the "
           f"nearest fill as a matrix, as lens_group_features reads it)")
-    print(f"{'layout':<22} {'write s':>8} {'read s':>8} {'MB':>6}")
+    print(f"{'layout':<44} {'write s':>8} {'read s':>8} {'MB':>6}")
     for name, r in layout["results"].items():
-        print(f"{name:<22} {r['write_s']:>8.2f} {r['read_s']:>8.2f} {r['mb']:>6.0f}")
+        print(f"{name:<44} {r['write_s']:>8.2f} {r['read_s']:>8.2f} {r['mb']:>6.0f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"hours": args.hours, "repeat": args.repeat, "results": results, **ratios,
                                     "layouts": layout}, indent=2))

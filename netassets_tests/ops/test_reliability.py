@@ -92,8 +92,8 @@ CHILD_KILLED_AFTER_COMMIT = textwrap.dedent(
         # Dagster records the materialisation, a window too short to hit with an outside kill.
         transaction = DuckDBWarehouse.transaction
         @contextmanager
-        def commit_then_die(self):
-            with transaction(self) as conn:
+        def commit_then_die(self, *args, **kwargs):
+            with transaction(self, *args, **kwargs) as conn:
                 yield conn
             os.kill(os.getpid(), signal.SIGKILL)
         DuckDBWarehouse.transaction = commit_then_die
