@@ -1,8 +1,10 @@
-"""The warehouse's partition replace when an asset's newer version writes more columns."""
+"""The warehouse's partition replace: new columns, catalog metadata, transactions, and the
+connection that writes wide rows in small row groups."""
 
 import datetime as dt
 
 import polars as pl
+import pytest
 
 DAY = dt.date(2024, 1, 1)
 
@@ -30,8 +32,6 @@ def test_a_write_reports_the_catalog_metadata_of_the_table(warehouse):
 
 
 def test_a_transaction_commits_several_partition_replaces_together_or_none(warehouse):
-    import pytest
-
     def rows(table: str, value: float) -> pl.DataFrame:
         return pl.DataFrame({"day": [DAY], "region": ["a"], "value": [value]})
 
@@ -53,7 +53,7 @@ def test_wide_rows_written_in_small_row_groups_skip_the_wal_and_read_back_the_sa
     import numpy as np
     import pyarrow as pa
 
-    from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE
+    from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, in_row_groups
 
     n, points = WIDE_ROW_GROUP_SIZE + 100, 200
     values = np.random.default_rng(0).random(n * points)
@@ -64,9 +64,26 @@ def test_wide_rows_written_in_small_row_groups_skip_the_wal_and_read_back_the_sa
     wal_at_commit = {}
     for row_group_size in (None, WIDE_ROW_GROUP_SIZE):
         with warehouse.connect(row_group_size=row_group_size) as conn:
-            warehouse.replace_partition("wide", {"day": DAY}, data=rows, conn=conn)
+            # as lens_ingest writes them: one Arrow batch per row group, inserted in parallel
+            data = rows if row_group_size is None else in_row_groups(rows)
+            warehouse.replace_partition("wide", {"day": DAY}, data=data, conn=conn)
             wal_at_commit[row_group_size] = wal.stat().st_size if wal.exists() else 0
         read = warehouse.query("SELECT series FROM wide ORDER BY group_id")["series"]
         assert np.array_equal(np.concatenate(read.to_list()), values)
     assert wal_at_commit[None] > values.nbytes  # every value went to the WAL
     assert wal_at_commit[WIDE_ROW_GROUP_SIZE] < values.nbytes / 100  # only the catalog change did
+
+
+@pytest.mark.parametrize("name", ["main.duckdb", "memory.duckdb", "temp.duckdb", "it's \"odd\".v2.duckdb"])
+def test_a_transaction_in_small_row_groups_works_whatever_the_file_is_named(tmp_path, name):
+    """The row-group connection attaches the file itself: under the name a plain connection gives
+    it, even where that name is reserved or holds quotes."""
+    from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(database=str(tmp_path / name))
+    with warehouse.transaction(WIDE_ROW_GROUP_SIZE) as conn:
+        written = warehouse.replace_partition("scores", {"day": DAY}, data=pl.DataFrame({"day": [DAY], "score": [1.0]}),
+                                              conn=conn)
+        spill = conn.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    assert written.rows == 1 and spill == f"{warehouse.path}.tmp"
+    assert warehouse.query("SELECT score FROM scores").rows() == [(1.0,)]
