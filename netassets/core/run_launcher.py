@@ -88,9 +88,14 @@ def _worker_state(pid: int) -> str | None:
         return "?"
 
 
+class _WarmProcessGone(DagsterLaunchFailedError):
+    """The warm process died (or closed its pipe) before it answered: worth one fresh start."""
+
+
 class _Zygote:
     """The warm process: started with the preload list, it answers each request line (a
-    serialised ExecuteRunArgs) with the pid of the run worker it forked for it."""
+    serialised ExecuteRunArgs) with the pid of the run worker it forked for it, or with
+    ``refused: <why>`` for a request it cannot read (and forks nothing)."""
 
     def __init__(self, preload: Sequence[str], watch: Sequence[str]):
         self.fingerprint = source_fingerprint(watch)
@@ -107,8 +112,10 @@ class _Zygote:
     def fork(self, request: str) -> int:
         self.process.stdin.write(request + "\n")
         answer = self.process.stdout.readline().strip()
+        if not answer:
+            raise _WarmProcessGone("the warm run-worker process exited before it forked a worker")
         if not answer.isdigit():
-            raise DagsterLaunchFailedError(f"the warm run-worker process did not fork a worker: {answer or 'it exited'}")
+            raise DagsterLaunchFailedError(f"the warm run-worker process did not fork a worker: {answer}")
         return int(answer)
 
     def alive(self) -> bool:
@@ -178,7 +185,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             zygote = self._warm()
             try:
                 pid = zygote.fork(request)
-            except (OSError, DagsterLaunchFailedError):  # it died since it was last asked: one fresh start
+            except (OSError, _WarmProcessGone):  # it died since it was last asked: one fresh start
                 zygote.close()
                 self._zygote = None
                 pid = self._warm().fork(request)
@@ -220,13 +227,12 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 self._zygote = None
 
 
-def _execute_run(request: str) -> int:
+def _execute_run(args: ExecuteRunArgs) -> int:
     """In the forked run worker: what `dagster api execute_run` does with the same arguments."""
     from dagster._cli.api import _execute_run_command_body
     from dagster._cli.utils import get_instance_for_cli
     from dagster._utils.interrupts import capture_interrupts
 
-    args = deserialize_value(request, ExecuteRunArgs)
     with capture_interrupts(), get_instance_for_cli(instance_ref=args.instance_ref) as instance:
         return _execute_run_command_body(args.run_id, instance, lambda event: None,
                                          set_exit_code_on_failure=bool(args.set_exit_code_on_failure))
@@ -252,6 +258,12 @@ def _serve(preload: Sequence[str]) -> None:
     replies.write("ready\n")
     replies.flush()
     for line in sys.stdin:
+        try:  # read before forking: a worker that cannot read its run would leave it STARTING until a timeout
+            args = deserialize_value(line.strip(), ExecuteRunArgs)
+        except Exception as error:  # noqa: BLE001  (any unreadable request is refused, the loop goes on)
+            replies.write(f"refused: {type(error).__name__}: {error}"[:500].replace("\n", " ") + "\n")
+            replies.flush()
+            continue
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -261,7 +273,7 @@ def _serve(preload: Sequence[str]) -> None:
                 devnull = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(devnull, 0)
                 os.dup2(2, 1)  # the requests pipe is the zygote's; the worker prints to the daemon's log
-                code = _execute_run(line.strip())
+                code = _execute_run(args)
             except BaseException:  # noqa: BLE001  (a worker must never return into the zygote's loop)
                 traceback.print_exc()
             finally:

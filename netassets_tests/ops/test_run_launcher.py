@@ -153,3 +153,15 @@ def test_a_dead_warm_process_is_replaced_at_the_next_launch(warm, tmp_path):
     after = _probe(instance, launcher, tmp_path, "after")
     assert after["great_expectations_preloaded"]
     assert launcher._zygote.process.pid != old.pid
+
+
+def test_a_request_the_warm_process_cannot_read_is_refused_at_launch_and_it_serves_on(warm, tmp_path):
+    """Refused before any fork, so the launch fails at once, not the run at the start timeout."""
+    instance, launcher = warm
+    _probe(instance, launcher, tmp_path, "before")
+    zygote = launcher._zygote
+    with pytest.raises(DagsterLaunchFailedError, match="refused: JSONDecodeError"):
+        zygote.fork('{"not json')
+    assert launcher._zygote is zygote and zygote.alive()
+    _probe(instance, launcher, tmp_path, "after")
+    assert launcher._zygote is zygote, "the refusal restarted the warm process"
