@@ -40,7 +40,7 @@ _FIRST_WRITES: dict[int, list[tuple[str, str, list[Any]]]] = {}
 # unless the transaction fills a whole row group (122,880 rows by default): those it writes once,
 # straight to the file. A full LENS day is 5,719 rows of two 1500-point lists, 131 MB, so it went
 # through the WAL; in row groups of 2048 rows, inserted as ``in_row_groups`` batches, it is written
-# once (insert, commit and checkpoint: 0.50 s against 1.31 s, bench.lens_clean's layouts). Only for
+# once (insert, commit and checkpoint: ~0.5 s against ~1.3 s, bench.lens_clean's layouts). Only for
 # the transactions that write wide rows (and the few narrow rows they write beside them): other
 # writes keep the default, whose larger row groups compress and scan better.
 WIDE_ROW_GROUP_SIZE = 2048
