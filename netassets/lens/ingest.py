@@ -123,8 +123,8 @@ def read_rows(partition: DayPartition, files: DayFiles, log: logging.Logger) -> 
     naming the file, the line and the column."""
     read_files = _polars_read(files.present)
     if read_files is not None:
-        stamps, rtts, invalid = ([file[i] for file in read_files] for i in range(3))
-        invalid, truncated, reader = sum(invalid), [], "polars"
+        stamps, rtts = [stamps for stamps, _, _ in read_files], [rtt for _, rtt, _ in read_files]
+        invalid, truncated, reader = sum(count for _, _, count in read_files), [], "polars"
     else:
         rows, file_rows, truncated = _duckdb_read(files.present, log)
         split = np.cumsum(file_rows)[:-1]
