@@ -53,11 +53,11 @@ def _catalog_name(path: Path) -> str:
     return f"{name}_db" if name.lower() in ("main", "temp", "system", "memory") else name
 
 
-def in_row_groups(table: pa.Table, rows: int = WIDE_ROW_GROUP_SIZE) -> pa.Table:
+def in_row_groups(table: pa.Table) -> pa.Table:
     """``table`` as record batches of one row group each (slices, no copy): DuckDB's Arrow scan
     inserts the batches in parallel, each thread writing its own row groups (a full LENS day:
     0.41 s against 0.63 s as one batch)."""
-    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
+    return pa.Table.from_batches(table.to_batches(max_chunksize=WIDE_ROW_GROUP_SIZE), schema=table.schema)
 
 
 class EmptyPartitionError(ValueError):
