@@ -45,3 +45,44 @@ def test_code_location_imports_no_heavy_library(heavy_loaded):
 def test_every_pipeline_has_its_defs_modules(heavy_loaded):
     pipelines = {name.split(".")[2] for name in heavy_loaded if name.count(".") >= 3}
     assert {"lens", "device_load", "dwcp", "traffic", "perfsonar"} <= pipelines, sorted(heavy_loaded)
+
+
+# A check's process: GX imported through netassets, a suite of every kind of expectation that
+# netassets declares validated; then scipy.stats used as any other code would use it.
+CHECKING = """
+import json, sys
+import pandas as pd
+from netassets.core.expectations import gxe, validate_frame
+frame = pd.DataFrame({"a": [1, 2, 3], "b": [0, 1, 2], "c": ["x", "y", "x"]})
+suite = [gxe.ExpectTableRowCountToBeBetween(min_value=1), gxe.ExpectTableRowCountToEqual(value=3),
+         gxe.ExpectTableColumnsToMatchSet(column_set=["a", "b", "c"]),
+         gxe.ExpectColumnValuesToBeBetween(column="a", min_value=0, max_value=3),
+         gxe.ExpectColumnMeanToBeBetween(column="a", min_value=1, max_value=3),
+         gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="a", column_B="b"),
+         gxe.ExpectColumnUniqueValueCountToBeBetween(column="c", min_value=2, max_value=2),
+         gxe.ExpectColumnValuesToBeInSet(column="c", value_set=["x", "y"]),
+         gxe.ExpectColumnValuesToBeUnique(column="a"), gxe.ExpectColumnValuesToNotBeNull(column="c"),
+         gxe.ExpectCompoundColumnsToBeUnique(column_list=["a", "c"])]
+result = validate_frame(frame, suite, "probe")
+stats_loaded_by_gx = "scipy.stats._stats_py" in sys.modules
+import scipy.stats
+print(json.dumps({"success": bool(result.success), "evaluated": len(result.results),
+                  "stats_loaded_by_gx": stats_loaded_by_gx, "norm_cdf_0": float(scipy.stats.norm.cdf(0))}))
+"""
+
+
+def test_checks_import_great_expectations_without_scipy_stats():
+    """GX imports scipy.stats for expectations netassets never runs: deferred, every kind of
+    expectation netassets declares still validates, and scipy.stats still works when used."""
+    done = subprocess.run([sys.executable, "-c", CHECKING], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    assert outcome == {"success": True, "evaluated": 11, "stats_loaded_by_gx": False, "norm_cdf_0": 0.5}
+
+
+def test_scipy_stats_imported_before_gx_is_left_as_it_is():
+    probe = ("import sys, scipy.stats; before = sys.modules['scipy.stats']; "
+             "from netassets.core.expectations import import_great_expectations; import_great_expectations(); "
+             "print(sys.modules['scipy.stats'] is before and type(before).__name__ == 'module')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "True", done.stderr[-3000:]
