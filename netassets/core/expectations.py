@@ -36,7 +36,8 @@ def _defer(name: str) -> None:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, module)
+    if parent:
+        setattr(sys.modules[parent], child, module)
 
 
 def import_great_expectations():
