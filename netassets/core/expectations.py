@@ -20,7 +20,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 _batch_ids = count()
 # Modules GX imports when it is imported but that no netassets expectation runs: scipy.stats
-# (for the KL-divergence and KS-test expectations) is ~0.6 s of the ~2.5 s import that every
+# (for the KL-divergence and KS-test expectations) is 0.5-1 s of the 2.5-3.5 s import that every
 # process that checks pays. Deferred, not dropped: code that does use one gets the real module.
 DEFERRED_BY_GX = ("scipy.stats",)
 
