@@ -184,7 +184,7 @@ def layouts(root: Path, repeat: int) -> dict:
 
     from netassets.core.partitions import DayPartition
     from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, DuckDBWarehouse, in_row_groups
-    from netassets.lens.cleaning import GROUP_POINTS
+    from netassets.lens.cleaning import GROUP_POINTS, observed_mask, token_fill
     from netassets.lens.features import series_matrix
     from netassets.lens.ingest import SCHEMA, clean_partition
 
@@ -193,16 +193,22 @@ def layouts(root: Path, repeat: int) -> dict:
     where = {"day": DAY, "region": REGION}
 
     def as_arrays(t: pa.Table) -> pa.Table:
-        for name in ("rtt_token", "rtt_nearest"):
-            column = t[name].combine_chunks()
-            t = t.set_column(t.schema.get_field_index(name), name,
-                             pa.FixedSizeListArray.from_arrays(column.values, GROUP_POINTS))
-        return t
+        column = t["rtt_nearest"].combine_chunks()
+        return t.set_column(t.schema.get_field_index("rtt_nearest"), "rtt_nearest",
+                            pa.FixedSizeListArray.from_arrays(column.values, GROUP_POINTS))
 
-    def duckdb_layout(fixed: bool, row_groups: bool = True):
+    def both_fills(t: pa.Table) -> pa.Table:
+        """The layout before the bitmap: the token fill as a second list of doubles."""
+        nearest = series_matrix(pl.from_arrow(t["rtt_nearest"]))
+        token = token_fill(nearest, observed_mask(t["rtt_observed"].to_pylist()))
+        offsets = pa.array(np.arange(0, (len(token) + 1) * GROUP_POINTS, GROUP_POINTS, dtype=np.int32))
+        return t.drop_columns(["rtt_observed"]).add_column(
+            t.schema.get_field_index("rtt_nearest"), "rtt_token", pa.ListArray.from_arrays(offsets, pa.array(token.ravel())))
+
+    def duckdb_layout(fixed: bool, row_groups: bool = True, token_list: bool = False):
         def write(path: Path) -> None:
             warehouse = DuckDBWarehouse(database=str(path))
-            rows = as_arrays(table) if fixed else table
+            rows = as_arrays(table) if fixed else both_fills(table) if token_list else table
             with warehouse.transaction(WIDE_ROW_GROUP_SIZE if row_groups else None) as conn:
                 warehouse.replace_partition("lens_clean_groups", where, data=in_row_groups(rows) if row_groups else rows,
                                             conn=conn)
@@ -223,7 +229,8 @@ def layouts(root: Path, repeat: int) -> dict:
             return series_matrix(pl.read_parquet(path, columns=["rtt_nearest"])["rtt_nearest"])
         return write, read
 
-    candidates = {"duckdb LIST (chosen)": (duckdb_layout(False), "duckdb"),
+    candidates = {"duckdb LIST + bitmap (chosen)": (duckdb_layout(False), "duckdb"),
+                  "duckdb LIST, both fills as lists": (duckdb_layout(False, token_list=True), "duckdb"),
                   "duckdb LIST, one batch, default row groups": (duckdb_layout(False, row_groups=False), "duckdb"),
                   "duckdb DOUBLE[1500]": (duckdb_layout(True), "duckdb"),
                   "parquet snappy": (parquet_layout("snappy"), "parquet"),

@@ -13,8 +13,14 @@ dbt_like_sql/lens/lens_clean_input.sql selects them. The rules, each as the seed
    :12.5, or whose packet at :12.000 was lost, starts its grid there. group = (tick - start) // 1500;
 3. the last group that holds a received sample is dropped (the end of the data cuts it off);
    groups need MORE than ``min_samples`` received points of 1500;
-4. each kept group is laid on its 1500-point grid: ``rtt_token`` fills gaps with -1,
-   ``rtt_nearest`` with the nearest received point, a tie going to the previous one.
+4. each kept group is laid on its 1500-point grid: the token fill marks gaps with -1, the
+   nearest fill takes the nearest received point, a tie going to the previous one.
+
+lens_clean_groups stores the nearest fill (``rtt_nearest``) and which points were received
+(``rtt_observed``, one bit a point, first point in the high bit of the first byte, as DuckDB's
+BIT type numbers them); the token fill is the nearest fill where observed and -1 elsewhere
+(``token_fill``; in SQL, ``lens_rtt_token(rtt_nearest, rtt_observed)``). Storing both fills as
+doubles wrote every received value twice: one list column instead of two halves the write.
 
 Every sample lands in one grid of all the day's groups by a single scatter (a day is at most
 5,761 groups, 69 MB), so grouping, counting and the token fill need no sort or group-by.
@@ -23,6 +29,7 @@ Every sample lands in one grid of all the day's groups by a single scatter (a da
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -152,12 +159,29 @@ def nearest_fill(token: np.ndarray) -> np.ndarray:
     return filled
 
 
+def observed_bits(token: np.ndarray) -> pa.BinaryArray:
+    """Each row's received points as a bitmap, one BLOB a row (188 bytes for 1500 points)."""
+    packed = np.packbits(token != MISSING, axis=1)
+    offsets = np.arange(0, (len(packed) + 1) * packed.shape[1], packed.shape[1], dtype=np.int32)
+    return pa.Array.from_buffers(pa.binary(), len(packed), [None, pa.py_buffer(offsets), pa.py_buffer(packed.tobytes())])
+
+
+def observed_mask(bitmaps: Sequence[bytes | None], points: int = GROUP_POINTS) -> np.ndarray:
+    """``rtt_observed`` values -> a (rows, points) bool matrix of the first ``points`` points."""
+    if len(bitmaps) == 0:
+        return np.zeros((0, points), dtype=bool)
+    packed = np.frombuffer(b"".join(bitmaps), dtype=np.uint8).reshape(len(bitmaps), -1)
+    return np.unpackbits(packed, axis=1, count=points).astype(bool)
+
+
+def token_fill(nearest: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """The seed's token fill, from what lens_clean_groups stores: received values, -1 in the gaps."""
+    return np.where(observed, nearest, MISSING)
+
+
 def clean_groups_table(groups: CleanGroups, day: dt.date, region: str, min_samples: int) -> pa.Table:
     n = len(groups)
-
-    def as_lists(grid: np.ndarray) -> pa.ListArray:
-        offsets = pa.array(np.arange(0, (n + 1) * GROUP_POINTS, GROUP_POINTS, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(grid).ravel()))
+    offsets = pa.array(np.arange(0, (n + 1) * GROUP_POINTS, GROUP_POINTS, dtype=np.int32))
 
     return pa.table(
         {
@@ -167,7 +191,7 @@ def clean_groups_table(groups: CleanGroups, day: dt.date, region: str, min_sampl
             "group_start": pa.array((groups.start_tick + groups.group_id * GROUP_POINTS) * TICK_US, pa.timestamp("us")),
             "n_observed": pa.array(groups.n_observed, pa.int16()),
             "min_samples": pa.array(np.full(n, min_samples), pa.int16()),
-            "rtt_token": as_lists(groups.token),
-            "rtt_nearest": as_lists(nearest_fill(groups.token)),
+            "rtt_nearest": pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(nearest_fill(groups.token)).ravel())),
+            "rtt_observed": observed_bits(groups.token),
         }
     )

@@ -267,9 +267,29 @@ def _drop_old_row_copy(conn: duckdb.DuckDBPyConnection, log: logging.Logger) -> 
         conn.execute("DROP TABLE lens_raw_irtt")
 
 
-def _create_rows_macro(conn: duckdb.DuckDBPyConnection, root: Path) -> None:
+def _store_token_as_bitmap(conn: duckdb.DuckDBPyConnection, log: logging.Logger) -> None:
+    """Warehouses written before the bitmap hold the token fill as a second list of doubles; it
+    becomes the bitmap of received points (every partition, in this transaction)."""
+    columns = {row[0] for row in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'lens_clean_groups'").fetchall()}
+    if "rtt_token" not in columns:
+        return
+    log.warning("lens_clean_groups stores the token fill as a list (an older netassets); replacing it by the bitmap "
+                "rtt_observed in every partition (the token fill is lens_rtt_token(rtt_nearest, rtt_observed))")
+    # A new table rather than ALTER + UPDATE: DuckDB refuses to commit rows written to a table
+    # altered in the same transaction.
+    conn.execute("""
+        CREATE OR REPLACE TABLE lens_clean_groups AS
+        SELECT * EXCLUDE (rtt_token), CAST(CAST(
+            array_to_string(list_transform(rtt_token, x -> CASE WHEN x <> -1 THEN '1' ELSE '0' END), '')
+            || repeat('0', (8 - len(rtt_token) % 8) % 8) AS BIT) AS BLOB) AS rtt_observed
+        FROM lens_clean_groups""")
+
+
+def _create_macros(conn: duckdb.DuckDBPyConnection, root: Path) -> None:
     literal = "'" + str(root.resolve()).replace("'", "''") + "'"
     conn.execute(load_sql("lens", "lens_raw_irtt_rows").replace("$root", literal))
+    conn.execute(load_sql("lens", "lens_rtt_token"))
 
 
 def clean_partition(partition: DayPartition, timestamp: np.ndarray, rtt: np.ndarray,
@@ -316,7 +336,8 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
     def write(conn: duckdb.DuckDBPyConnection) -> tuple[PartitionWrite, PartitionWrite]:
         if warehouse.lake_settings() is None:  # DuckLake catalogs hold no macros
             _drop_old_row_copy(conn, log)
-            _create_rows_macro(conn, root)
+            _store_token_as_bitmap(conn, log)
+            _create_macros(conn, root)
         return (warehouse.replace_partition("lens_raw_irtt", where, data=statistics, conn=conn),
                 warehouse.replace_partition("lens_clean_groups", where, data=in_row_groups(table), conn=conn))
 

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from netassets.lens.config import CONTEXT_POINTS, MONITORS, TrainConfig  # noqa: F401  (re-exported)
+from netassets.lens.cleaning import observed_mask, token_fill
 from netassets.lens.features import feature_matrix, series_matrix
 
 if TYPE_CHECKING:  # the torchrun worker imports this module: keep dagster, DuckDB and sklearn out of it
@@ -78,11 +79,11 @@ def load_classifier_data(warehouse: DuckDBWarehouse, gmm: GmmModel, channels: st
     lens_gmm followed by lens_patchtst in one run never trains on stale clusters.
     """
     columns = channel_columns(channels)
-    slices = ", ".join(f"c.{col}[1:{CONTEXT_POINTS}] AS {col}" for col in columns)
     feature_cols = ", ".join(f"f.{name}" for name in gmm.features)
     frame = warehouse.query(
         f"""
-        SELECT c.day, c.region, c.group_id, {slices}, {feature_cols}
+        SELECT c.day, c.region, c.group_id, c.rtt_nearest[1:{CONTEXT_POINTS}] AS rtt_nearest, c.rtt_observed,
+               {feature_cols}
         FROM lens_clean_groups c
         JOIN lens_group_features f USING (day, region, group_id)
         ORDER BY c.day, c.region, c.group_id
@@ -91,7 +92,10 @@ def load_classifier_data(warehouse: DuckDBWarehouse, gmm: GmmModel, channels: st
     if frame.is_empty():
         raise ValueError("no LENS groups with features in the warehouse: materialise lens_group_features first")
     labels, _ = gmm.predict(feature_matrix(frame, gmm.features))
-    inputs = np.stack([series_matrix(frame[col], CONTEXT_POINTS) for col in columns], axis=-1).astype(np.float32)
+    nearest = series_matrix(frame["rtt_nearest"], CONTEXT_POINTS)
+    series = {"rtt_nearest": nearest,
+              "rtt_token": token_fill(nearest, observed_mask(frame["rtt_observed"].to_list(), CONTEXT_POINTS))}
+    inputs = np.stack([series[col] for col in columns], axis=-1).astype(np.float32)
     return ClassifierData(frame.select("day", "region", "group_id").with_columns(cluster=labels), inputs, labels)
 
 

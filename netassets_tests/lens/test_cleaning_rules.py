@@ -9,6 +9,8 @@ import polars as pl
 import pytest
 
 from netassets.core.partitions import DayPartition
+from netassets.lens.cleaning import observed_mask, token_fill
+from netassets.lens.features import series_matrix
 from netassets.lens.ingest import RawRows, clean_partition, received_in_day
 
 DAY = dt.date(2023, 11, 1)
@@ -66,7 +68,9 @@ def clean(warehouse, raw: pl.DataFrame, min_samples: int = 1300) -> pl.DataFrame
     rows = RawRows([raw["timestamp"].to_numpy()], [raw["rtt"].to_numpy()], truncated=[], reader="polars")
     _, table = clean_partition(DayPartition(DAY, "handmade"), *received_in_day(rows, None), min_samples)
     warehouse.replace_partition("lens_clean_groups", partition, data=table)
-    return warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
+    groups = warehouse.read_partition("lens_clean_groups", partition, order_by="group_id")
+    token = token_fill(series_matrix(groups["rtt_nearest"]), observed_mask(groups["rtt_observed"].to_list()))
+    return groups.with_columns(rtt_token=pl.Series(list(token)))
 
 
 # group 0: 10 single gap; 20-21 gap of two; 30-32 gap of three (31 is a tie); last point missing.

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
 from netassets.core.metadata import shown_float
+from netassets.lens.cleaning import GROUP_POINTS, nearest_fill, observed_mask, token_fill
+from netassets.lens.features import series_matrix
 from netassets_tests.lens.conftest import DAY, LOW_RATE_CONFIG, lens_metadata, materialize_lens
 
 KEY = f"{DAY.isoformat()}|chicago"
@@ -58,6 +62,40 @@ def test_a_warehouse_holding_a_copy_of_the_raw_rows_drops_it(low_rate_root, ware
     assert result.success
     assert "rtt" not in warehouse.query("SELECT * FROM lens_raw_irtt").columns
     assert any("held a copy of the raw rows" in str(e.message) for e in instance.all_logs(result.run_id))
+
+
+def test_a_warehouse_holding_the_token_fill_as_a_list_gets_the_bitmap(low_rate_root, warehouse, instance):
+    """Older netassets stored the token fill as a second list of doubles; the first ingest after
+    the upgrade turns every partition's into the bitmap, and the token fill reads back the same."""
+    rng = np.random.default_rng(7)
+    token = np.where(rng.random((3, GROUP_POINTS)) < 0.1, -1.0, rng.uniform(20, 80, (3, GROUP_POINTS)))
+    nearest = nearest_fill(token)
+    warehouse.replace_partition("lens_clean_groups", {"day": DAY, "region": "ottawa"}, data=pl.DataFrame({
+        "day": [DAY] * 3, "region": ["ottawa"] * 3, "group_id": [0, 1, 2],
+        "group_start": [dt.datetime(2023, 11, 1, 0, 0, 12 + 15 * i) for i in range(3)],
+        "n_observed": pl.Series((token != -1).sum(axis=1), dtype=pl.Int16), "min_samples": pl.Series([1300] * 3, dtype=pl.Int16),
+        "rtt_token": list(token), "rtt_nearest": list(nearest)}))
+    result = materialize_lens(warehouse, instance, KEY, run_config=LOW_RATE_CONFIG)
+    assert result.success
+    assert any("stores the token fill as a list" in str(e.message) for e in instance.all_logs(result.run_id))
+    old = warehouse.query("SELECT * FROM lens_clean_groups WHERE region = 'ottawa' ORDER BY group_id")
+    assert "rtt_token" not in old.columns
+    np.testing.assert_array_equal(series_matrix(old["rtt_nearest"]), nearest)
+    np.testing.assert_array_equal(token_fill(series_matrix(old["rtt_nearest"]), observed_mask(old["rtt_observed"].to_list())),
+                                  token)
+    new = warehouse.query("SELECT rtt_observed FROM lens_clean_groups WHERE region = 'chicago'")
+    assert new.height > 0 and {len(b) for b in new["rtt_observed"].to_list()} == {(GROUP_POINTS + 7) // 8}
+
+
+def test_sql_token_fill_matches_the_one_cleaning_made(low_rate_root, warehouse, instance):
+    assert materialize_lens(warehouse, instance, KEY, run_config=LOW_RATE_CONFIG).success
+    groups = warehouse.query("SELECT rtt_nearest, rtt_observed, n_observed, "
+                             "lens_rtt_token(rtt_nearest, rtt_observed) AS rtt_token FROM lens_clean_groups")
+    token = series_matrix(groups["rtt_token"])
+    np.testing.assert_array_equal(
+        token, token_fill(series_matrix(groups["rtt_nearest"]), observed_mask(groups["rtt_observed"].to_list())))
+    np.testing.assert_array_equal((token != -1).sum(axis=1), groups["n_observed"].to_numpy())
+    np.testing.assert_array_equal(nearest_fill(token), series_matrix(groups["rtt_nearest"]))
 
 
 def test_rematerialising_gives_the_same_rows(low_rate_root, warehouse, instance):

@@ -136,7 +136,7 @@ def test_duplicate_timestamps_are_counted_and_cleaned_first_wins(root, warehouse
     result = materialize(warehouse, instance)
     assert result.success  # a handful of duplicates is within the raw check's tolerance
     assert lens_metadata(result, "lens_clean_groups")["duplicate_ticks_dropped"].value == 3
-    worst = warehouse.query("SELECT max(list_max(rtt_token)) FROM lens_clean_groups").item()
+    worst = warehouse.query("SELECT max(list_max(lens_rtt_token(rtt_nearest, rtt_observed))) FROM lens_clean_groups").item()
     assert worst < 999.0  # the later duplicates lost to the first stamps
 
 

@@ -50,8 +50,9 @@ class LensCleanConfig(dg.Config):
                                  "file with rows of the day (rows, lost, duplicates, first and last stamp); the raw rows stay in "
                                  "the files, queried with lens_raw_irtt_rows(day, region)."),
         dg.AssetSpec(LENS_CLEAN, group_name="lens", kinds={"duckdb", "numpy"}, deps=[LENS_RAW],
-                     description="Seed-faithful cleaning: one row per kept 15 s group, token (-1) and nearest fills "
-                                 "on a 1500-point grid."),
+                     description="Seed-faithful cleaning: one row per kept 15 s group on a 1500-point grid: the nearest "
+                                 "fill (rtt_nearest) and a bitmap of the received points (rtt_observed); the seed's "
+                                 "token fill (-1 in the gaps) is lens_rtt_token(rtt_nearest, rtt_observed)."),
     ],
     check_specs=[LENS_RAW_GX, LENS_CLEAN_GX],
     partitions_def=PIPELINE.partitions,
