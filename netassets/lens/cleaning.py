@@ -166,7 +166,7 @@ def observed_bits(token: np.ndarray) -> pa.BinaryArray:
     return pa.Array.from_buffers(pa.binary(), len(packed), [None, pa.py_buffer(offsets), pa.py_buffer(packed.tobytes())])
 
 
-def observed_mask(bitmaps: Sequence[bytes | None], points: int = GROUP_POINTS) -> np.ndarray:
+def observed_mask(bitmaps: Sequence[bytes], points: int = GROUP_POINTS) -> np.ndarray:
     """``rtt_observed`` values -> a (rows, points) bool matrix of the first ``points`` points."""
     if len(bitmaps) == 0:
         return np.zeros((0, points), dtype=bool)
