@@ -12,8 +12,9 @@ method's alone), and reports the median:
              file, with both GX suites evaluated in the step (the in-process executor, as the
              CLI runs it). The process has imported the code location before the clock starts,
              as a run worker has; Great Expectations is imported by the step, inside the clock
-  warm       the same, with GX imported before the clock: the cost per partition once a process
-             has checked one (a second partition of a run, a benchmark loop)
+  warm       the same, with GX imported before the clock, as in a run forked by the warm launcher
+             (its first validation still sets GX up: a process that has checked a partition
+             before pays about 0.8 s less again)
   dagster    the same dg.materialize of a step with lens_ingest's assets and checks that does no
              work (it yields the two materialisations and two passed checks): what Dagster's own
              run bookkeeping costs, the part of the netassets figures that no ingest code can remove
