@@ -93,9 +93,13 @@ def load_classifier_data(warehouse: DuckDBWarehouse, gmm: GmmModel, channels: st
         raise ValueError("no LENS groups with features in the warehouse: materialise lens_group_features first")
     labels, _ = gmm.predict(feature_matrix(frame, gmm.features))
     nearest = series_matrix(frame["rtt_nearest"], CONTEXT_POINTS)
-    series = {"rtt_nearest": nearest,
-              "rtt_token": token_fill(nearest, observed_mask(frame["rtt_observed"].to_list(), CONTEXT_POINTS))}
-    inputs = np.stack([series[col] for col in columns], axis=-1).astype(np.float32)
+
+    def channel(column: str) -> np.ndarray:
+        if column == "rtt_nearest":
+            return nearest
+        return token_fill(nearest, observed_mask(frame["rtt_observed"].to_list(), CONTEXT_POINTS))
+
+    inputs = np.stack([channel(col) for col in columns], axis=-1).astype(np.float32)
     return ClassifierData(frame.select("day", "region", "group_id").with_columns(cluster=labels), inputs, labels)
 
 
