@@ -305,11 +305,28 @@ def clean_partition(partition: DayPartition, timestamp: np.ndarray, rtt: np.ndar
     return groups, clean_groups_table(groups, partition.day, partition.other, min_samples)
 
 
-def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_samples: int,
-                     log: logging.Logger) -> Ingested:
-    """Read the partition's hour files once; validate, count and clean the same arrays; then
-    replace both tables' partition in one transaction (retried from the start on a DuckLake
-    write conflict)."""
+@dataclass
+class Prepared:
+    """A partition read, validated and cleaned in memory: everything lens_ingest writes, and the
+    arrays its checks validate, before the warehouse is touched."""
+
+    partition: DayPartition
+    root: Path
+    source: Path  # the partition's folder under root
+    files: DayFiles
+    landing_fingerprint: str
+    rows_read: int
+    truncated_lines: int
+    reader: str
+    statistics: pa.Table
+    groups: CleanGroups
+    table: pa.Table
+    min_samples: int
+
+
+def prepare_partition(partition: DayPartition, min_samples: int, log: logging.Logger) -> Prepared:
+    """Read the partition's hour files once; validate, count and clean the same arrays. A bad file
+    or an empty partition raises here, before anything is written."""
     root = landing_dir("lens")
     source = root / partition.other / partition.day.isoformat()
     files = day_files(root, partition.other, partition.day)
@@ -331,6 +348,14 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
     inside = within_day(partition, rows, files, log)
     statistics = file_statistics(partition, files, rows, inside)
     groups, table = clean_partition(partition, *received_in_day(rows, inside), min_samples)
+    return Prepared(partition, root, source, files, landing_fingerprint, len(rows), len(rows.truncated), rows.reader,
+                    statistics, groups, table, min_samples)
+
+
+def write_partition(warehouse: DuckDBWarehouse, prepared: Prepared, log: logging.Logger) -> Ingested:
+    """Replace both tables' partition in one transaction (retried from the start on a DuckLake
+    write conflict)."""
+    partition, root, statistics = prepared.partition, prepared.root, prepared.statistics
     where = {"day": partition.day, "region": partition.other}
 
     def write(conn: duckdb.DuckDBPyConnection) -> tuple[PartitionWrite, PartitionWrite]:
@@ -339,13 +364,14 @@ def ingest_partition(warehouse: DuckDBWarehouse, partition: DayPartition, min_sa
             _store_token_as_bitmap(conn, log)
             _create_macros(conn, root)
         return (warehouse.replace_partition("lens_raw_irtt", where, data=statistics, conn=conn),
-                warehouse.replace_partition("lens_clean_groups", where, data=in_row_groups(table), conn=conn))
+                warehouse.replace_partition("lens_clean_groups", where, data=in_row_groups(prepared.table), conn=conn))
 
     raw_write, clean_write = warehouse.run_transaction(write, row_group_size=WIDE_ROW_GROUP_SIZE)
     in_day = int(statistics["rows"].to_numpy().sum())
-    raw = RawLoad(raw_write, statistics, files, source, in_day, int(statistics["lost"].to_numpy().sum()),
-                  len(rows.truncated), len(rows) - in_day, rows.reader, landing_fingerprint)
-    return Ingested(raw, groups, table, clean_write, min_samples)
+    raw = RawLoad(raw_write, statistics, prepared.files, prepared.source, in_day,
+                  int(statistics["lost"].to_numpy().sum()), prepared.truncated_lines, prepared.rows_read - in_day,
+                  prepared.reader, prepared.landing_fingerprint)
+    return Ingested(raw, prepared.groups, prepared.table, clean_write, prepared.min_samples)
 
 
 def clean_group_summary(groups: CleanGroups, table: pa.Table) -> dict[str, np.ndarray]:

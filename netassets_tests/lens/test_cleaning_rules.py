@@ -154,6 +154,22 @@ def test_rounding_is_exact_near_half_ticks():
     assert (np.rint(stamps / TICK_NS).astype(np.int64) != expected).any()  # the float shortcut really is wrong here
 
 
+def test_rounding_in_blocks_matches_pandas_across_block_boundaries():
+    # A day's stamps are rounded in blocks on two threads: every block, and each stamp either
+    # side of a boundary, must round as the whole array does in pandas.
+    import numpy as np
+    import pandas as pd
+
+    from netassets.lens.cleaning import TICK_BLOCK, ticks_10ms
+
+    rng = np.random.default_rng(3)
+    stamps = DAY_START_NS + rng.integers(0, 86_400 * 10**9, 5 * TICK_BLOCK + 123)
+    stamps[::7] = stamps[::7] // TICK_NS * TICK_NS + TICK_NS // 2  # exact half ticks, odd and even
+    stamps[TICK_BLOCK - 2:TICK_BLOCK + 2] = DAY_START_NS + TICK_NS * np.arange(4) + TICK_NS // 2
+    expected = pd.Series(pd.to_datetime(stamps, unit="ns")).dt.round("10ms").astype("int64").to_numpy() // TICK_NS
+    assert (ticks_10ms(stamps) == expected).all()
+
+
 def test_samples_spanning_more_than_a_day_are_refused_before_the_grid_is_sized():
     import numpy as np
 

@@ -61,40 +61,45 @@ class LensCleanConfig(dg.Config):
 def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, warehouse: DuckDBWarehouse):
     """Raw file statistics and clean groups of a partition in one transaction: after any failure
     (bad file, no group, a kill) both tables still describe the same files, the previous ones.
-    The two GX suites run here, on aggregates of the arrays just written (blocking downstream)."""
+    The two GX suites run in this step, on aggregates of the arrays it writes (blocking
+    downstream), on a worker thread that overlaps them, and GX's import, with the reading and
+    the write."""
     import pandas as pd
 
-    from netassets.core.expectations import gx_step_check
+    from netassets.core.expectations import StepChecks, gx_step_check
     from netassets.lens import quality
-    from netassets.lens.ingest import clean_group_summary, ingest_partition
+    from netassets.lens.ingest import clean_group_summary, prepare_partition, write_partition
 
     partition = context_partition(context, PIPELINE.dimension)
-    done = ingest_partition(warehouse, partition, config.min_samples, context.log)
-    raw = done.raw
-    yield dg.MaterializeResult(asset_key=LENS_RAW, metadata=shown({
-        **raw.metadata,
-        "raw_rows_sql": dg.MetadataValue.text(
-            f"SELECT * FROM lens_raw_irtt_rows(DATE '{partition.day}', '{partition.other}')"),
-        "reader": raw.reader,
-        "lost_packet_share": raw.lost_packet_share,
-        "hour_files": len(raw.files.present),
-        "missing_hours": dg.MetadataValue.json(raw.files.missing_hours),
-        "empty_files": dg.MetadataValue.json([p.name for p in raw.files.empty]),
-        "truncated_lines_dropped": raw.truncated_lines,
-        "rows_outside_day_dropped": raw.rows_outside_day,
-        LANDING_FINGERPRINT: raw.fingerprint,
-        "source": dg.MetadataValue.path(str(raw.source)),
-    }))
-    yield dg.MaterializeResult(asset_key=LENS_CLEAN, metadata=shown({
-        **done.clean.metadata,
-        "mean_fill_share": done.mean_fill_share,
-        "duplicate_ticks_dropped": done.duplicate_ticks,
-        "min_samples": done.min_samples,
-    }))
-    yield gx_step_check(LENS_RAW_GX, quality.raw_file_frame(raw.statistics), quality.raw_file_expectations(),
-                        partition.key)
-    yield gx_step_check(LENS_CLEAN_GX, pd.DataFrame(clean_group_summary(done.groups, done.table)),
-                        quality.clean_group_expectations(), partition.key)
+    with StepChecks() as checks:
+        prepared = prepare_partition(partition, config.min_samples, context.log)
+        checks.submit(lambda: gx_step_check(LENS_RAW_GX, quality.raw_file_frame(prepared.statistics),
+                                            quality.raw_file_expectations(), partition.key))
+        checks.submit(lambda: gx_step_check(LENS_CLEAN_GX, pd.DataFrame(clean_group_summary(prepared.groups, prepared.table)),
+                                            quality.clean_group_expectations(), partition.key))
+        done = write_partition(warehouse, prepared, context.log)
+        raw = done.raw
+        yield dg.MaterializeResult(asset_key=LENS_RAW, metadata=shown({
+            **raw.metadata,
+            "raw_rows_sql": dg.MetadataValue.text(
+                f"SELECT * FROM lens_raw_irtt_rows(DATE '{partition.day}', '{partition.other}')"),
+            "reader": raw.reader,
+            "lost_packet_share": raw.lost_packet_share,
+            "hour_files": len(raw.files.present),
+            "missing_hours": dg.MetadataValue.json(raw.files.missing_hours),
+            "empty_files": dg.MetadataValue.json([p.name for p in raw.files.empty]),
+            "truncated_lines_dropped": raw.truncated_lines,
+            "rows_outside_day_dropped": raw.rows_outside_day,
+            LANDING_FINGERPRINT: raw.fingerprint,
+            "source": dg.MetadataValue.path(str(raw.source)),
+        }))
+        yield dg.MaterializeResult(asset_key=LENS_CLEAN, metadata=shown({
+            **done.clean.metadata,
+            "mean_fill_share": done.mean_fill_share,
+            "duplicate_ticks_dropped": done.duplicate_ticks,
+            "min_samples": done.min_samples,
+        }))
+        yield from checks.results()
 
 
 @dg.asset(
