@@ -51,18 +51,8 @@ def test_every_pipeline_has_its_defs_modules(heavy_loaded):
 # netassets declares validated; then scipy.stats used as any other code would use it.
 CHECKING = """
 import json, sys
-import pandas as pd
-from netassets.core.expectations import gxe, validate_frame
-frame = pd.DataFrame({"a": [1, 2, 3], "b": [0, 1, 2], "c": ["x", "y", "x"]})
-suite = [gxe.ExpectTableRowCountToBeBetween(min_value=1), gxe.ExpectTableRowCountToEqual(value=3),
-         gxe.ExpectTableColumnsToMatchSet(column_set=["a", "b", "c"]),
-         gxe.ExpectColumnValuesToBeBetween(column="a", min_value=0, max_value=3),
-         gxe.ExpectColumnMeanToBeBetween(column="a", min_value=1, max_value=3),
-         gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="a", column_B="b"),
-         gxe.ExpectColumnUniqueValueCountToBeBetween(column="c", min_value=2, max_value=2),
-         gxe.ExpectColumnValuesToBeInSet(column="c", value_set=["x", "y"]),
-         gxe.ExpectColumnValuesToBeUnique(column="a"), gxe.ExpectColumnValuesToNotBeNull(column="c"),
-         gxe.ExpectCompoundColumnsToBeUnique(column_list=["a", "c"])]
+from netassets.core.expectations import every_kind_suite, validate_frame
+frame, suite = every_kind_suite()
 result = validate_frame(frame, suite, "probe")
 stats_loaded_by_gx = "scipy.stats._stats_py" in sys.modules
 import scipy.stats
@@ -86,3 +76,18 @@ def test_scipy_stats_imported_before_gx_is_left_as_it_is():
              "print(sys.modules['scipy.stats'] is before and type(before).__name__ == 'module')")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split()[-1] == "True", done.stderr[-3000:]
+
+
+def test_the_warm_up_suite_has_every_kind_of_expectation_netassets_declares():
+    """The warm process validates every_kind_suite once so that no run pays GX's first use of a kind:
+    it must hold every kind the pipelines declare (gxe.<Kind> anywhere in the package)."""
+    import re
+    from pathlib import Path
+
+    import netassets
+    from netassets.core.expectations import every_kind_suite
+
+    sources = Path(netassets.__file__).parent.rglob("*.py")
+    declared = {kind for path in sources for kind in re.findall(r"gxe\.(Expect\w+)", path.read_text())}
+    _, suite = every_kind_suite()
+    assert declared and declared == {type(expectation).__name__ for expectation in suite}

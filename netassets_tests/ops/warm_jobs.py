@@ -16,9 +16,11 @@ class ProbeConfig(dg.Config):
 def report_worker(config: ProbeConfig) -> None:
     import warm_probe  # a package the test writes and edits in a temporary folder
 
+    preloaded = getattr(sys.modules["__main__"], "PRELOADED", None)  # the warm process's, inherited by its fork
     with open(config.out, "w") as f:
         json.dump({"pid": os.getpid(), "great_expectations_preloaded": "great_expectations" in sys.modules,
-                   "probe_version": warm_probe.VERSION}, f)
+                   "probe_version": warm_probe.VERSION,
+                   "imported_after_fork": None if preloaded is None else sorted(set(sys.modules) - preloaded)}, f)
 
 
 @dg.op
