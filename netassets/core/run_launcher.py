@@ -13,6 +13,9 @@ so runs, their events, .env injection and interrupts behave as they do under the
 - The run worker's pid is a run tag: run monitoring asks whether it is alive (a SIGKILLed worker
   fails its run and frees its pool slots), and termination sends it SIGINT, the interrupt Dagster's
   own code server sends.
+- Its workers retry a blocked pool claim after 0.1 s, not Dagster's 1 s, and sleep rather than
+  spin until then (``claim_pool_slots_promptly``): a backfill's next run takes the warehouse slot
+  as soon as the previous step lets it go.
 - One machine only: the run worker is a local process of the daemon's interpreter. Deployments
   whose runs start elsewhere keep Dagster's launchers (deploy/dagster_postgres.yaml).
 
@@ -33,6 +36,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -262,6 +266,30 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 self._zygote = None
 
 
+# Dagster 1.13's executor retries a step's blocked pool claim 1 s later (then 1.1 s, 1.21 s, ...)
+# and, until then, is told to sleep min(0, ...) <= 0 seconds: it spins (dagster-io/dagster#20367,
+# closed unmerged). A LENS ingest step holds the warehouse's one slot ~0.3 s, so the run queued
+# behind it (deploy/dagster.yaml's op_granularity_run_buffer) found the slot free ~0.7 s before it
+# asked again. The run workers forked here retry first after 0.1 s, growing as Dagster's retries
+# grow, and sleep until then.
+POOL_CLAIM_FIRST_RETRY_S = 0.1
+
+
+def claim_pool_slots_promptly() -> None:
+    """In this process, blocked pool claims are retried from POOL_CLAIM_FIRST_RETRY_S and the
+    executor sleeps, not spins, until the next retry."""
+    from dagster._core.execution.plan import instance_concurrency_context as claims
+
+    claims.INITIAL_INTERVAL_VALUE = POOL_CLAIM_FIRST_RETRY_S
+
+    def interval_to_next_pending_claim_check(self) -> float:
+        if not self._pending_claims:
+            return 0.0
+        return max(0.0, min(self._pending_timeouts.values(), default=0.0) - time.time())
+
+    claims.InstanceConcurrencyContext.interval_to_next_pending_claim_check = interval_to_next_pending_claim_check
+
+
 def _execute_run(args: ExecuteRunArgs) -> int:
     """In the forked run worker: what `dagster api execute_run` does with the same arguments."""
     from dagster._cli.api import _execute_run_command_body
@@ -289,6 +317,7 @@ def _serve(entries: Sequence[str]) -> None:
         replies.write(f"error: {type(error).__name__}: {error}".replace("\n", " ") + "\n")
         replies.flush()
         sys.exit(1)
+    claim_pool_slots_promptly()
     global PRELOADED
     PRELOADED = frozenset(sys.modules)
     replies.write("ready\n")

@@ -189,3 +189,30 @@ def test_a_request_the_warm_process_cannot_read_is_refused_at_launch_and_it_serv
     assert launcher._zygote is zygote and zygote.alive()
     _probe(instance, launcher, tmp_path, "after")
     assert launcher._zygote is zygote, "the refusal restarted the warm process"
+
+
+def test_a_run_worker_retries_a_blocked_pool_claim_promptly_and_sleeps_until_then():
+    """Dagster's own retry of a blocked pool claim starts at 1 s, and its executor spins until then;
+    the warm launcher's workers retry from 0.1 s (growing as Dagster's do) and sleep. Run in a fresh
+    interpreter: the change is made to Dagster's classes in the process that forks the workers."""
+    probe = textwrap.dedent("""
+        import json, time
+        from dagster._core.execution.plan import instance_concurrency_context as claims
+        before = [claims._calculate_timeout_interval(None, n) for n in range(3)]
+        from netassets.core.run_launcher import claim_pool_slots_promptly
+        claim_pool_slots_promptly()
+        after = [claims._calculate_timeout_interval(None, n) for n in range(3)]
+        context = object.__new__(claims.InstanceConcurrencyContext)
+        context._pending_claims, context._pending_timeouts = {"step"}, {"step": time.time() + 0.5}
+        waiting = context.interval_to_next_pending_claim_check()
+        context._pending_timeouts = {"step": time.time() - 0.5}
+        overdue = context.interval_to_next_pending_claim_check()
+        print(json.dumps({"before": before, "after": after, "waiting": waiting, "overdue": overdue}))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["before"][0] == 1  # Dagster's: a second before the first retry (if this changes, so may the fix)
+    assert [round(x, 3) for x in outcome["after"]] == [0.1, 0.2, 0.31]
+    assert 0.3 < outcome["waiting"] <= 0.5  # sleeps until the next retry instead of returning <= 0
+    assert outcome["overdue"] == 0.0
