@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,9 +334,11 @@ class Prepared:
     min_samples: int
 
 
-def prepare_partition(partition: DayPartition, min_samples: int, log: logging.Logger) -> Prepared:
+def prepare_partition(partition: DayPartition, min_samples: int, log: logging.Logger,
+                      counted: Callable[[pa.Table], None] = lambda statistics: None) -> Prepared:
     """Read the partition's hour files once; validate, count and clean the same arrays. A bad file
-    or an empty partition raises here, before anything is written."""
+    or an empty partition raises here, before anything is written. ``counted(statistics)`` is
+    called with lens_raw_irtt's rows as soon as they exist, before the cleaning."""
     root = landing_dir("lens")
     source = root / partition.other / partition.day.isoformat()
     files = day_files(root, partition.other, partition.day)
@@ -356,6 +359,7 @@ def prepare_partition(partition: DayPartition, min_samples: int, log: logging.Lo
                              "(still being written?); nothing was stored, retry once the files are complete")
     inside = within_day(partition, rows, files, log)
     statistics = file_statistics(partition, files, rows, inside)
+    counted(statistics)
     groups, table = clean_partition(partition, *received_in_day(rows, inside), min_samples)
     return Prepared(partition, root, source, files, landing_fingerprint, len(rows), len(rows.truncated), rows.reader,
                     statistics, groups, table, min_samples)

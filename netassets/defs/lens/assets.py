@@ -62,8 +62,8 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
     """Raw file statistics and clean groups of a partition in one transaction: after any failure
     (bad file, no group, a kill) both tables still describe the same files, the previous ones.
     The two GX suites run in this step, on aggregates of the arrays it writes (blocking
-    downstream), on a worker thread that overlaps them, and GX's import, with the reading and
-    the write."""
+    downstream), on a worker thread that overlaps them, and GX's import, with the step's work:
+    the raw files' suite while the groups are cleaned, the groups' suite while they are written."""
     import pandas as pd
 
     from netassets.core.expectations import StepChecks, gx_step_check
@@ -72,9 +72,11 @@ def lens_ingest(context: dg.AssetExecutionContext, config: LensCleanConfig, ware
 
     partition = context_partition(context, PIPELINE.dimension)
     with StepChecks() as checks:
-        prepared = prepare_partition(partition, config.min_samples, context.log)
-        checks.submit(lambda: gx_step_check(LENS_RAW_GX, quality.raw_file_frame(prepared.statistics),
-                                            quality.raw_file_expectations(), partition.key))
+        def check_raw_files(statistics) -> None:
+            checks.submit(lambda: gx_step_check(LENS_RAW_GX, quality.raw_file_frame(statistics),
+                                                quality.raw_file_expectations(), partition.key))
+
+        prepared = prepare_partition(partition, config.min_samples, context.log, counted=check_raw_files)
         checks.submit(lambda: gx_step_check(LENS_CLEAN_GX, pd.DataFrame(clean_group_summary(prepared.groups, prepared.table)),
                                             quality.clean_group_expectations(), partition.key))
         done = write_partition(warehouse, prepared, context.log)
