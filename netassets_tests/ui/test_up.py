@@ -199,11 +199,19 @@ def open_materialize_dialog(page: Page, url: str, days: str, region: str):
     button = page.get_by_role("button", name=re.compile("Materialize"))
     expect(button.first).to_be_enabled()
     button.first.click()
-    # lens_ingest writes lens_raw_irtt too: the UI says so and asks to confirm
+    # lens_ingest writes lens_raw_irtt too: the UI says so and asks to confirm. A Confirm clicked
+    # while the button is still loading the launch data can be lost (seen once in a full run, the
+    # confirmation still up a minute later): confirm until the partition dialog opens.
     expect(page.get_by_text("lens_raw_irtt").first).to_be_visible()
-    page.get_by_role("button", name="Confirm").click()
     dialog = page.get_by_role("dialog")
     day = dialog.get_by_placeholder(re.compile("^ex: "))
+    deadline = time.monotonic() + 60
+    while not day.is_visible():
+        assert time.monotonic() < deadline, "the partition dialog did not open after Confirm"
+        confirm = page.get_by_role("button", name="Confirm")
+        if confirm.is_visible():
+            confirm.click()
+        page.wait_for_timeout(1000)
     day.fill(days)
     day.press("Enter")
     dialog.get_by_text("Select a partition or create one").click()
