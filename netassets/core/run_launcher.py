@@ -15,7 +15,8 @@ so runs, their events, .env injection and interrupts behave as they do under the
   own code server sends.
 - Its workers retry a blocked pool claim after 0.1 s, not Dagster's 1 s, and sleep rather than
   spin until then (``claim_pool_slots_promptly``): a backfill's next run takes the warehouse slot
-  as soon as the previous step lets it go.
+  as soon as the previous step lets it go. They check their storages' schema revisions against
+  migration scripts loaded once (``load_migration_scripts_once``).
 - One machine only: the run worker is a local process of the daemon's interpreter. Deployments
   whose runs start elsewhere keep Dagster's launchers (deploy/dagster_postgres.yaml).
 
@@ -290,6 +291,32 @@ def claim_pool_slots_promptly() -> None:
     claims.InstanceConcurrencyContext.interval_to_next_pending_claim_check = interval_to_next_pending_claim_check
 
 
+def load_migration_scripts_once() -> None:
+    """Dagster checks each SQLite storage's schema revision when a run worker makes its instance,
+    and again for the run's own event-log file, each time loading alembic's ~40 migration scripts
+    afresh (~25 ms a check). Its one lookup of them (``check_alembic_revision``, through
+    ``dagster._core.storage.sql``'s name ``ScriptDirectory``) is given scripts loaded once, here,
+    in the process that forks the workers. Stamping and migrating still load their own."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage import sql
+
+    loaded: dict[str, ScriptDirectory] = {}
+
+    class LoadedScripts:
+        @staticmethod
+        def from_config(config: Config) -> ScriptDirectory:
+            location = config.get_main_option("script_location")
+            if location not in loaded:
+                loaded[location] = ScriptDirectory.from_config(config)
+            return loaded[location]
+
+    sql.ScriptDirectory = LoadedScripts
+    config = Config()
+    config.set_main_option("script_location", sql.ALEMBIC_SCRIPTS_LOCATION)
+    LoadedScripts.from_config(config).as_revision_number("head")  # reads every revision now
+
+
 def _execute_run(args: ExecuteRunArgs) -> int:
     """In the forked run worker: what `dagster api execute_run` does with the same arguments."""
     from dagster._cli.api import _execute_run_command_body
@@ -318,6 +345,7 @@ def _serve(entries: Sequence[str]) -> None:
         replies.flush()
         sys.exit(1)
     claim_pool_slots_promptly()
+    load_migration_scripts_once()
     global PRELOADED
     PRELOADED = frozenset(sys.modules)
     replies.write("ready\n")

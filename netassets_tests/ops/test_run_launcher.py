@@ -216,3 +216,31 @@ def test_a_run_worker_retries_a_blocked_pool_claim_promptly_and_sleeps_until_the
     assert [round(x, 3) for x in outcome["after"]] == [0.1, 0.2, 0.31]
     assert 0.3 < outcome["waiting"] <= 0.5  # sleeps until the next retry instead of returning <= 0
     assert outcome["overdue"] == 0.0
+
+
+def test_schema_revisions_are_checked_against_scripts_loaded_once():
+    """The warm process loads alembic's migration scripts once for Dagster's revision checks: the
+    same scripts object every time, the same head as a fresh load, and a real instance still
+    opens (its storages check their revisions through it). In a fresh interpreter, as the change
+    is made to Dagster's module in the process that forks the workers."""
+    probe = textwrap.dedent("""
+        import json
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+        import dagster as dg
+        from dagster._core.storage import sql
+        config = Config()
+        config.set_main_option("script_location", sql.ALEMBIC_SCRIPTS_LOCATION)
+        fresh_head = ScriptDirectory.from_config(config).as_revision_number("head")
+        from netassets.core.run_launcher import load_migration_scripts_once
+        load_migration_scripts_once()
+        first, second = sql.ScriptDirectory.from_config(config), sql.ScriptDirectory.from_config(config)
+        with dg.instance_for_test() as instance:
+            run = instance.create_run_for_job(job_def=dg.GraphDefinition(name="noop").to_job(), run_config={})
+            opened = instance.get_run_by_id(run.run_id) is not None
+        print(json.dumps({"same": first is second, "head_matches": first.as_revision_number("head") == fresh_head,
+                          "opened": opened}))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "head_matches": True, "opened": True}
