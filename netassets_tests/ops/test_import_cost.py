@@ -87,7 +87,11 @@ def test_the_warm_up_suite_has_every_kind_of_expectation_netassets_declares():
     import netassets
     from netassets.core.expectations import every_kind_suite
 
-    sources = Path(netassets.__file__).parent.rglob("*.py")
+    import netassets.core.expectations
+
+    # the pipelines' own declarations: not the module that holds the warm-up suite itself
+    sources = [path for path in Path(netassets.__file__).parent.rglob("*.py")
+               if path != Path(netassets.core.expectations.__file__)]
     declared = {kind for path in sources for kind in re.findall(r"gxe\.(Expect\w+)", path.read_text())}
     _, suite = every_kind_suite()
     assert declared and declared == {type(expectation).__name__ for expectation in suite}
