@@ -1,4 +1,4 @@
-"""Flows parsed once: the old (stdlib json) reader vs the new (orjson) one writing the packet
+"""Flows parsed once: the old (stdlib json) reader vs the new (simdjson) one writing the packet
 cache, and a training epoch's data pass over the cache vs re-parsing the text, on one
 generated seed-format file, all in the same run.
 
@@ -8,7 +8,8 @@ generated seed-format file, all in the same run.
 Steps, each in its own process so its peak RSS is its own:
 - old parser:  ``readers.index_files`` (mmap, line byte offsets, one flow at a time) with the
   previous per-flow parser, stdlib ``json`` (``readers._parse_csv_line_stdlib``): the reference;
-- new parser: the same scan with orjson per flow (stdlib only for a flow orjson refuses);
+- new parser: the same scan with simdjson per flow, straight into doubles (stdlib only for a
+  flow simdjson refuses);
 - new parser + cache: ``readers.index_files(..., cache=...)`` as ``traffic_flows`` runs it,
   also writing (and fsyncing) the binary packet cache;
 - epoch, re-parse text: every indexed flow read once in a shuffled order through the old
@@ -107,8 +108,8 @@ def whole(path: Path, work: Path) -> dict:
     return {"flows": len(flows), "packets": sum(len(f) for f in flows)}
 
 
-STEPS = {"old parser (stdlib json)": old_parser, "new parser (orjson)": new_parser,
-         "new parser (orjson) + cache": new_parser_cache,
+STEPS = {"old parser (stdlib json)": old_parser, "new parser (simdjson)": new_parser,
+         "new parser (simdjson) + cache": new_parser_cache,
          "epoch: re-parse text (old)": epoch_reparse, "epoch: cache (mmap)": epoch_cache,
          "whole (read_bytes + json)": whole}
 
@@ -180,7 +181,7 @@ def main() -> None:
     counts = {(r["flows"], r["packets"]) for r in rows.values()}
     if len(counts) != 1:
         raise SystemExit(f"steps disagree on flows/packets: {rows}")
-    old, new, new_cache = rows["old parser (stdlib json)"], rows["new parser (orjson)"], rows["new parser (orjson) + cache"]
+    old, new, new_cache = rows["old parser (stdlib json)"], rows["new parser (simdjson)"], rows["new parser (simdjson) + cache"]
     reparse, cached = rows["epoch: re-parse text (old)"], rows["epoch: cache (mmap)"]
     if reparse["checksum"] != cached["checksum"]:
         raise SystemExit(f"the cache epoch read other values than the text: {reparse['checksum']} vs {cached['checksum']}")

@@ -1,4 +1,4 @@
-"""Flows parsed once: the orjson reader equals the stdlib one, traffic_flows' packet cache holds
+"""Flows parsed once: the fast readers (simdjson, orjson) equal the stdlib one, traffic_flows' packet cache holds
 exactly the parsed packets, a changed landing file invalidates it, training never parses text in
 an epoch, and parsing plus caching a large file keeps memory bounded."""
 
@@ -47,12 +47,43 @@ def test_fast_parser_equals_stdlib_parser_on_sample_data(landing):
 
 def test_fast_parser_refusals_keep_the_stdlib_messages():
     for raw in (b"[1,NaN]", b"[1,2],[Infinity,0]", b"[1,1" + b"0" * 400 + b"]", b"[1,2],[3]", b"1,2", b"[1,null]",
-                b'[1,"x"]', b"[\xff]", b"[1,\x00]", b"[]"):
+                b'[1,"x"]', b"[\xff]", b"[1,\x00]", b"[]",
+                # what simdjson's flattening buffer would accept: nested arrays, the same total of values
+                b"[1,[2],3],[4,5,6]", b"[[1],[2]],[3,4]", b"[1,2],[3,4,5],[6]", b"[1,[]],[2,3]", b"[1,2],[]",
+                # numbers and tokens simdjson refuses or reads otherwise than the stdlib does
+                b"[1e400,0]", b"[-1e400,0]", b"[01,2]", b"[1,2] x", b'[1,"[2]"]', b"[1,2],[3,4],", b"[1.,2]",
+                b"[.5,2]"):
         with pytest.raises(readers.BadFlowError) as fast:
             readers._parse_csv_line(raw)
         with pytest.raises(readers.BadFlowError) as old:
             readers._parse_csv_line_stdlib(raw)
         assert (fast.value.reason, str(fast.value)) == (old.value.reason, str(old.value))
+
+
+def test_fast_parser_reads_edge_numbers_as_the_stdlib_does():
+    """Integers beyond 2**53 (rounded to nearest), at the 64-bit limits, negative zero,
+    underflow to zero, exponents: simdjson's doubles equal Python's float() bit for bit."""
+    for raw in (b"[9007199254740993,-9007199254740993],[18446744073709551615,-9223372036854775808]",
+                b"[-0.0,1E-400],[2.2250738585072014e-308,4.9e-324]", b"[1.7976931348623157e308,-1e-7]",
+                b"[0.1,0.30000000000000004],[123456789.123456789e-3,7]", b" [ 1 , 2 ] , [3,4] "):
+        fast, old = readers._parse_csv_line(raw), readers._parse_csv_line_stdlib(raw)
+        assert readers._simdjson_rows(raw) is not None  # the fast path itself read it
+        assert fast.tobytes() == old.tobytes() and fast.shape == old.shape
+    # integers beyond 64 bits and booleans: simdjson refuses them, the stdlib path reads them as before
+    for raw in (b"[18446744073709551616,0]", b"[-9223372036854775809,0]", b"[1,true],[0,false]"):
+        assert readers._simdjson_rows(raw) is None
+        np.testing.assert_array_equal(readers._parse_csv_line(raw), readers._parse_csv_line_stdlib(raw))
+
+
+def test_fast_parser_keeps_one_parser_per_thread(landing):
+    """simdjson's parser is not thread-safe: flows read on several threads at once still equal
+    the stdlib parser's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = [line for path in sorted(landing.rglob("*.csv")) for line in path.read_bytes().splitlines() if line]
+    with ThreadPoolExecutor(4) as pool:
+        for raw, fast in zip(lines * 4, pool.map(readers._parse_csv_line, lines * 4)):
+            np.testing.assert_array_equal(fast, readers._parse_csv_line_stdlib(raw))
 
 
 def test_cache_round_trip_equals_the_parsed_packets(landing, netassets_home):
