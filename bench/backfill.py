@@ -10,13 +10,15 @@ other, each into its own DuckDB file:
   direct       in this process: the lens_ingest body called directly with a built context (its
                GX suites included); no runs, no event log
   materialize  in this process: dg.materialize of lens_ingest per partition (in-process executor,
-               a temporary sqlite instance: run + event log, no subprocesses)
+               a temporary sqlite instance with deploy/dagster.yaml's compute-log manager: run +
+               event log + captured output, no subprocesses)
   backfill     `dagster dev` (the repository's deploy/dagster.yaml, at most --max-runs runs at once) and a
                multi-run asset backfill through GraphQL: the daemon submits one run per partition;
                each run worker is a fork of the WarmRunLauncher's warm process (code location and
                Great Expectations already imported) and runs its step in process
   backfill_default  the same with Dagster's default run launcher (the baseline): the code server
-               spawns each run worker, which imports netassets.definitions and GX afresh
+               spawns each run worker, which imports netassets.definitions and GX afresh (the
+               rest of deploy/dagster.yaml, its compute-log manager included, as for backfill)
 
 Reports seconds per partition: wall / N (request to the backfill marked done); for the backfills
 also the wall from the first run's creation to the last run's end (the runs themselves, without
@@ -114,6 +116,7 @@ def method_direct(home: Path, keys: list[str]) -> dict:
 def method_materialize(home: Path, keys: list[str]) -> dict:
     import dagster as dg
 
+    from netassets.core.settings import instance_setting
     from netassets.core.warehouse import DuckDBWarehouse
     from netassets.defs.lens.assets import lens_ingest
 
@@ -122,7 +125,7 @@ def method_materialize(home: Path, keys: list[str]) -> dict:
         "ops": {"lens_ingest": {"config": {"min_samples": MIN_SAMPLES}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides={"compute_logs": instance_setting("compute_logs")}) as instance:
         pipeline("lens").register(instance, [REGION])
         start = time.perf_counter()
         for key in keys:

@@ -10,11 +10,14 @@ method's alone), and reports the median:
   parse      polars `read_csv` of the four columns into memory: a real parse, nothing else
   netassets  dg.materialize of lens_ingest: lens_raw_irtt + lens_clean_groups into a fresh DuckDB
              file, with both GX suites evaluated in the step (the in-process executor, as the
-             CLI runs it). The process has imported the code location before the clock starts,
-             as a run worker has; Great Expectations is imported inside the clock, by the step's
-             check worker thread while the step reads and cleans
+             CLI runs it), on a fresh instance with deploy/dagster.yaml's compute-log manager (as
+             `netassets demo` and a DAGSTER_HOME set up from that file run). The process has
+             imported the code location before the clock starts, as a run worker has; Great
+             Expectations is imported inside the clock, by the step's check worker thread while
+             the step reads and cleans
   warm       the same, in a process prepared as the warm launcher prepares the process it forks
-             run workers from: GX imported and warmed up by one validation before the clock
+             run workers from (``run_launcher.prepare_warm_process``): GX imported and warmed up
+             by one validation, Dagster's run path imported, its two in-process fixes applied
   dagster    the same dg.materialize of a step with lens_ingest's assets and checks that does no
              work (it yields the two materialisations and two passed checks): what Dagster's own
              run bookkeeping costs, the part of the netassets figures that no ingest code can remove
@@ -76,9 +79,9 @@ def method_parse(root: Path) -> dict:
 
 
 def method_warm(root: Path) -> dict:
-    from netassets.core.expectations import warm_up
+    from netassets.core.run_launcher import DEFAULT_PRELOAD, prepare_warm_process
 
-    warm_up()  # what the warm launcher's process does before it forks a run's worker
+    prepare_warm_process(DEFAULT_PRELOAD)  # what the warm launcher's process does before it forks a run's worker
     return method_netassets(root)
 
 
@@ -91,13 +94,14 @@ def _materialize(root: Path, step) -> tuple[float, float, "dg.ExecuteInProcessRe
 
     os.environ["NETASSETS_LENS_ROOT"] = str(root)
     import netassets.definitions  # noqa: F401  (what a run worker has loaded before a step starts)
+    from netassets.core.settings import instance_setting
     from netassets.core.warehouse import DuckDBWarehouse
     from netassets.pipelines import pipeline
 
     database = root / "bench.duckdb"
     database.unlink(missing_ok=True)
     warehouse = DuckDBWarehouse(database=str(database))
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides={"compute_logs": instance_setting("compute_logs")}) as instance:
         pipeline("lens").register(instance, [REGION])
         start = time.perf_counter()
         result = dg.materialize([step], partition_key=f"{DAY.isoformat()}|{REGION}",

@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests write landing files and tick a sensor at once; the settle interval has its own tests.
 os.environ.setdefault("NETASSETS_LANDING_SETTLE_SECONDS", "0")
 
-from netassets.core.settings import SHARED_DATA_DIR  # noqa: E402
+from netassets.core.settings import SHARED_DATA_DIR, instance_setting  # noqa: E402
 from netassets.core.warehouse import DuckDBWarehouse  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def warehouse(netassets_home: Path) -> DuckDBWarehouse:
 
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
-    with dg.instance_for_test() as inst:
+    with dg.instance_for_test(overrides={"compute_logs": instance_setting("compute_logs")}) as inst:
         yield inst
 
 

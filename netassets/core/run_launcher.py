@@ -317,6 +317,15 @@ def load_migration_scripts_once() -> None:
     LoadedScripts.from_config(config).as_revision_number("head")  # reads every revision now
 
 
+def prepare_warm_process(entries: Sequence[str]) -> None:
+    """What the warm process does before it forks its first run worker: preload ``entries``,
+    and the two in-process fixes of Dagster's run path above (``bench.lens_clean``'s warm process
+    is prepared by this too)."""
+    preload(entries)
+    claim_pool_slots_promptly()
+    load_migration_scripts_once()
+
+
 def _execute_run(args: ExecuteRunArgs) -> int:
     """In the forked run worker: what `dagster api execute_run` does with the same arguments."""
     from dagster._cli.api import _execute_run_command_body
@@ -338,14 +347,12 @@ def _serve(entries: Sequence[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = sys.stdout
     try:
-        preload(entries)
+        prepare_warm_process(entries)
     except BaseException as error:  # noqa: BLE001  (any import failure is reported, not raised)
         traceback.print_exc(file=sys.stderr)
         replies.write(f"error: {type(error).__name__}: {error}".replace("\n", " ") + "\n")
         replies.flush()
         sys.exit(1)
-    claim_pool_slots_promptly()
-    load_migration_scripts_once()
     global PRELOADED
     PRELOADED = frozenset(sys.modules)
     replies.write("ready\n")

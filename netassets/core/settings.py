@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 HOME_ENV = "NETASSETS_HOME"
 # NETASSETS_<PIPELINE>_ROOT moves one pipeline's landing folder, e.g. NETASSETS_LENS_ROOT to
@@ -34,6 +35,14 @@ SQL_DIR = Path(os.environ.get("NETASSETS_SQL_DIR", REPO_ROOT / "dbt_like_sql"))
 SHARED_DATA_DIR = Path(os.environ.get("NETASSETS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def instance_setting(section: str) -> Any:
+    """One section of INSTANCE_SETTINGS (``compute_logs``, ...), for instances made in code
+    (``dg.instance_for_test(overrides=...)`` in tests and benchmarks) to run as deployments do."""
+    import yaml
+
+    return yaml.safe_load(INSTANCE_SETTINGS.read_text())[section]
 
 
 def netassets_home() -> Path:
