@@ -6,10 +6,12 @@ GX's statistics land in the check's metadata, which the UI shows on the asset's 
 """
 
 
+import importlib
 import importlib.util
 import os
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -22,26 +24,61 @@ import pandas as pd
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 _batch_ids = count()
-# Modules GX imports when it is imported but that no netassets expectation runs: scipy.stats
-# (for the KL-divergence and KS-test expectations) is 0.5-1 s of the 2.5-3.5 s import that every
-# process that checks pays. Deferred, not dropped: code that does use one gets the real module.
-DEFERRED_BY_GX = ("scipy.stats",)
+# Modules GX imports when it is imported but that no netassets expectation runs: scipy.stats (for
+# the KL-divergence and KS-test expectations; 0.5-1 s of a 2.5-3.5 s import on a slower machine)
+# and altair with narwhals (charts only the KL-divergence expectation draws; ~0.1 s of ~1.1 s on
+# a faster one). Every process that checks pays the import. Deferred, not dropped: code that does
+# use one gets the real module.
+DEFERRED_BY_GX = ("scipy.stats", "altair")
+
+
+class _Deferred(types.ModuleType):
+    """Stands in ``sys.modules`` (and on its parent package) for a module until one of its
+    attributes is first read; then the real module is imported, replaces it, and answers.
+
+    Not importlib's LazyLoader: on Python 3.11 a plain ``import altair`` reads the module's
+    ``__spec__``, which makes a LazyLoader module load itself at once. The stand-in holds the
+    real ``__spec__`` (not initialising), so ``import`` hands it over untouched. No lock of its
+    own: two threads reading it first at once both import the module, and Python's import lock
+    makes the second wait for the first's module."""
+
+    def __getattr__(self, attribute: str) -> Any:  # only for what the stand-in itself lacks
+        return getattr(self._real_module(), attribute)
+
+    def _real_module(self) -> types.ModuleType:
+        real = self.__dict__.get("_real")
+        if real is not None:
+            return real
+        name, importing, me = self.__name__, self.__dict__.setdefault("_importing", set()), threading.get_ident()
+        if me in importing:
+            return sys.modules[name]  # read while this thread imports the real module: as it stands so far
+        importing.add(me)
+        try:
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if parent and sys.modules[parent].__dict__.get(child) is self:
+                # so that ``import scipy.stats._stats_py as x`` inside the real import finds the real module
+                sys.modules[parent].__dict__.pop(child, None)
+            real = importlib.import_module(name)
+        finally:
+            importing.discard(me)
+        self.__dict__["_real"] = real
+        return real
 
 
 def _defer(name: str) -> None:
-    """Put ``name`` in sys.modules as a module whose code runs when an attribute of it is first
-    read (importlib's LazyLoader). Not for first use from two threads at once on Python 3.11:
-    GX only imports the deferred modules and never reads them, so their first use is the code
-    that needs them, on its own thread."""
+    """Put a ``_Deferred`` stand-in for ``name`` in sys.modules (and on its parent package), unless
+    it is imported already or not installed."""
     if name in sys.modules or (spec := importlib.util.find_spec(name)) is None:
         return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    stand_in = _Deferred(name)
+    stand_in.__spec__ = spec
+    stand_in.__file__ = spec.origin
+    sys.modules[name] = stand_in
     parent, _, child = name.rpartition(".")
     if parent:
-        setattr(sys.modules[parent], child, module)
+        setattr(sys.modules[parent], child, stand_in)
 
 
 def import_great_expectations():

@@ -48,26 +48,51 @@ def test_every_pipeline_has_its_defs_modules(heavy_loaded):
 
 
 # A check's process: GX imported through netassets, a suite of every kind of expectation that
-# netassets declares validated; then scipy.stats used as any other code would use it.
+# netassets declares validated; then scipy.stats and altair used as any other code would use them.
 CHECKING = """
 import json, sys
 from netassets.core.expectations import every_kind_suite, validate_frame
 frame, suite = every_kind_suite()
 result = validate_frame(frame, suite, "probe")
-stats_loaded_by_gx = "scipy.stats._stats_py" in sys.modules
+loaded_by_gx = {"scipy.stats": "scipy.stats._stats_py" in sys.modules, "altair": "narwhals" in sys.modules}
 import scipy.stats
-print(json.dumps({"success": bool(result.success), "evaluated": len(result.results),
-                  "stats_loaded_by_gx": stats_loaded_by_gx, "norm_cdf_0": float(scipy.stats.norm.cdf(0))}))
+import altair as alt
+from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as gx_kl
+print(json.dumps({"success": bool(result.success), "evaluated": len(result.results), "loaded_by_gx": loaded_by_gx,
+                  "norm_cdf_0": float(scipy.stats.norm.cdf(0)), "chart": alt.Chart({"values": []}).mark_bar().mark,
+                  "gx_sees_the_real_altair": gx_kl.alt.Chart is sys.modules["altair"].Chart,
+                  "replaced": [type(sys.modules[name]).__name__ for name in ("scipy.stats", "altair")]}))
 """
 
 
-def test_checks_import_great_expectations_without_scipy_stats():
-    """GX imports scipy.stats for expectations netassets never runs: deferred, every kind of
-    expectation netassets declares still validates, and scipy.stats still works when used."""
+def test_checks_import_great_expectations_without_scipy_stats_or_altair():
+    """GX imports scipy.stats and altair for expectations netassets never runs: deferred, every
+    kind of expectation netassets declares still validates, and both still work when used."""
     done = subprocess.run([sys.executable, "-c", CHECKING], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.splitlines()[-1])
-    assert outcome == {"success": True, "evaluated": 11, "stats_loaded_by_gx": False, "norm_cdf_0": 0.5}
+    assert outcome == {"success": True, "evaluated": 11, "loaded_by_gx": {"scipy.stats": False, "altair": False},
+                       "norm_cdf_0": 0.5, "chart": "bar", "gx_sees_the_real_altair": True,
+                       "replaced": ["module", "module"]}
+
+
+def test_a_deferred_module_read_first_by_two_threads_at_once_is_imported_once():
+    probe = """
+import sys, threading
+from netassets.core.expectations import _defer
+_defer("altair")
+stand_in, got, start = sys.modules["altair"], [], threading.Barrier(4)
+def first_use():
+    start.wait()
+    got.append(stand_in.Chart)
+threads = [threading.Thread(target=first_use) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(got) == 4 and len({id(c) for c in got}) == 1 and sys.modules["altair"].Chart is got[0]
+      and type(sys.modules["altair"]).__name__ == "module")
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "True", done.stderr[-3000:]
 
 
 def test_scipy_stats_imported_before_gx_is_left_as_it_is():
