@@ -15,8 +15,8 @@ so runs, their events, .env injection and interrupts behave as they do under the
   own code server sends.
 - Its workers retry a blocked pool claim after 0.1 s, not Dagster's 1 s, and sleep rather than
   spin until then (``claim_pool_slots_promptly``): a backfill's next run takes the warehouse slot
-  as soon as the previous step lets it go. They check their storages' schema revisions against
-  migration scripts loaded once (``load_migration_scripts_once``).
+  as soon as the previous step lets it go. They check and stamp their storages' schema revisions
+  against migration scripts loaded once (``load_migration_scripts_once``).
 - One machine only: the run worker is a local process of the daemon's interpreter. Deployments
   whose runs start elsewhere keep Dagster's launchers (deploy/dagster_postgres.yaml).
 
@@ -293,10 +293,13 @@ def claim_pool_slots_promptly() -> None:
 
 def load_migration_scripts_once() -> None:
     """Dagster checks each SQLite storage's schema revision when a run worker makes its instance,
-    and again for the run's own event-log file, each time loading alembic's ~40 migration scripts
-    afresh (~25 ms a check). Its one lookup of them (``check_alembic_revision``, through
-    ``dagster._core.storage.sql``'s name ``ScriptDirectory``) is given scripts loaded once, here,
-    in the process that forks the workers. Stamping and migrating still load their own."""
+    and again for the run's own event-log file, which it then stamps with the head revision;
+    each check and each stamp loaded alembic's ~40 migration scripts afresh (~25 ms and ~20 ms).
+    Both lookups of them (``check_alembic_revision``, through ``dagster._core.storage.sql``'s
+    name ``ScriptDirectory``, and alembic's own commands, stamp among them, through
+    ``alembic.command``'s) are given scripts loaded once, here, in the process that forks the
+    workers. The scripts are read-only files; a run worker lives for one run."""
+    import alembic.command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
     from dagster._core.storage import sql
@@ -311,7 +314,7 @@ def load_migration_scripts_once() -> None:
                 loaded[location] = ScriptDirectory.from_config(config)
             return loaded[location]
 
-    sql.ScriptDirectory = LoadedScripts
+    sql.ScriptDirectory = alembic.command.ScriptDirectory = LoadedScripts
     config = Config()
     config.set_main_option("script_location", sql.ALEMBIC_SCRIPTS_LOCATION)
     LoadedScripts.from_config(config).as_revision_number("head")  # reads every revision now

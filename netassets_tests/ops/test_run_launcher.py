@@ -219,9 +219,10 @@ def test_a_run_worker_retries_a_blocked_pool_claim_promptly_and_sleeps_until_the
 
 
 def test_schema_revisions_are_checked_against_scripts_loaded_once():
-    """The warm process loads alembic's migration scripts once for Dagster's revision checks: the
-    same scripts object every time, the same head as a fresh load, and a real instance still
-    opens (its storages check their revisions through it). In a fresh interpreter, as the change
+    """The warm process loads alembic's migration scripts once for Dagster's revision checks and
+    stamps: the same scripts object every time, the same head as a fresh load, a real instance
+    still opens (its storages check their revisions through it) and a run's new event-log file
+    is stamped with the head. In a fresh interpreter, as the change
     is made to Dagster's module in the process that forks the workers."""
     probe = textwrap.dedent("""
         import json
@@ -234,13 +235,19 @@ def test_schema_revisions_are_checked_against_scripts_loaded_once():
         fresh_head = ScriptDirectory.from_config(config).as_revision_number("head")
         from netassets.core.run_launcher import load_migration_scripts_once
         load_migration_scripts_once()
+        import alembic.command, sqlite3
         first, second = sql.ScriptDirectory.from_config(config), sql.ScriptDirectory.from_config(config)
         with dg.instance_for_test() as instance:
-            run = instance.create_run_for_job(job_def=dg.GraphDefinition(name="noop").to_job(), run_config={})
-            opened = instance.get_run_by_id(run.run_id) is not None
-        print(json.dumps({"same": first is second, "head_matches": first.as_revision_number("head") == fresh_head,
-                          "opened": opened}))
+            result = dg.materialize([dg.asset(name="noop")(lambda: None)], instance=instance)
+            opened = instance.get_run_by_id(result.run_id) is not None
+            # the run's own event-log file, made and stamped by this run: stamped with the head
+            shard = instance.event_log_storage.path_for_shard(result.run_id)
+            (stamped,) = sqlite3.connect(shard).execute("SELECT version_num FROM alembic_version").fetchone()
+        print(json.dumps({"same": first is second is alembic.command.ScriptDirectory.from_config(config),
+                          "head_matches": first.as_revision_number("head") == fresh_head,
+                          "opened": opened and result.success, "stamped_head": stamped == fresh_head}))
     """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "head_matches": True, "opened": True}
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "head_matches": True, "opened": True,
+                                                               "stamped_head": True}
