@@ -41,7 +41,7 @@ def test_fast_parser_equals_stdlib_parser_on_sample_data(landing):
     pairs = [pair for path in files + ([real] if real.is_file() else []) for pair in stdlib_and_fast(path)]
     assert len(pairs) >= 60
     for old, new in pairs:
-        assert old.dtype == new.dtype == np.float64
+        assert old.dtype == new.dtype == np.float64 and new.flags.writeable
         np.testing.assert_array_equal(old, new)  # bit for bit
 
 
