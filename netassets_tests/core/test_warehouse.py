@@ -87,3 +87,37 @@ def test_a_transaction_in_small_row_groups_works_whatever_the_file_is_named(tmp_
         spill = conn.execute("SELECT current_setting('temp_directory')").fetchone()[0]
     assert written.rows == 1 and spill == f"{warehouse.path}.tmp"
     assert warehouse.query("SELECT score FROM scores").rows() == [(1.0,)]
+
+
+def test_replacing_small_partitions_again_and_again_keeps_the_file_flat_without_vacuum(warehouse):
+    """Write connections run no vacuum tasks at their checkpoint (WRITE_SETTINGS): each small
+    partition keeps row groups of its own, which its next replace deletes whole, so the file
+    does not grow over rounds of replacing every partition, and every partition reads back."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    from netassets.core.warehouse import WIDE_ROW_GROUP_SIZE, in_row_groups
+
+    def groups(day: dt.date, version: int) -> pa.Table:
+        rng = np.random.default_rng(day.toordinal() * 10 + version)
+        values = rng.normal(30, 5, 200 * 1500)
+        offsets = pa.array(np.arange(0, 201 * 1500, 1500, dtype=np.int32))
+        return pa.table({"day": pa.array([day] * 200, pa.date32()), "group_id": pa.array(np.arange(200)),
+                         "rtt": pa.ListArray.from_arrays(offsets, pa.array(values))})
+
+    days = [DAY + dt.timedelta(days=d) for d in range(10)]
+    sizes = []
+    for version in range(4):
+        for day in days:
+            with warehouse.transaction(WIDE_ROW_GROUP_SIZE) as conn:
+                assert conn.execute("SELECT current_setting('max_vacuum_tasks')").fetchone() == (0,)
+                warehouse.replace_partition("wide", {"day": day}, data=in_row_groups(groups(day, version)), conn=conn)
+        sizes.append(warehouse.path.stat().st_size)
+    assert sizes[3] <= sizes[1] * 1.05, sizes  # the space of replaced partitions is reused
+    with duckdb.connect(str(warehouse.path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT day) FROM wide").fetchone() == (2000, 10)
+        for day in days[:2]:
+            expected = groups(day, 3)["rtt"].combine_chunks().values.to_numpy()
+            stored = conn.execute("SELECT flatten(list(rtt ORDER BY group_id)) FROM wide WHERE day = ?", [day]).fetchone()[0]
+            assert np.array_equal(np.array(stored), expected)
