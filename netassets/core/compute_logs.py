@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from dagster import Field, Float, StringSource
-from dagster._core.execution.compute_logs import redirect_to_file
+from dagster._core.execution.compute_logs import _fileno, redirect_to_file
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
 from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, LocalComputeLogManager
 from dagster._serdes import ConfigurableClassData
@@ -74,13 +74,6 @@ class _Mirror(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(timeout=30)
-
-
-def _fileno(stream: IO[Any]) -> int | None:
-    try:
-        return stream.fileno()
-    except (AttributeError, OSError, ValueError):  # a test runner's stand-in for sys.stdout
-        return None
 
 
 @contextmanager

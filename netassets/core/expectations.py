@@ -233,7 +233,7 @@ class StepChecks:
     """The GX suites of one step, evaluated on a worker thread of their own while the step goes on.
 
     The worker starts at once: in a process that has not imported GX yet it imports it first
-    (4-5x the time DuckDB takes to scan a LENS day's CSVs), while the step reads and cleans
+    (3.5-5x the time DuckDB takes to scan a LENS day's CSVs), while the step reads and cleans
     on native threads that leave the GIL free. Each suite is handed over as soon as the step has
     built what it validates, and runs while the step writes. ``results()`` gives the checks'
     results in the order they were submitted; a suite that raised raises there.

@@ -231,7 +231,9 @@ def _simdjson_rows(raw: bytes) -> np.ndarray | None:
     decides). ``as_buffer`` flattens nested arrays, so a rectangle is checked here: every packet
     an array of the same length, and no '[' in the line beyond the packets' own (a string holding
     one fails the buffer's type check first)."""
-    parser = _local.__dict__.get("simdjson") or _local.__dict__.setdefault("simdjson", simdjson.Parser())
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = simdjson.Parser()
     try:
         rows = parser.parse(b"[" + raw + b"]")
     except (ValueError, TypeError, RuntimeError):
