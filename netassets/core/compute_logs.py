@@ -23,8 +23,11 @@ step's earlier output) is not mirrored again. Configured in deploy/dagster.yaml:
 from __future__ import annotations
 
 import os
+import select
+import signal
 import sys
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
@@ -37,43 +40,72 @@ from dagster._serdes import ConfigurableClassData
 from dagster._utils import ensure_file, touch_file
 
 MIRROR_POLL_S = 0.1  # tail -F looks once a second
+# Once the capture has ended, how long the mirror may wait for a terminal that takes nothing (a
+# paused pager, a log pipe nobody reads) before it gives up: the output is in the file anyway.
+STOP_WAIT_S = 5.0
 _CHUNK = 1 << 16
 
 
 class _Mirror(threading.Thread):
     """Copies what ``path`` gains after ``start`` to the file descriptor ``terminal`` until
-    stopped; then copies the rest. A terminal that is gone (closed pipe) ends the mirroring,
-    never the run."""
+    stopped; then copies the rest, giving a blocked terminal STOP_WAIT_S. A terminal that is
+    gone (closed pipe) ends the mirroring, never the run.
+
+    The thread owns ``terminal`` and closes it when it ends, never before: closed by another
+    thread while this one still wrote to it, the number could be reused by the next ``open`` and
+    the rest of the output written there. Writes are at most PIPE_BUF bytes, each once ``poll``
+    says the terminal takes one, so no write blocks past the deadline."""
 
     def __init__(self, path: str, terminal: int):
         super().__init__(name="compute-log-mirror", daemon=True)
         self.path, self.terminal = path, terminal
         self.start_at = os.path.getsize(path)
         self._stop_event = threading.Event()
+        self._deadline: float | None = None  # set by stop()
 
     def run(self) -> None:
-        with open(self.path, "rb") as source:
-            source.seek(self.start_at)
-            while True:
-                stopping = self._stop_event.wait(MIRROR_POLL_S)
-                while chunk := source.read(_CHUNK):
-                    if not self._write(chunk):
+        # A write to a closed pipe then fails with EPIPE here instead of killing the process,
+        # even where SIGPIPE has been put back to its default (it is a signal to this thread).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+        try:
+            with open(self.path, "rb") as source:
+                source.seek(self.start_at)
+                while True:
+                    stopping = self._stop_event.wait(MIRROR_POLL_S)
+                    if os.fstat(source.fileno()).st_size < source.tell():
+                        source.seek(0)  # truncated (logrotate's copytruncate): from its start again, as tail -F
+                    while chunk := source.read(_CHUNK):
+                        if not self._write(chunk):
+                            return
+                    if stopping:
                         return
-                if stopping:
-                    return
+        finally:
+            os.close(self.terminal)
 
     def _write(self, chunk: bytes) -> bool:
         view = memoryview(chunk)
+        ready = select.poll()
+        ready.register(self.terminal, select.POLLOUT)
         try:
             while view:
-                view = view[os.write(self.terminal, view):]
+                deadline = self._deadline
+                wait_s = MIRROR_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
+                if not ready.poll(wait_s * 1000):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return False
+                    continue
+                try:
+                    view = view[os.write(self.terminal, view[:select.PIPE_BUF]):]
+                except BlockingIOError:  # a terminal set non-blocking by someone else: poll again
+                    continue
         except OSError:
             return False
         return True
 
     def stop(self) -> None:
+        self._deadline = time.monotonic() + STOP_WAIT_S
         self._stop_event.set()
-        self.join(timeout=30)
+        self.join(timeout=STOP_WAIT_S + 1)
 
 
 @contextmanager
@@ -90,13 +122,14 @@ def mirrored_to_file(stream: IO[Any], path: str) -> Iterator[None]:
     try:
         mirror = _Mirror(path, terminal)
         mirror.start()
-        try:
-            with redirect_to_file(stream, path):
-                yield
-        finally:
-            mirror.stop()
+    except BaseException:
+        os.close(terminal)  # the thread that would own it never ran
+        raise
+    try:
+        with redirect_to_file(stream, path):
+            yield
     finally:
-        os.close(terminal)
+        mirror.stop()
 
 
 class MirroredComputeLogManager(LocalComputeLogManager):

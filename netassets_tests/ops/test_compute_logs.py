@@ -10,9 +10,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import yaml
 
+from netassets.core import compute_logs
 from netassets.core.compute_logs import MirroredComputeLogManager, mirrored_to_file
 from netassets.core.settings import INSTANCE_SETTINGS
 
@@ -91,7 +93,7 @@ def test_a_terminal_that_is_gone_stops_the_mirror_not_the_capture(tmp_path):
         with mirrored_to_file(stream, str(path)):
             os.write(stream.fileno(), b"x" * 200_000)  # more than a pipe holds
     assert path.stat().st_size == 200_000
-    assert not [t for t in threading.enumerate() if t.name == "compute-log-mirror"]
+    assert not _mirror_threads()
 
 
 def test_base_dir_defaults_to_dagster_homes_storage(tmp_path, monkeypatch):
@@ -104,3 +106,68 @@ def test_base_dir_defaults_to_dagster_homes_storage(tmp_path, monkeypatch):
         assert "DAGSTER_HOME" in str(error)
     else:
         raise AssertionError("no base_dir and no DAGSTER_HOME must be refused")
+
+
+def _mirror_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "compute-log-mirror"]
+
+
+def test_a_terminal_that_takes_nothing_is_given_up_and_its_descriptor_never_reused_under_the_mirror(tmp_path, monkeypatch):
+    monkeypatch.setattr(compute_logs, "STOP_WAIT_S", 0.3)
+    path = tmp_path / "step.out"
+    read_end, write_end = os.pipe()  # a terminal nobody reads for now (a paused pager)
+    started = time.monotonic()
+    with os.fdopen(write_end, "w") as stream:
+        with mirrored_to_file(stream, str(path)):
+            os.write(stream.fileno(), b"x" * 1_000_000)  # far more than a pipe holds
+    assert time.monotonic() - started < 5
+    assert not _mirror_threads()
+    assert path.stat().st_size == 1_000_000  # the file has it all
+    # The descriptor numbers the mirror used are free again: the next file opened may get one.
+    # Whatever the terminal's reader drains now, nothing more may land in that file.
+    with open(tmp_path / "instance.db", "wb") as unrelated:
+        unrelated.write(b"IMPORTANT")
+        unrelated.flush()
+        os.set_blocking(read_end, False)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            try:
+                os.read(read_end, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.01)
+    os.close(read_end)
+    assert (tmp_path / "instance.db").read_bytes() == b"IMPORTANT"
+
+
+def test_a_closed_terminal_does_not_kill_a_process_that_put_sigpipe_back_to_its_default(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from netassets.core.compute_logs import mirrored_to_file
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as CLIs do, to end quietly under `| head`
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        with os.fdopen(write_end, "w") as stream:
+            with mirrored_to_file(stream, {str(tmp_path / "step.out")!r}):
+                os.write(write_end, b"step output\\n")
+                time.sleep(0.3)  # the mirror writes to the closed pipe meanwhile
+        print("run finished", file=sys.stderr)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "run finished" in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert (tmp_path / "step.out").read_text() == "step output\n"
+
+
+def test_a_file_truncated_during_the_capture_is_mirrored_again_from_its_start(tmp_path):
+    path = tmp_path / "step.out"
+    read_end, write_end = os.pipe()
+    first = b"A" * 5000 + b"\n"
+    with os.fdopen(write_end, "w") as stream, os.fdopen(read_end, "rb", buffering=0) as terminal:
+        with mirrored_to_file(stream, str(path)):
+            os.write(write_end, first)
+            mirrored = b""
+            while len(mirrored) < len(first):  # the mirror has passed it on
+                mirrored += terminal.read(len(first) - len(mirrored))
+            os.truncate(path, 0)  # logrotate's copytruncate
+            os.write(write_end, b"after-truncate\n")
+        stream.close()
+        assert mirrored + terminal.read() == first + b"after-truncate\n"
