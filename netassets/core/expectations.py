@@ -33,45 +33,39 @@ DEFERRED_BY_GX = ("scipy.stats", "altair")
 
 
 class _Deferred(types.ModuleType):
-    """Stands in ``sys.modules`` (and on its parent package) for a module until one of its
-    attributes is first read; then the real module is imported, replaces it, and answers.
+    """Stands in for a module while GX is imported, and stays behind in the GX modules that bound
+    it at their top (``from scipy import stats``): when one of its attributes is first read, the
+    real module is imported (a plain import: the stand-in has left ``sys.modules`` by then) and
+    answers from then on.
 
     Not importlib's LazyLoader: on Python 3.11 a plain ``import altair`` reads the module's
     ``__spec__``, which makes a LazyLoader module load itself at once. The stand-in holds the
-    real ``__spec__`` (not initialising), so ``import`` hands it over untouched. No lock of its
-    own: two threads reading it first at once both import the module, and Python's import lock
-    makes the second wait for the first's module."""
+    real ``__spec__`` (not initialising), so ``import`` hands it over untouched. Read while GX's
+    import still runs, it steps aside first. Two threads reading it first at once both ask for
+    the import; Python's import lock gives both the one module."""
 
     def __getattr__(self, attribute: str) -> Any:  # only for what the stand-in itself lacks
         return getattr(self._real_module(), attribute)
 
+    def __dir__(self) -> list[str]:
+        return dir(self._real_module())
+
     def _real_module(self) -> types.ModuleType:
         real = self.__dict__.get("_real")
-        if real is not None:
-            return real
-        name, importing, me = self.__name__, self.__dict__.setdefault("_importing", set()), threading.get_ident()
-        if me in importing:
-            return sys.modules[name]  # read while this thread imports the real module: as it stands so far
-        importing.add(me)
-        try:
-            if sys.modules.get(name) is self:
-                del sys.modules[name]
-            parent, _, child = name.rpartition(".")
-            if parent and sys.modules[parent].__dict__.get(child) is self:
-                # so that ``import scipy.stats._stats_py as x`` inside the real import finds the real module
-                sys.modules[parent].__dict__.pop(child, None)
-            real = importlib.import_module(name)
-        finally:
-            importing.discard(me)
-        self.__dict__["_real"] = real
+        if real is None:
+            _withdraw(self)
+            real = self.__dict__["_real"] = importlib.import_module(self.__name__)
         return real
 
 
-def _defer(name: str) -> None:
+_withdraw_lock = threading.Lock()
+
+
+def _defer(name: str) -> _Deferred | None:
     """Put a ``_Deferred`` stand-in for ``name`` in sys.modules (and on its parent package), unless
-    it is imported already or not installed."""
+    it is imported already or not installed; the stand-in, or None."""
     if name in sys.modules or (spec := importlib.util.find_spec(name)) is None:
-        return
+        return None
     stand_in = _Deferred(name)
     stand_in.__spec__ = spec
     stand_in.__file__ = spec.origin
@@ -79,13 +73,35 @@ def _defer(name: str) -> None:
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, stand_in)
+    return stand_in
+
+
+def _withdraw(stand_in: _Deferred) -> None:
+    """Take ``stand_in`` out of sys.modules and off its parent package, where it still is, so that
+    every later ``import`` (a submodule first, a reload, ``mock.patch``) meets the real module;
+    scipy's own lazy ``__getattr__`` gives ``scipy.stats`` to ``import scipy`` users. Under a lock,
+    never held during an import: a check and removal racing another thread's could otherwise
+    remove the real module that thread has just imported."""
+    name = stand_in.__name__
+    parent, _, child = name.rpartition(".")
+    with _withdraw_lock:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+        package = sys.modules.get(parent) if parent else None
+        if package is not None and package.__dict__.get(child) is stand_in:
+            delattr(package, child)
 
 
 def import_great_expectations():
-    """``great_expectations``, imported with the modules in DEFERRED_BY_GX deferred."""
+    """``great_expectations``, imported with the modules in DEFERRED_BY_GX deferred: stood in for
+    during GX's import only."""
     if "great_expectations" not in sys.modules:
-        for name in DEFERRED_BY_GX:
-            _defer(name)
+        stand_ins = [stand_in for name in DEFERRED_BY_GX if (stand_in := _defer(name)) is not None]
+        try:
+            import great_expectations
+        finally:
+            for stand_in in stand_ins:
+                _withdraw(stand_in)
     import great_expectations
 
     return great_expectations

@@ -95,6 +95,36 @@ print(len(got) == 4 and len({id(c) for c in got}) == 1 and sys.modules["altair"]
     assert done.returncode == 0 and done.stdout.split()[-1] == "True", done.stderr[-3000:]
 
 
+# After GX's import the stand-ins are gone from sys.modules: what user code does with scipy.stats
+# then (a submodule first, mock.patch, a reload) meets the real module, while GX's own
+# module-level name still answers through its stand-in.
+AFTER_GX = """
+import importlib, json, sys
+from unittest import mock
+from netassets.core.expectations import import_great_expectations
+import_great_expectations()
+withdrawn = "scipy.stats" not in sys.modules and "altair" not in sys.modules and "scipy.stats._stats_py" not in sys.modules
+from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as gx_kl
+from scipy.stats.contingency import association  # a submodule first
+import scipy.stats
+same_function = scipy.stats.chi2_contingency is scipy.stats.contingency.chi2_contingency
+with mock.patch("scipy.stats.norm") as fake:
+    patched = scipy.stats.norm is fake and gx_kl.stats.norm is fake
+reloaded = importlib.reload(scipy.stats) is sys.modules["scipy.stats"]
+print(json.dumps({"withdrawn": withdrawn, "same_function": same_function, "patched": patched, "reloaded": reloaded,
+                  "gx_sees_the_real_module": gx_kl.stats.norm is scipy.stats.norm and "norm" in dir(gx_kl.stats),
+                  "types": [type(sys.modules[name]).__name__ for name in ("scipy.stats", "scipy.stats.contingency")]}))
+"""
+
+
+def test_after_gx_is_imported_scipy_stats_is_imported_patched_and_reloaded_as_ever():
+    done = subprocess.run([sys.executable, "-c", AFTER_GX], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "withdrawn": True, "same_function": True, "patched": True, "reloaded": True, "gx_sees_the_real_module": True,
+        "types": ["module", "module"]}
+
+
 def test_scipy_stats_imported_before_gx_is_left_as_it_is():
     probe = ("import sys, scipy.stats; before = sys.modules['scipy.stats']; "
              "from netassets.core.expectations import import_great_expectations; import_great_expectations(); "
