@@ -72,6 +72,9 @@ _COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xf
 _QUOTE_BEFORE, _QUOTE_BYTES = 10, 40  # an excerpt starts a little before the bad spot
 MAX_EXAMPLES = 10  # skipped flows quoted (file:line: reason) in the index's examples
 _local = threading.local()  # one simdjson parser per thread: it reuses its buffers, and is not thread-safe
+# A parser keeps the buffers of the longest document it has parsed (~5x its size): a longer line
+# gets a parser of its own, freed with the line, so a reader holds one flow's worth of memory.
+REUSED_PARSER_MAX_BYTES = 8 << 20
 
 
 class BadFlowError(ValueError):
@@ -231,7 +234,7 @@ def _simdjson_rows(raw: bytes) -> np.ndarray | None:
     decides). ``as_buffer`` flattens nested arrays, so a rectangle is checked here: every packet
     an array of the same length, and no '[' in the line beyond the packets' own (a string holding
     one fails the buffer's type check first)."""
-    parser = getattr(_local, "parser", None)
+    parser = getattr(_local, "parser", None) if len(raw) <= REUSED_PARSER_MAX_BYTES else simdjson.Parser()
     if parser is None:
         parser = _local.parser = simdjson.Parser()
     try:

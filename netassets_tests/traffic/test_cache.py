@@ -6,6 +6,8 @@ import argparse
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -84,6 +86,26 @@ def test_fast_parser_keeps_one_parser_per_thread(landing):
     with ThreadPoolExecutor(4) as pool:
         for raw, fast in zip(lines * 4, pool.map(readers._parse_csv_line, lines * 4)):
             np.testing.assert_array_equal(fast, readers._parse_csv_line_stdlib(raw))
+
+
+def test_a_flow_longer_than_the_reused_parsers_limit_leaves_no_memory_behind():
+    """A parser keeps the buffers of the longest line it parsed: a 40 MB flow, parsed and let go,
+    must not leave its ~200 MB with the thread (it did with one parser per thread for every line)."""
+    probe = """
+import gc
+from netassets.traffic import readers
+def rss_mb(): return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+line = b",".join([b"[" + b",".join([b"0.125"] * 146) + b"]"] * 48_000)
+assert len(line) > readers.REUSED_PARSER_MAX_BYTES
+before = rss_mb()
+packets = readers._parse_csv_line(line)
+assert packets.shape == (48_000, 146) and (packets == 0.125).all()
+del packets; gc.collect()
+print(rss_mb() - before)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 40, done.stdout
 
 
 def test_cache_round_trip_equals_the_parsed_packets(landing, netassets_home):
