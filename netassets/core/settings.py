@@ -34,7 +34,7 @@ INSTANCE_SETTINGS = REPO_ROOT / "deploy" / "dagster.yaml"
 SQL_DIR = Path(os.environ.get("NETASSETS_SQL_DIR", REPO_ROOT / "dbt_like_sql"))
 SHARED_DATA_DIR = Path(os.environ.get("NETASSETS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def instance_setting(section: str) -> Any:

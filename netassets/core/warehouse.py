@@ -28,7 +28,7 @@ from netassets.core import lake
 from netassets.core.settings import netassets_home, warehouse_path
 
 POOL = "duckdb"
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 # Connections inside a ``DuckDBWarehouse.transaction()``: partition replaces on them join it
 # instead of committing on their own.
 _IN_TRANSACTION: set[int] = set()

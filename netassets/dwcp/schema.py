@@ -72,7 +72,7 @@ FEATURES = (
 TARGETS = ("throughput_mbps", "rtt_ms", "packet_loss", "jitter_ms")
 LINK = ("region", "node_id", "peer_id")
 
-_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.csv$")
+_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.csv\Z")
 _SHOWN = 5  # offending rows quoted in an error message
 
 

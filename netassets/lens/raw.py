@@ -31,7 +31,7 @@ FLOAT_STAMP = re.compile(rb"^\s*[-+]?\d*\.?\d*[eE.]")  # 1.6988e+18, 16987968001
 
 def _valid(value: float) -> bool:
     return value == LOST or 0 <= value < RTT_MAX_MS
-HOUR_FILE = re.compile(r"^irtt-10ms-1h-(\d{4}-\d{2}-\d{2})-(\d{2})-00-00\.csv$")
+HOUR_FILE = re.compile(r"^irtt-10ms-1h-(\d{4}-\d{2}-\d{2})-(\d{2})-00-00\.csv\Z")
 
 
 class LensInputError(ValueError):

@@ -75,25 +75,51 @@ class ParsedHits:
         return {reason: int(self.skipped.get(reason, 0)) for reason in SKIP_REASONS}
 
 
+# Epoch milliseconds that a measurement can have: 1970 up to the end of year 9999, what Python's
+# dates hold. Beyond is a unit mistake (a producer writing microseconds: year ~56000, still a
+# valid Elasticsearch date) that would otherwise fail every sensor tick turning it into a day.
+MAX_EPOCH_MS = 253_402_300_799_999
+
+
 def epoch_ms(value: Any) -> int | None:
-    """Epoch milliseconds from a number, a numeric string or an ISO-8601 string; None if unreadable."""
+    """Epoch milliseconds from a number, a numeric string or an ISO-8601 string, within
+    [0, MAX_EPOCH_MS]; None if unreadable or out of that range."""
+    ms = _epoch_ms(value)
+    return ms if ms is not None and 0 <= ms <= MAX_EPOCH_MS else None
+
+
+def _epoch_ms(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
         text = value.strip()
         try:
-            return int(float(text))
+            number = float(text)
         except ValueError:
             pass
+        else:
+            return int(number) if math.isfinite(number) else None
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.timezone.utc)  # perfSONAR stores UTC
-        return int(parsed.timestamp() * 1000)
+        try:
+            return int(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError, OSError):  # year 1 in a zone east of UTC, say
+            return None
+    return None
+
+
+def _host(value: Any) -> str | None:
+    """A host name or address as a string; None for what cannot be one (an array, an object)."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
     return None
 
 
@@ -112,7 +138,7 @@ def _loss(value: Any) -> tuple[float | None, str | None]:
         return None, "non_numeric_packet_loss"
     try:
         loss = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float64
         return None, "non_numeric_packet_loss"
     if not math.isfinite(loss):
         return None, "non_numeric_packet_loss"
@@ -130,10 +156,10 @@ def parse_hit(hit: Mapping[str, Any], fields: FieldMapping) -> Measurement | str
     ts = epoch_ms(raw_ts)
     if ts is None:
         return "bad_timestamp"
-    source = first_present(doc, fields.source)
+    source = _host(first_present(doc, fields.source))
     if source is None:
         return "missing_source"
-    destination = first_present(doc, fields.destination)
+    destination = _host(first_present(doc, fields.destination))
     if destination is None:
         return "missing_destination"
     loss, reason = _loss(doc.get(fields.packet_loss))
@@ -141,10 +167,7 @@ def parse_hit(hit: Mapping[str, Any], fields: FieldMapping) -> Measurement | str
         return reason
     site = doc.get(fields.source_site)
     dest_site = doc.get(fields.destination_site)
-    return Measurement(
-        ts, str(source), str(destination), None if site is None else str(site),
-        None if dest_site is None else str(dest_site), loss,
-    )
+    return Measurement(ts, source, destination, _host(site), _host(dest_site), loss)
 
 
 def parse_hits(hits: Iterable[Mapping[str, Any]], fields: FieldMapping) -> ParsedHits:
@@ -159,7 +182,9 @@ def parse_hits(hits: Iterable[Mapping[str, Any]], fields: FieldMapping) -> Parse
 
 
 def source_clause(fields: FieldMapping, source: str) -> dict:
-    """Match a source host in any source field, as a keyword or through a dynamic mapping's .keyword."""
+    """Match a source host in any source field, as a keyword or through a dynamic mapping's .keyword.
+    On an older index's analysed text field the ``term`` also matches other hosts (another case,
+    more words): the caller keeps only the measurements whose source is exactly ``source``."""
     should = []
     for name in fields.source:
         should.append({"term": {name: source}})

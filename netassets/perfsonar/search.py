@@ -50,13 +50,17 @@ class SearchAuthError(SearchError):
 
 @dataclass(frozen=True)
 class Cursor:
-    """Position after the last document a sensor tick has seen: indexed time, then tiebreaker."""
+    """Position after the last document a sensor tick has seen: indexed time, index, tiebreaker.
+    The index is part of it because ``_id``, the default tiebreaker, is unique only within one
+    index: two documents of one instant with one id in two indices would otherwise sort as one,
+    and a page or tick ending between them passed over the second for good."""
 
     indexed_at: int
     tiebreaker: Any
+    index: str = ""  # "": a cursor stored before the index was part of it (sorts before every index)
 
     def as_sort(self) -> list[Any]:
-        return [self.indexed_at, self.tiebreaker]
+        return [self.indexed_at, self.index, self.tiebreaker]
 
 
 @dataclass
@@ -70,13 +74,22 @@ class ChangeBatch:
     without_cursor_field: int = 0  # documents in the index the sensor can never see: no indexed_at
 
 
-def _check_host(url: str) -> str:
+def _check_host(url: str, position: int) -> str:
+    """A host entry as a URL, refused (without echoing it: it may hold a password) when it carries
+    credentials or is not a URL of a host and port."""
+    where = f"entry {position} of perfsonar_search.hosts ({HOSTS_ENV})"
+    if "@" in url:
+        # Any '@', not only what urlsplit reads as user:password@ ('http://u:p/w@host' hides it):
+        # the URL would end up in error messages and skip reasons. Credentials go in the env vars.
+        raise ValueError(f"{where} holds '@': host URLs must not carry credentials; set {USER_ENV} and "
+                         f"{PASSWORD_ENV} instead")
     parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.username or parts.password:
-        # The URL would end up in error messages and logs: credentials belong in the env vars.
-        raise ValueError(f"host URLs must not carry credentials; set {USER_ENV} and {PASSWORD_ENV} instead")
-    if not parts.hostname:
-        raise ValueError(f"host URL {parts.geturl()!r} has no host name")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number, quoting it)
+    except ValueError:
+        raise ValueError(f"{where} has a port that is not a number") from None
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        raise ValueError(f"{where} is not an http(s) URL of a host")
     return parts.geturl()
 
 
@@ -86,7 +99,7 @@ class SearchClient(dg.Config):
     hosts: str = Field(description=f"comma-separated cluster URLs (env {HOSTS_ENV})")
     index_pattern: str = Field(default="ps_packetloss*", description="indices to read")
     username: str | None = Field(default=None, description=f"basic-auth user (env {USER_ENV})")
-    password: str | None = Field(default=None, description=f"basic-auth password (env {PASSWORD_ENV})")
+    password: str | None = Field(default=None, repr=False, description=f"basic-auth password (env {PASSWORD_ENV})")
     verify_certs: bool = Field(default=True, description="verify the TLS certificates of the cluster")
     ca_certs: str | None = Field(default=None, description="CA bundle for TLS clusters")
     timeout_seconds: float = Field(default=30.0, gt=0, description="timeout of one HTTP request")
@@ -102,7 +115,7 @@ class SearchClient(dg.Config):
     @property
     def host_list(self) -> list[str]:
         # Checked here rather than in a pydantic validator: a validation error echoes the input value.
-        urls = [_check_host(h.strip()) for h in self.hosts.split(",") if h.strip()]
+        urls = [_check_host(h.strip(), position) for position, h in enumerate(self.hosts.split(","), 1) if h.strip()]
         if not urls:
             raise ValueError("perfsonar_search.hosts is empty")
         return urls
@@ -160,7 +173,16 @@ class SearchClient(dg.Config):
                                     "track_total_hits": False}
             if search_after is not None:
                 body["search_after"] = search_after
-            hits = client.search(index=self.index_pattern, body=body)["hits"]["hits"]
+            # A shard that fails or times out still answers HTTP 200 with the other shards' hits:
+            # taken as the whole page, it would move the sensor's cursor past the missing ones.
+            response = client.search(index=self.index_pattern, body=body,
+                                     params={"allow_partial_search_results": "false"})
+            shards = response.get("_shards") or {}
+            if response.get("timed_out") or shards.get("failed"):
+                raise SearchError(f"search answered from {shards.get('successful', '?')} of {shards.get('total', '?')} "
+                                  f"shards ({shards.get('failed', 0)} failed, timed out: {bool(response.get('timed_out'))})"
+                                  "; nothing is taken from a partial answer")
+            hits = response["hits"]["hits"]
             if not hits:
                 return
             yield hits
@@ -181,12 +203,13 @@ class SearchClient(dg.Config):
             {"range": {f.timestamp: {"gte": start, "lt": start + 86_400_000}}},
             source_clause(f, source),
         ]}}
-        sort = [{f.timestamp: "asc"}, {f.tiebreaker: "asc"}]
+        sort = [{f.timestamp: "asc"}, {"_index": "asc"}, {f.tiebreaker: "asc"}]
         parsed = ParsedHits()
         with self._errors(f"fetching {source} on {day}"), self.client() as client:
             for hits in self._pages(client, query, sort, self._source_fields(), None, None):
                 page = parse_hits(hits, f)
-                parsed.measurements.extend(page.measurements)
+                # exactly this source: an analysed text field's term also matched other hosts
+                parsed.measurements.extend(m for m in page.measurements if m.source == source)
                 parsed.skipped.update(page.skipped)
             parsed.without_cursor_field = self._count_without_cursor_field(client, query["bool"]["filter"])
         return parsed
@@ -201,7 +224,7 @@ class SearchClient(dg.Config):
         f = self.fields
         settled = int(((now if now is not None else time.time()) - self.settle_seconds) * 1000)
         query = {"range": {f.indexed_at: {"lte": settled}}}  # also drops documents without the field
-        sort = [{f.indexed_at: "asc"}, {f.tiebreaker: "asc"}]
+        sort = [{f.indexed_at: "asc"}, {"_index": "asc"}, {f.tiebreaker: "asc"}]
         parsed = ParsedHits()
         last: list | None = None
         documents = 0
@@ -216,7 +239,7 @@ class SearchClient(dg.Config):
             unseen = self._count_without_cursor_field(client)
         return ChangeBatch(
             parsed=parsed,
-            cursor=Cursor(int(last[0]), last[1]) if last else None,
+            cursor=Cursor(int(last[0]), last[2], last[1]) if last else None,
             documents=documents,
             truncated=documents >= max_documents,
             without_cursor_field=unseen,
@@ -233,15 +256,17 @@ class SearchClient(dg.Config):
 
 
 def parse_cursor(raw: str | None) -> Cursor | None:
-    """The sensor's stored cursor (JSON of ``indexed_at`` and ``tiebreaker``), None at the beginning."""
+    """The sensor's stored cursor (JSON of ``indexed_at``, ``index`` and ``tiebreaker``), None at
+    the beginning. A cursor stored without ``index`` resumes at the first document of its instant:
+    that instant's documents are seen again, and their partitions re-made (a replace: no harm)."""
     if not raw:
         return None
     value = json.loads(raw)
-    return Cursor(int(value["indexed_at"]), value["tiebreaker"])
+    return Cursor(int(value["indexed_at"]), value["tiebreaker"], str(value.get("index", "")))
 
 
 def dump_cursor(cursor: Cursor) -> str:
-    return json.dumps({"indexed_at": cursor.indexed_at, "tiebreaker": cursor.tiebreaker})
+    return json.dumps({"indexed_at": cursor.indexed_at, "index": cursor.index, "tiebreaker": cursor.tiebreaker})
 
 
 def touched_partitions(measurements: Iterable[Measurement], today: dt.date) -> tuple[Counter, Counter]:

@@ -18,7 +18,7 @@ from netassets.core.warehouse import DuckDBWarehouse, PartitionWrite
 from netassets.perfsonar.documents import Measurement
 from netassets.perfsonar.model import HourScore, loss_matrix
 
-_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}\Z")
 
 
 def where(partition: DayPartition) -> dict:

@@ -82,3 +82,20 @@ def test_credentials_come_from_env_and_never_reach_logs_or_metadata(auth_proxy, 
         text = _run_text(instance, result)
         assert "perfsonar_packet_loss" in text  # the search below looks at real content
         assert password not in text  # neither the right secret nor the wrong one (which contains it)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"timestamp": 1_710_032_400_000_000}, "bad_timestamp"),  # microseconds: year ~56000
+    ({"timestamp": "1e400"}, "bad_timestamp"),
+    ({"timestamp": -5}, "bad_timestamp"),
+    ({"packet_loss": 10**400}, "non_numeric_packet_loss"),  # an integer beyond float64
+    ({"src_host": ["a.example.org", "b.example.org"]}, "missing_source"),  # an array is no host
+    ({"dest_host": {"name": "x"}}, "missing_destination"),
+])
+def test_a_document_no_measurement_can_come_from_is_skipped_by_reason(change, reason):
+    from netassets.perfsonar.documents import FieldMapping, parse_hit
+
+    document = {"timestamp": 1_710_032_400_000, "src_host": "a.example.org", "dest_host": "d.example.net",
+                "packet_loss": 0.01}
+    assert not isinstance(parse_hit({"_source": document}, FieldMapping()), str)
+    assert parse_hit({"_source": {**document, **change}}, FieldMapping()) == reason

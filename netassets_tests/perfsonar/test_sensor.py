@@ -11,7 +11,7 @@ import pytest
 
 from netassets.defs.perfsonar.automation import perfsonar_new_data_sensor
 from netassets.defs.perfsonar.resources import PerfsonarSearch
-from netassets.perfsonar.sample import bulk_actions
+from netassets.perfsonar.sample import bulk_actions, index_documents
 from netassets.perfsonar.search import SearchAuthError
 from netassets.pipelines import pipeline
 from netassets_tests.perfsonar.conftest import DAY, OLD_SOURCE, REAL_SOURCE, SIM_SOURCE, make_search
@@ -176,3 +176,86 @@ def test_documents_without_the_cursor_field_are_counted_by_the_tick_and_the_load
                             resources={"perfsonar_search": search, "warehouse": warehouse})
     metadata = result.asset_materializations_for_node("perfsonar_packet_loss")[0].metadata
     assert metadata["documents_without_indexed_at"].value == 3
+
+
+def test_one_id_in_two_indices_at_one_instant_is_seen_in_both_even_across_ticks(search_url, instance):
+    """``_id`` is unique only within an index: the cursor holds the index too, so a tick ending
+    between the two documents does not pass over the second."""
+    search = make_search(search_url, page_size=1)
+    when = dt.datetime.combine(DAY, dt.time(5))
+    _index_now(search, "ps_packetloss-twin-a", [_doc("twin", when, "twin-a.example.org")])
+    _index_now(search, "ps_packetloss-twin-b", [_doc("twin", when, "twin-b.example.org")])
+    seen, cursor = set(), None
+    for _ in range(50):  # one document a page; everything before the twins first
+        result = tick(instance, search, cursor)
+        if isinstance(result, dg.SkipReason):
+            break
+        seen |= {r.partition_key for r in result.run_requests}
+        cursor = result.cursor
+    assert {f"{DAY}|twin-a.example.org", f"{DAY}|twin-b.example.org"} <= seen
+    assert json.loads(cursor)["index"].startswith("ps_packetloss")
+
+
+def test_a_cursor_stored_before_the_index_was_part_of_it_resumes_at_its_instant(search, instance):
+    first = tick(instance, search)
+    stored = json.loads(first.cursor)
+    older = json.dumps({"indexed_at": stored["indexed_at"], "tiebreaker": stored["tiebreaker"]})
+    again = tick(instance, search, older)  # that instant's documents are read again (their runs: a replace)
+    assert isinstance(again, dg.SensorResult) and json.loads(again.cursor) == stored
+    assert isinstance(tick(instance, search, first.cursor), dg.SkipReason)  # the full cursor: nothing again
+
+
+def test_a_timestamp_in_microseconds_is_skipped_and_the_sensor_goes_on(search_url, instance):
+    """A producer writing microseconds makes a valid Elasticsearch date of year ~56000, which no
+    Python date holds: it is a bad timestamp, not a tick that fails forever."""
+    search = make_search(search_url)
+    first = tick(instance, search)
+    when = dt.datetime.combine(DAY, dt.time(6))
+    micro = {**_doc("micro", when, "micro.example.org"), "timestamp": _doc("x", when, "x")["timestamp"] * 1000}
+    _index_now(search, "ps_packetloss-micro", [micro, _doc("fine", when, "fine.example.org")])
+    result = tick(instance, search, first.cursor)
+    assert [r.partition_key for r in result.run_requests] == [f"{DAY}|fine.example.org"]
+    assert json.loads(result.cursor)["indexed_at"] > json.loads(first.cursor)["indexed_at"]
+
+
+def test_a_day_holds_exactly_its_source_where_an_old_index_matched_more(search_url):
+    """An old index's source field is analysed text, whose term query also matches another case
+    and more words: the day keeps only its own source's measurements."""
+    search = make_search(search_url)
+    when = dt.datetime.combine(DAY, dt.time(7))
+    documents = [_doc("upper", when, "CASE.EXAMPLE.ORG", 0.9), _doc("words", when, "case.example.org junk", 0.8),
+                 _doc("exact", when, "case.example.org", 0.0)]
+    index_documents(search_url, "ps_packetloss-old-case", [{**d, "src": d.pop("src_host")} for d in documents],
+                    old_schema=True)
+    got = search.fetch_day("case.example.org", DAY).measurements
+    assert [(m.source, m.packet_loss) for m in got] == [("case.example.org", 0.0)]
+
+
+def test_a_partial_answer_from_the_cluster_is_refused_not_taken_as_the_page():
+    """A failed or timed-out shard still answers HTTP 200 with the other shards' hits. osmem-server
+    has one shard and cannot fail it, so this fault is a stand-in client's answer (the only fake
+    in these tests)."""
+    from netassets.perfsonar.search import SearchError
+
+    class PartialAnswer:
+        def search(self, index, body, params):
+            assert params == {"allow_partial_search_results": "false"}
+            return {"timed_out": False, "_shards": {"total": 2, "successful": 1, "failed": 1},
+                    "hits": {"hits": [{"_source": {}, "sort": [1, "i", "a"]}]}}
+
+    search = make_search("http://127.0.0.1:9")
+    with pytest.raises(SearchError, match=r"1 of 2 shards \(1 failed"):
+        list(search._pages(PartialAnswer(), {"match_all": {}}, [], [], None, None))
+
+
+@pytest.mark.parametrize("hosts", ["http://reader:8080/pw-SECRET@127.0.0.1:9200", "http://reader:pw-SECRET@host",
+                                   "http://host:pw-SECRET/x", "https://reader:pw#SECRET@host"])
+def test_a_host_entry_that_may_hold_a_password_is_refused_without_echoing_it(hosts):
+    with pytest.raises(ValueError) as refused:
+        make_search(f"http://127.0.0.1:9200,{hosts}").host_list
+    assert "SECRET" not in str(refused.value) and "entry 2 of" in str(refused.value)
+
+
+def test_the_resource_does_not_show_its_password():
+    search = PerfsonarSearch(hosts="http://127.0.0.1:9200", username="reader", password="pw-SECRET")
+    assert "SECRET" not in repr(search) and "SECRET" not in str(search)

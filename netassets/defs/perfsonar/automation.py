@@ -1,7 +1,7 @@
 """perfSONAR jobs, sensors and schedules.
 
 perfsonar_new_data_sensor runs for exactly the day x source partitions that new documents touch.
-The cursor is the (indexed_at, tiebreaker) sort key of the last document seen, so a tick reads
+The cursor is the (indexed_at, index, tiebreaker) sort key of the last document seen, so a tick reads
 only documents indexed since, in a total order: nothing is read twice or skipped, and a late
 document (an old measurement indexed today) is after the cursor like any other and re-runs its
 old day; the scores and alarms of the day after, whose first hours use it as reference, follow by
@@ -64,7 +64,7 @@ def perfsonar_new_data_sensor(
         context.log.info("more than %d new documents; the next tick continues from the cursor", MAX_DOCUMENTS_PER_TICK)
     known = set(context.instance.get_dynamic_partitions(PIPELINE.dynamic.name))
     new_sources = sorted({key.split("|")[1] for key in touched} - known)
-    position = f"{batch.cursor.indexed_at}:{batch.cursor.tiebreaker}"
+    position = f"{batch.cursor.indexed_at}:{batch.cursor.index}:{batch.cursor.tiebreaker}"
     return dg.SensorResult(
         run_requests=[
             # The run key names the cursor position: a tick evaluated twice from the same cursor
