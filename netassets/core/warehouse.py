@@ -34,6 +34,11 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 _IN_TRANSACTION: set[int] = set()
 # DuckLake only: first writes (the partition was empty) inside a transaction, collapsed after COMMIT.
 _FIRST_WRITES: dict[int, list[tuple[str, str, list[Any]]]] = {}
+# Transactions in which a partition replace failed: whatever the body did with the error, they
+# roll back (the replace's DELETE and INSERT would otherwise commit with the rest).
+_FAILED_IN_TRANSACTION: set[int] = set()
+_INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+                            "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"})
 
 
 # DuckDB writes a transaction's rows to its WAL, and again to the file at the next checkpoint,
@@ -73,6 +78,10 @@ def in_row_groups(table: pa.Table) -> pa.Table:
 
 class EmptyPartitionError(ValueError):
     """A partition write produced no rows: an error, never a silent skip."""
+
+
+class PartitionReplaceFailed(RuntimeError):
+    """A transaction whose body went on after one of its partition replaces failed: rolled back."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,9 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             _FIRST_WRITES[id(conn)] = []
             try:
                 yield conn
+                if id(conn) in _FAILED_IN_TRANSACTION:
+                    raise PartitionReplaceFailed("a partition replace in this transaction failed (its error went to "
+                                                 "the caller, which went on); nothing of the transaction was committed")
                 conn.execute("COMMIT")
                 for table, where, where_params in _FIRST_WRITES[id(conn)] if settings else ():
                     lake.keep_latest_version(settings, conn, table, where, where_params)
@@ -206,6 +218,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             finally:
                 _IN_TRANSACTION.discard(id(conn))
                 _FIRST_WRITES.pop(id(conn), None)
+                _FAILED_IN_TRANSACTION.discard(id(conn))
 
     def run_transaction(self, body: Callable[[duckdb.DuckDBPyConnection], Any], row_group_size: int | None = None) -> Any:
         """``body(conn)`` inside ``transaction()``; on DuckLake retried from the start while its
@@ -297,7 +310,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             if not self.table_exists(conn, table):
                 conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ({source}) LIMIT 0", source_params)
             else:
-                self._add_new_columns(conn, table, source, source_params)
+                self._reconcile_columns(conn, table, source, source_params)
             (deleted,) = conn.execute(f"DELETE FROM {table} WHERE {where}", where_params).fetchone()
             conn.execute(f"INSERT INTO {table} BY NAME {source}", source_params)
             if before_commit is not None:
@@ -311,7 +324,9 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             if not joined:
                 conn.execute("COMMIT")
         except BaseException:
-            if not joined:
+            if joined:
+                _FAILED_IN_TRANSACTION.add(id(conn))
+            else:
                 lake.rollback(conn)
             raise
         if settings is not None and deleted == 0:  # a first write: a concurrent one may also have committed
@@ -321,13 +336,24 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 lake.keep_latest_version(settings, conn, table, where, where_params)
         return PartitionWrite(table, int(written), columns, "lake" if settings is not None else self.path.stem)
 
-    def _add_new_columns(self, conn: duckdb.DuckDBPyConnection, table: str, source: str, params: Mapping[str, Any]) -> None:
+    def _reconcile_columns(self, conn: duckdb.DuckDBPyConnection, table: str, source: str,
+                           params: Mapping[str, Any]) -> None:
         """A newer version of an asset may write more columns than the table has: add them (older
-        partitions read NULL there) instead of failing every write into an existing warehouse."""
-        existing = {row[0] for row in conn.execute(f"DESCRIBE {table}").fetchall()}
+        partitions read NULL there) instead of failing every write into an existing warehouse.
+        Fractions into an integer column would be rounded by the insert's cast without a word:
+        the column takes the fractional type where it holds no value yet (a first version that
+        wrote only NULLs typed it INTEGER), and the write is refused where it does."""
+        existing = {row[0]: row[1] for row in conn.execute(f"DESCRIBE {table}").fetchall()}
         for name, column_type, *_ in conn.execute(f"DESCRIBE SELECT * FROM ({source})", params).fetchall():
+            column = ident(name)
             if name not in existing:
-                conn.execute(f'ALTER TABLE {table} ADD COLUMN {ident(name)} {column_type}')
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {column_type}")
+            elif existing[name] in _INTEGER_TYPES and column_type.startswith(("FLOAT", "DOUBLE", "DECIMAL")):
+                if conn.execute(f"SELECT count({column}) FROM {table}").fetchone()[0]:
+                    raise TypeError(f"{table}.{name} is {existing[name]} and the new rows hold {column_type}: stored "
+                                    "there they would be rounded; nothing was written (write integers, or migrate "
+                                    "the column's type)")
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {column_type}")
 
     def read_partition(
         self, table: str, partition: Mapping[str, Any], columns: str = "*", order_by: str | None = None

@@ -47,6 +47,38 @@ def test_a_transaction_commits_several_partition_replaces_together_or_none(wareh
     assert warehouse.query("SELECT value FROM clean_rows").item() == 1.0
 
 
+def test_a_transaction_whose_body_went_on_after_a_failed_replace_commits_nothing(warehouse):
+    from netassets.core.warehouse import PartitionReplaceFailed
+
+    partition = {"day": DAY, "region": "a"}
+    warehouse.replace_partition("rows", partition, data=pl.DataFrame({"day": [DAY], "region": ["a"], "value": [1.0]}))
+
+    def refuse(conn):
+        raise RuntimeError("a check of the new rows failed")
+
+    with pytest.raises(PartitionReplaceFailed, match="nothing of the transaction was committed"):
+        with warehouse.transaction() as conn:
+            try:
+                warehouse.replace_partition("rows", partition, conn=conn, before_commit=refuse,
+                                            data=pl.DataFrame({"day": [DAY], "region": ["a"], "value": [9.0]}))
+            except RuntimeError:
+                pass  # a body that swallows the error
+    assert warehouse.query("SELECT value FROM rows").item() == 1.0
+
+
+def test_fractions_are_never_rounded_into_an_integer_column(warehouse):
+    """The insert casts to the table's types: 0.7 into a BIGINT column was stored as 1."""
+    warehouse.replace_partition("counts", {"day": DAY}, data=pl.DataFrame({"day": [DAY], "value": [3]}))
+    with pytest.raises(TypeError, match=r"counts.value is BIGINT and the new rows hold DOUBLE: .* rounded"):
+        warehouse.replace_partition("counts", {"day": DAY}, data=pl.DataFrame({"day": [DAY], "value": [0.7]}))
+    assert warehouse.query("SELECT value FROM counts").item() == 3  # the partition as it was
+    # A column that holds no value yet (a first version wrote only NULLs, typed INTEGER) takes the fractions.
+    warehouse.replace_partition("scores", {"day": DAY}, data=pl.DataFrame({"day": [DAY], "score": [None]}))
+    later = dt.date(2024, 1, 2)
+    warehouse.replace_partition("scores", {"day": later}, data=pl.DataFrame({"day": [later], "score": [0.93]}))
+    assert warehouse.query("SELECT score FROM scores WHERE day = $day", {"day": later}).item() == 0.93
+
+
 def test_wide_rows_written_in_small_row_groups_skip_the_wal_and_read_back_the_same(warehouse):
     """A transaction that fills whole row groups is written straight to the file; one that does
     not goes through the WAL first (and is written again by the checkpoint on close)."""
