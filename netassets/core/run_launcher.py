@@ -8,17 +8,20 @@ those modules once and then forks a run worker per run. The worker executes exac
 ``dagster api execute_run`` executes (the entry point of Dagster's Docker and Kubernetes launchers),
 so runs, their events, .env injection and interrupts behave as they do under the default launcher.
 
-- The zygote is replaced when a source file of a ``watch`` package changes, so a run after an
-  edit (and a "Reload definitions" in the UI) runs the edited code.
-- The run worker's pid is a run tag: run monitoring asks whether it is alive (a SIGKILLed worker
-  fails its run and frees its pool slots), and termination sends it SIGINT, the interrupt Dagster's
-  own code server sends.
+- The zygote is replaced when a source file of a ``watch`` package, or the working directory's
+  .env or pyproject.toml, changes, so a run after an edit (and a "Reload definitions" in the UI)
+  runs the edited code; it reads .env when it starts, as a code server does at each reload.
+- The run worker's pid and start time are a run tag: run monitoring asks whether it is alive (a
+  SIGKILLed worker fails its run and frees its pool slots), and termination sends it SIGINT, the
+  interrupt Dagster's own code server sends; a later process given the same pid is neither.
 - Its workers retry a blocked pool claim after 0.1 s, not Dagster's 1 s, and sleep rather than
   spin until then (``claim_pool_slots_promptly``): a backfill's next run takes the warehouse slot
   as soon as the previous step lets it go. They check and stamp their storages' schema revisions
   against migration scripts loaded once (``load_migration_scripts_once``).
-- One machine only: the run worker is a local process of the daemon's interpreter. Deployments
-  whose runs start elsewhere keep Dagster's launchers (deploy/dagster_postgres.yaml).
+- One machine and one environment only: the run worker is a local process of the daemon's
+  interpreter, so a code location of another interpreter or virtual environment is refused at
+  launch. Deployments whose runs start elsewhere keep Dagster's launchers
+  (deploy/dagster_postgres.yaml).
 
 Configured in deploy/dagster.yaml:
 
@@ -48,6 +51,7 @@ from dagster import Field
 from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.secrets.env_file import get_env_var_dict
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, deserialize_value, serialize_value
@@ -72,31 +76,35 @@ PID_TAG = "netassets/run_worker_pid"
 PRELOADED: frozenset[str] = frozenset()
 
 
-def source_fingerprint(packages: Sequence[str]) -> tuple[int, int]:
-    """(newest mtime, file count) of the .py files of ``packages``, found without importing them:
-    a changed, added or removed source file changes it."""
-    newest, count = 0, 0
+def source_fingerprint(packages: Sequence[str]) -> int:
+    """A hash of every .py file of ``packages`` (found without importing them) and of the working
+    directory's .env and pyproject.toml: path, size, mtime, ctime and inode. A changed, added,
+    removed or renamed file changes it, and so does an older copy put back with its old mtime
+    (``cp -p``): the ctime cannot be set back. .env holds what the code location reads at import
+    (credentials present or not, schedules' crons), pyproject.toml where its definitions are."""
+    paths: list[Path] = [Path.cwd() / ".env", Path.cwd() / "pyproject.toml"]
     for name in packages:
         spec = importlib.util.find_spec(name)
         roots = list(spec.submodule_search_locations or []) if spec else []
         if spec and spec.origin and not roots:
             roots = [spec.origin]
         for root in roots:
-            files = Path(root).rglob("*.py") if Path(root).is_dir() else [Path(root)]
-            for path in files:
-                try:
-                    newest = max(newest, path.stat().st_mtime_ns)
-                except FileNotFoundError:  # removed while we walked
-                    continue
-                count += 1
-    return newest, count
+            paths.extend(Path(root).rglob("*.py") if Path(root).is_dir() else [Path(root)])
+    states = []
+    for path in sorted(paths):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed while we walked, or no .env
+            continue
+        states.append((str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
+    return hash(tuple(states))
 
 
-def _worker_state(pid: int) -> str | None:
-    """The process state letter of ``pid`` (None when there is no such process); a zombie ('Z')
-    is a worker that has died and not been reaped yet."""
+def _process_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) of ``pid``; None when there is no such
+    process. A zombie ('Z') is a worker that has died and not been reaped yet."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return None
     except OSError:  # no /proc: ask the kernel whether the pid exists
@@ -104,7 +112,18 @@ def _worker_state(pid: int) -> str | None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
-        return "?"
+        return "?", ""
+    return fields[0], fields[19]  # fields 3 and 22 of proc(5)
+
+
+def _worker_alive(worker: tuple[int, str]) -> bool:
+    """Whether the run worker (pid, start time) still runs. The start time tells it from a later
+    process given the same pid once the worker died (the warm process lets the kernel reap its
+    workers at once, so a dead worker's pid is free for reuse): that one is not asked about, and
+    never signalled."""
+    pid, started = worker
+    stat = _process_stat(pid)
+    return stat is not None and stat[0] != "Z" and (not started or not stat[1] or stat[1] == started)
 
 
 def instance_modules(ref: InstanceRef) -> tuple[str, ...]:
@@ -124,6 +143,14 @@ def preload(entries: Sequence[str]) -> None:
         module = importlib.import_module(module_name)
         if function:
             getattr(module, function)()
+
+
+def _environment(executable: str) -> str:
+    """Where an interpreter's packages come from: its virtual environment (the folder with
+    pyvenv.cfg above its bin/, found without resolving the link to the base interpreter, which
+    every venv's python is), else the interpreter itself."""
+    folder = Path(os.path.abspath(executable)).parent.parent
+    return str(folder) if (folder / "pyvenv.cfg").is_file() else os.path.realpath(executable)
 
 
 class _WarmProcessGone(DagsterLaunchFailedError):
@@ -215,7 +242,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
         origin = check.not_none(run.job_code_origin, f"run {run.run_id} has no code origin to execute")
-        if os.path.realpath(origin.executable_path) != os.path.realpath(sys.executable):
+        if _environment(origin.executable_path) != _environment(sys.executable):
             raise DagsterLaunchFailedError(
                 f"WarmRunLauncher forks run workers from this daemon's interpreter ({sys.executable}); the code "
                 f"location of run {run.run_id} runs in {origin.executable_path}. Use Dagster's DefaultRunLauncher for it.")
@@ -229,23 +256,26 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 zygote.close()
                 self._zygote = None
                 pid = self._warm().fork(request)
-        self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
+        stat = _process_stat(pid)
+        self._instance.add_run_tags(run.run_id, {PID_TAG: f"{pid}:{stat[1] if stat else ''}"})
 
-    def _pid(self, run: DagsterRun) -> int | None:
-        value = run.tags.get(PID_TAG)
-        return int(value) if value and value.isdigit() else None
+    def _worker(self, run: DagsterRun) -> tuple[int, str] | None:
+        """The run worker's (pid, start time) from its tag ("pid:start"; "pid" alone from an older
+        launcher, whose start time is not checked)."""
+        pid, _, started = (run.tags.get(PID_TAG) or "").partition(":")
+        return (int(pid), started) if pid.isdigit() else None
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
         if not run or run.is_finished:
             return False
-        pid = self._pid(run)
+        worker = self._worker(run)
         self._instance.report_run_canceling(run)
-        if pid is None or _worker_state(pid) in (None, "Z"):
+        if worker is None or not _worker_alive(worker):
             self._instance.report_engine_event("Could not terminate the run: its run worker is not running.", run,
                                                cls=self.__class__)
             return False
-        os.kill(pid, signal.SIGINT)  # Dagster's interrupt: the run stops between events and ends CANCELED
+        os.kill(worker[0], signal.SIGINT)  # Dagster's interrupt: the run stops between events and ends CANCELED
         return True
 
     @property
@@ -253,11 +283,11 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        pid = self._pid(run)
-        if pid is None:
+        worker = self._worker(run)
+        if worker is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, f"run {run.run_id} has no {PID_TAG} tag")
-        if _worker_state(pid) in (None, "Z"):
-            return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker (pid {pid}) is gone")
+        if not _worker_alive(worker):
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker (pid {worker[0]}) is gone")
         return CheckRunHealthResult(WorkerStatus.RUNNING)
 
     def dispose(self) -> None:
@@ -350,6 +380,9 @@ def _serve(entries: Sequence[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = sys.stdout
     try:
+        # As a code server does at each reload: the working directory's .env over the environment
+        # the daemon started with, so that what the code location reads at import is current.
+        os.environ.update(get_env_var_dict(os.getcwd()))
         prepare_warm_process(entries)
     except BaseException as error:  # noqa: BLE001  (any import failure is reported, not raised)
         traceback.print_exc(file=sys.stderr)
@@ -375,6 +408,7 @@ def _serve(entries: Sequence[str]) -> None:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 devnull = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(devnull, 0)
+                os.close(devnull)
                 os.dup2(2, 1)  # the requests pipe is the zygote's; the worker prints to the daemon's log
                 code = _execute_run(args)
             except BaseException:  # noqa: BLE001  (a worker must never return into the zygote's loop)

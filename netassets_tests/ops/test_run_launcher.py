@@ -53,6 +53,10 @@ def warm(tmp_path, monkeypatch):
         launcher.dispose()
 
 
+def _worker_pid(instance, run_id: str) -> int:
+    return int(instance.get_run_by_id(run_id).tags[PID_TAG].partition(":")[0])
+
+
 def _launch(instance, launcher, job, run_config=None) -> str:
     origin = ReconstructableJob.for_module(MODULE, job.name).get_python_origin()
     run = instance.create_run_for_job(job_def=job, run_config=run_config or {}, job_code_origin=origin)
@@ -74,7 +78,7 @@ def _probe(instance, launcher, tmp_path: Path, name: str) -> dict:
     assert _wait(instance, run_id, TERMINAL) == dg.DagsterRunStatus.SUCCESS
     [start] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
     report = json.loads(out.read_text())
-    assert report["pid"] == start.dagster_event.pid == int(instance.get_run_by_id(run_id).tags[PID_TAG])
+    assert report["pid"] == start.dagster_event.pid == _worker_pid(instance, run_id)
     return report
 
 
@@ -112,7 +116,7 @@ def test_a_killed_worker_is_reported_failed_to_run_monitoring(warm):
     instance, launcher = warm
     run_id = _launch(instance, launcher, warm_jobs.sleepy_job)
     _wait(instance, run_id, {dg.DagsterRunStatus.STARTED})
-    os.kill(int(instance.get_run_by_id(run_id).tags[PID_TAG]), signal.SIGKILL)
+    os.kill(_worker_pid(instance, run_id), signal.SIGKILL)
     deadline = time.monotonic() + 10
     while (health := launcher.check_run_worker_health(instance.get_run_by_id(run_id))).status != WorkerStatus.FAILED:
         assert time.monotonic() < deadline, health
@@ -251,3 +255,76 @@ def test_schema_revisions_are_checked_against_scripts_loaded_once():
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "head_matches": True, "opened": True,
                                                                "stamped_head": True}
+
+
+def test_a_pid_taken_by_another_process_after_the_worker_died_is_neither_reported_running_nor_signalled(warm):
+    """The warm process lets the kernel reap its workers at once, so a dead worker's pid is free
+    for the next process: the tag holds the worker's start time too, and a process with the same
+    pid but another start time is not the worker."""
+    from netassets.core.run_launcher import _process_stat
+
+    instance, launcher = warm
+    origin = ReconstructableJob.for_module(MODULE, warm_jobs.sleepy_job.name).get_python_origin()
+    run = instance.create_run_for_job(job_def=warm_jobs.sleepy_job, run_config={}, job_code_origin=origin)
+    stranger = subprocess.Popen(["sleep", "60"])  # the process that got the dead worker's pid
+    try:
+        started = _process_stat(stranger.pid)[1]
+        instance.add_run_tags(run.run_id, {PID_TAG: f"{stranger.pid}:{started}"})  # control: it is the worker
+        assert launcher.check_run_worker_health(instance.get_run_by_id(run.run_id)).status == WorkerStatus.RUNNING
+        instance.add_run_tags(run.run_id, {PID_TAG: f"{stranger.pid}:{int(started) - 1}"})
+        assert launcher.check_run_worker_health(instance.get_run_by_id(run.run_id)).status == WorkerStatus.FAILED
+        assert not launcher.terminate(run.run_id)
+        time.sleep(0.2)
+        assert stranger.poll() is None, "a process that is not the run's worker was signalled"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_code_location_in_another_virtual_environment_is_refused(warm, tmp_path):
+    """A venv's python links to the base interpreter: the same binary, other packages."""
+    instance, launcher = warm
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=120)
+    origin = ReconstructableJob.for_module(MODULE, warm_jobs.sleepy_job.name).get_python_origin()
+    origin = origin._replace(repository_origin=origin.repository_origin._replace(
+        executable_path=str(tmp_path / "venv" / "bin" / "python")))
+    run = instance.create_run_for_job(job_def=warm_jobs.sleepy_job, run_config={}, job_code_origin=origin)
+    with pytest.raises(DagsterLaunchFailedError, match="forks run workers from this daemon's interpreter"):
+        launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+
+
+def test_the_warm_process_is_replaced_after_a_rename_an_old_copy_put_back_or_a_dotenv_edit(tmp_path, monkeypatch):
+    from netassets.core.run_launcher import source_fingerprint
+
+    package = tmp_path / "fingerprinted"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    before = source_fingerprint(["fingerprinted"])
+    (package / "a.py").rename(package / "_a.py")  # keeps its mtime; the count stays
+    renamed = source_fingerprint(["fingerprinted"])
+    assert renamed != before
+    old = package / "_a.py"
+    old_mtime = old.stat().st_mtime_ns
+    old.write_text("X = 2\n")
+    edited = source_fingerprint(["fingerprinted"])
+    old.write_text("X = 1\n")
+    os.utime(old, ns=(old_mtime, old_mtime))  # an older copy put back with its own mtime (cp -p)
+    assert source_fingerprint(["fingerprinted"]) not in (renamed, edited)
+    settled = source_fingerprint(["fingerprinted"])
+    (tmp_path / ".env").write_text("NETASSETS_ES_USER=reader\n")
+    assert source_fingerprint(["fingerprinted"]) != settled
+
+
+def test_what_the_code_reads_at_import_comes_from_the_current_dotenv(warm, tmp_path, monkeypatch):
+    """As a code server re-reads .env at each reload, the warm process reads it when it starts:
+    an edit to .env replaces it, and the next run imported the code with the new value."""
+    instance, launcher = warm
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "warm_probe" / "__init__.py").write_text('import os\nVERSION = os.environ.get("WARM_PROBE_VERSION")\n')
+    (tmp_path / ".env").write_text("WARM_PROBE_VERSION=from-dotenv\n")
+    assert _probe(instance, launcher, tmp_path, "first")["probe_version"] == "from-dotenv"
+    (tmp_path / ".env").write_text("WARM_PROBE_VERSION=edited\n")
+    assert _probe(instance, launcher, tmp_path, "second")["probe_version"] == "edited"
