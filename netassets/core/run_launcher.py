@@ -378,7 +378,11 @@ def _serve(entries: Sequence[str]) -> None:
     # Ctrl-C on `dagster dev` reaches its whole process group: the running workers stop, while the
     # zygote waits for the daemon to close its pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    replies = sys.stdout
+    # The replies get a descriptor of their own, and the warm process's stdout goes to the
+    # daemon's log: a preloaded module that prints at import must not answer for it.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
         # As a code server does at each reload: the working directory's .env over the environment
         # the daemon started with, so that what the code location reads at import is current.
@@ -404,6 +408,7 @@ def _serve(entries: Sequence[str]) -> None:
         if pid == 0:
             code = 1
             try:
+                replies.close()  # the warm process's, not the worker's
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # its own children (torchrun) are waited for
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 devnull = os.open(os.devnull, os.O_RDONLY)

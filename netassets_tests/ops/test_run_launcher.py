@@ -132,6 +132,13 @@ def test_a_preload_that_cannot_be_imported_fails_the_launch_naming_it(tmp_path):
             _launch(instance, launcher, warm_jobs.probe_job, {"ops": {"report_worker": {"config": {"out": "x"}}}})
 
 
+def test_a_preloaded_module_that_prints_at_import_does_not_answer_for_the_warm_process(warm, tmp_path):
+    instance, launcher = warm
+    (tmp_path / "chatty_at_import.py").write_text('print("hello from an import")\n')
+    launcher.preload = (*launcher.preload, "chatty_at_import")
+    assert _probe(instance, launcher, tmp_path, "chatty")["probe_version"] == 1
+
+
 def test_the_default_preload_starts_no_thread():
     """The warm process forks; a thread started by an import, or by the GX warm-up validation,
     would be missing, holding its locks, in every run worker. Preloaded as the warm process does,
