@@ -137,9 +137,16 @@ class Evaluation:
         return best
 
     @property
+    def unscored_baselines(self) -> list[str]:
+        """Baselines without a finite score on the verdict metric: the model is not shown to beat
+        them, so their presence alone makes it lose (else a NaN strongest baseline would leave the
+        model judged against the weaker ones)."""
+        return [name for name in self.baselines if self.value(name) is None]
+
+    @property
     def beats_strongest_baseline(self) -> bool:
         mine, strongest = self.value(self.model), self.strongest_baseline
-        if mine is None or strongest is None:
+        if mine is None or strongest is None or self.unscored_baselines:
             return False
         return self._better(mine, self.value(strongest))
 
@@ -153,6 +160,9 @@ class Evaluation:
         theirs = self.value(strongest)
         if mine is None:
             return f"loses: {self.model} has no finite {self.metric} {where}; {strongest} has {theirs:.4g}"
+        if self.unscored_baselines:
+            return (f"loses: baseline(s) {', '.join(self.unscored_baselines)} have no finite {self.metric} {where}, so "
+                    f"{self.model} ({mine:.4g}) is not shown to beat them")
         relation = "ties" if mine == theirs else ("beats" if self.beats_strongest_baseline else "loses to")
         outcome = "wins" if self.beats_strongest_baseline else "loses"
         direction = "higher" if self.higher_is_better else "lower"

@@ -5,7 +5,7 @@ Under ``artifacts_dir(<pipeline>) / <model>``::
     runs/<run id>/        everything one training run wrote (checkpoints, history, plots, ...)
     latest_run.json       the last run that finished, written after it succeeded
     candidate.json        the run whose files are proposed for production, with its verdicts
-    production/<run id>/  copies of a promoted candidate's files
+    production/<run id>.<time>.<n>/  copies of a promoted candidate's files, a fresh folder each time
     production.json       which production folder is live: replaced last, in one rename
 
 A failed or refused run writes only into its own run folder, so it never damages the files
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -77,6 +79,14 @@ class ModelStore:
         folder = self.root / "runs" / safe_name(run_id, "run id")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def inside(self, relative: str, option: str) -> Path:
+        """A path that a config ``option`` names (a checkpoint to start from), resolved and refused
+        unless it stays inside this model's folder: no '..', no absolute path, no link out."""
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"{option} {relative!r} must be a path inside {self.root} (e.g. runs/<run_id>/checkpoint.pt)")
+        return path
 
     def _read(self, name: str) -> dict[str, Any]:
         path = self.root / name
@@ -135,16 +145,35 @@ class ModelStore:
                 metadata={"candidate_run": candidate.run_id, **verdicts, **metadata,
                           "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))},
             )
-        target = self.root / "production" / candidate.run_id
-        for name in candidate.files.values():
-            copy_file(candidate.folder / name, target / name)
+        # A fresh folder every time, filled under a hidden name and renamed whole: a run id promoted
+        # again (a step retried, a run continued with more epochs) must not be copied over the live
+        # files one by one, where a reader or a kill would meet new weights beside the old config.
+        production = self.root / "production"
+        staging = production / f".{candidate.run_id}.{uuid.uuid4().hex}.partial"
+        try:
+            for name in candidate.files.values():
+                copy_file(candidate.folder / name, staging / name)
+            target = production / f"{candidate.run_id}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:8]}"
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         live = ModelVersion(candidate.run_id, target, candidate.files, candidate.evaluations, candidate.info)
         write_json(self.root / "production.json", live.to_dict())
-        self._prune(keep=target)
+        self._prune()
         return live
 
-    def _prune(self, keep: Path) -> None:
-        folders = sorted((p for p in (self.root / "production").iterdir() if p.is_dir()),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in [p for p in folders if p != keep][KEEP_PRODUCTION_VERSIONS - 1:]:
+    def _prune(self) -> None:
+        """Keep the live folder (read again: a concurrent promotion may have moved it) and the
+        newest others, up to KEEP_PRODUCTION_VERSIONS; never a folder being filled."""
+        live = self.production()
+        folders = []
+        for folder in (self.root / "production").iterdir():
+            try:
+                if folder.is_dir() and not folder.name.startswith("."):
+                    folders.append((folder.stat().st_mtime, folder))
+            except FileNotFoundError:  # pruned by a concurrent promotion meanwhile
+                continue
+        keep = {live.folder} if live is not None else set()
+        older = [folder for _, folder in sorted(folders, reverse=True) if folder not in keep]
+        for old in older[KEEP_PRODUCTION_VERSIONS - len(keep):]:
             shutil.rmtree(old, ignore_errors=True)

@@ -67,6 +67,16 @@ def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
     return t.tolist()
 
 
+def share_main_buffers(model: torch.nn.Module, env: DistEnv) -> None:
+    """Every rank takes the main rank's buffers (BatchNorm's running statistics), before ranks score
+    shards of a split with their own copy: DDP sends them only at a training forward's start, so
+    after an epoch's last step each rank holds its own, and the verdict that picks the best epoch
+    would be read partly on models that are not the one saved."""
+    if env.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -12,7 +12,7 @@ Under ``artifacts_dir("dwcp")``::
                                            bandwidth_lstm_<v>.onnx, model_metadata_<v>.json
         latest_run.json                    the last training run that finished (after it was judged)
         candidate.json                     the last exported ONNX, its files and its test verdict
-        production/<run_id>/ + production.json   the live ONNX and metadata, replaced only when the
+        production/<run_id>.<time>.<n>/ + production.json   the live ONNX and metadata, replaced only when the
                                            candidate passes every gate (``gates.py``) and beats
                                            its strongest baseline on test
 

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from netassets.core.torchrun import worker_session
 from netassets.core.training import (
     EarlyStopping, all_reduce_sum, init_distributed, load_checkpoint, save_checkpoint, save_weights, seed_everything,
-    shutdown_distributed,
+    share_main_buffers, shutdown_distributed,
 )
 from netassets.dwcp.config import TrainConfig
 from netassets.dwcp.runs import CHECKPOINT, HISTORY, PREDICTIONS, WEIGHTS
@@ -188,6 +188,7 @@ def main(argv: list[str]) -> None:
         val_spread = np.where(data.y[val_idx].std(axis=0) > 0, data.y[val_idx].std(axis=0), 1.0)
         val_level_weight = torch.from_numpy(level_weight.astype(np.float32))
         def validation_loss() -> float:
+            share_main_buffers(raw_model, env)
             raw_model.eval()
             err = (_batched(raw_model.delta, X, val_mine, env.device) - D[val_mine]) ** 2 * val_level_weight[val_mine]
             *val_sq, val_n = all_reduce_sum([*err.double().sum(0).tolist(), len(val_mine)], env)

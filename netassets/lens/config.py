@@ -54,7 +54,8 @@ class TrainConfig(TrainingConfig):
     num_workers: int = Field(default=0, ge=0, description="DataLoader workers per process")
     seed: int = Field(default=0, description="seeds the weights, the sampler, dropout and the baselines")
     resume: bool = Field(default=True, description="continue from the run folder's last.pt when it exists")
-    resume_from: str = Field(default="", description="or from this checkpoint (same architecture); empty: none")
+    resume_from: str = Field(default="", description="or from this checkpoint (same architecture), a path inside the "
+                                                     "lens/patchtst model folder (runs/<run_id>/last.pt); empty: none")
     max_steps: int = Field(default=0, ge=0, description="stop (saving last.pt, resumable) after this many optimiser "
                                                         "steps in total; 0: no limit")
 

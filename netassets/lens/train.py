@@ -46,6 +46,7 @@ from netassets.core.training import (
     save_checkpoint,
     save_weights,
     seed_everything,
+    share_main_buffers,
     shutdown_distributed,
 )
 from netassets.lens.config import MONITORS, TrainConfig
@@ -88,6 +89,7 @@ def load_dataset(path: Path) -> dict[str, np.ndarray]:
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, num_classes: int, env: DistEnv,
              batch_size: int, autocast) -> dict[str, Any]:
     """Loss and confusion matrix over the whole split: each rank scores a strided shard, then all-reduce."""
+    share_main_buffers(model, env)
     model.eval()
     shard = torch.arange(env.rank, len(x), env.world_size)
     loss_sum, matrix = 0.0, np.zeros((num_classes, num_classes))
@@ -136,7 +138,8 @@ def train(config: TrainConfig, data: Path | str, out_dir: Path | str) -> dict[st
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
-            running, history = list(state["running"]), list(state["history"])
+            running = list(state["running"]) if env.is_main else [0.0, 0.0]  # the whole epoch's so far, once
+            history = list(state["history"])
             stopper = EarlyStopping(MONITORS[config.monitor_metric], patience=math.inf, **state["best"])
             restore_rng_state(state["rng"], env.device)
             session.log(f"resumed from {resume_path} at epoch {start_epoch + 1}, batch {batches_done}, step {step}")
@@ -192,7 +195,9 @@ def train(config: TrainConfig, data: Path | str, out_dir: Path | str) -> dict[st
                 if config.max_steps and step >= config.max_steps:
                     interrupted = batch_index + 1 < len(loader) or epoch + 1 < config.epochs
                     if interrupted:
-                        running = [running[0] + loss_sum.item(), running[1] + samples]
+                        # The epoch so far on every rank (each holds its own part): the main rank
+                        # saves the sum, and a resumed run gives it back to the main rank only.
+                        running = all_reduce_sum([running[0] + loss_sum.item(), running[1] + samples], env)
                         if env.is_main:
                             save_checkpoint(out_dir / "last.pt", checkpoint(epoch, batch_index + 1))
                         session.log(f"max_steps {config.max_steps} reached at epoch {epoch + 1}; saved last.pt")

@@ -9,7 +9,7 @@ Every model file goes through one ``core.model_store.ModelStore`` (``model_store
                           continued from), checkpoint.pt (its best epoch, resumable),
                           model.safetensors (that epoch's weights), report.json and plots
     candidate.json        the last trained run, with its test verdict
-    production/<run_id>/  the live model's checkpoint.pt and model.safetensors
+    production/<run_id>.<time>.<n>/  the live model's checkpoint.pt and model.safetensors
     production.json      which production folder is live: replaced only by a finished run
                           whose best epoch beats the strongest simple baseline on the test flows
 
@@ -69,14 +69,6 @@ def training_flows(warehouse: "DuckDBWarehouse", sites: list[str]) -> pl.DataFra
     return flows
 
 
-def checkpoint_under(models: Path, relative: str) -> Path:
-    """A configured checkpoint path, refused unless it stays inside the model's folder."""
-    path = (models / relative).resolve()
-    if not path.is_relative_to(models.resolve()):
-        raise ValueError(f"init_from {relative!r} must be a path inside {models} (e.g. runs/<run_id>/checkpoint.pt)")
-    return path
-
-
 def init_source(store: ModelStore, init_from: str) -> Path | None:
     """The checkpoint ``init_from`` names ('scratch': None; 'resume': the live model's), refused
     before the run's folder exists when it is not there."""
@@ -86,7 +78,7 @@ def init_source(store: ModelStore, init_from: str) -> Path | None:
         live = store.production()
         source = live.path("checkpoint") if live is not None else store.root / "production.json"
     else:
-        source = checkpoint_under(store.root, init_from)
+        source = store.inside(init_from, "init_from")
     if not source.is_file():
         raise FileNotFoundError(f"init_from {init_from!r}: checkpoint to continue from not found: {source}"
                                 + (" (no model promoted yet)" if init_from == "resume" else ""))
@@ -168,4 +160,4 @@ def conclude(store: ModelStore, run: PreparedRun, init_from: str) -> RunOutcome:
     problems = store.refusals(candidate)
     if problems:
         return RunOutcome(report, evaluation, "; ".join(problems), store.production())
-    return RunOutcome(report, evaluation, None, store.promote())
+    return RunOutcome(report, evaluation, None, store.promote(version=candidate))

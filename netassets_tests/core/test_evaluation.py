@@ -72,6 +72,14 @@ def test_a_tie_a_loss_or_a_non_finite_score_is_never_a_win(model, baseline):
     assert promotion_refusal(ev).startswith("not promoted: loses")
 
 
+def test_a_baseline_without_a_finite_score_makes_the_model_lose_even_when_others_are_weaker():
+    """Judged only against the finite ones, a NaN strongest baseline left the model beating the weaker rest."""
+    ev = _evaluation(0.9, persistence=math.nan, mean=1.0)
+    assert not ev.beats_strongest_baseline
+    assert ev.verdict.startswith("loses: baseline(s) persistence have no finite rmse")
+    assert promotion_refusal(ev).startswith("not promoted: loses")
+
+
 def test_no_finite_baseline_means_no_promotion():
     ev = _evaluation(0.1, persistence=math.nan)
     assert ev.strongest_baseline is None and not ev.beats_strongest_baseline

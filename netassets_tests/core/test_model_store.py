@@ -31,7 +31,7 @@ def test_winning_candidate_is_promoted_and_pointer_names_its_copy(netassets_home
     store.propose("run1", {"weights": "model.safetensors", "config": "config.json"}, [_evaluation(0.9, 1.0)])
     live = store.promote()
     assert live.path("weights").read_bytes() == b"v1"
-    assert live.folder == store.root / "production" / "run1"
+    assert live.folder.parent == store.root / "production" and live.folder.name.startswith("run1.")
     assert store.production() == live
     assert json.loads((store.root / "production.json").read_text())["run_id"] == "run1"
 
@@ -88,8 +88,9 @@ def test_old_production_copies_are_pruned(netassets_home):
         _trained(store, f"r{i}")
         store.propose(f"r{i}", {"weights": "model.safetensors"}, [_evaluation(0.9, 1.0)])
         store.promote()
-    kept = sorted(p.name for p in (store.root / "production").iterdir())
-    assert len(kept) == KEEP_PRODUCTION_VERSIONS and store.production().run_id in kept
+    kept = sorted(p.name.split(".")[0] for p in (store.root / "production").iterdir())
+    newest = [f"r{i}" for i in range(2, KEEP_PRODUCTION_VERSIONS + 2)]
+    assert kept == newest and store.production().run_id == newest[-1]
 
 
 def _promote_in_child(home: str, run_id: str) -> None:
@@ -114,3 +115,50 @@ def test_concurrent_promotions_leave_one_complete_version(netassets_home):
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
     assert store.production().path("weights").read_bytes() == b"x" * 100_000
+
+
+def test_a_run_promoted_again_goes_to_a_fresh_folder_and_a_failed_copy_leaves_the_live_one_whole(netassets_home,
+                                                                                                 monkeypatch):
+    """A run id promoted again (a step retried, a run continued with more epochs) was copied over
+    the live files one by one: a reader or a kill in between met new weights beside the old config.
+    The copy that fails here is injected (a crash mid-copy cannot be timed otherwise)."""
+    from netassets.core import model_store
+
+    store = ModelStore("dwcp", "bandwidth_lstm", produced_by="dwcp_bandwidth_lstm")
+    files = {"weights": "model.safetensors", "config": "config.json"}
+    folder = _trained(store, "run1", b"w1")
+    store.propose("run1", files, [_evaluation(0.9, 1.0)])
+    first = store.promote()
+    (folder / "model.safetensors").write_bytes(b"w2")
+    (folder / "config.json").write_text('{"epochs": 2}')
+    store.propose("run1", files, [_evaluation(0.8, 1.0)])
+    real_copy, copied = model_store.copy_file, []
+
+    def copy_then_crash(source, target):
+        if copied:
+            raise OSError("disk full")
+        copied.append(target)
+        real_copy(source, target)
+
+    monkeypatch.setattr(model_store, "copy_file", copy_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.promote()
+    assert store.production() == first
+    assert first.path("weights").read_bytes() == b"w1" and first.path("config").read_text() == "{}"
+    assert sorted(p.name for p in (store.root / "production").iterdir()) == [first.folder.name]  # nothing half-made
+    monkeypatch.setattr(model_store, "copy_file", real_copy)
+    second = store.promote()
+    assert second.folder != first.folder and second.run_id == "run1"
+    assert second.path("weights").read_bytes() == b"w2" and second.path("config").read_text() == '{"epochs": 2}'
+    assert first.path("weights").read_bytes() == b"w1"  # the version before, kept whole for a roll back
+
+
+def test_a_run_promotes_the_version_it_proposed_whatever_candidate_json_says_now(netassets_home):
+    store = ModelStore("traffic", "race", produced_by="x")
+    files = {"weights": "model.safetensors"}
+    _trained(store, "winner", b"mine")
+    mine = store.propose("winner", files, [_evaluation(0.9, 1.0)])
+    _trained(store, "loser", b"theirs")
+    store.propose("loser", files, [_evaluation(1.1, 1.0)])  # a concurrent run's candidate, proposed since
+    live = store.promote(version=mine)
+    assert live.run_id == "winner" and live.path("weights").read_bytes() == b"mine"

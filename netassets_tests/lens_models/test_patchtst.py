@@ -170,6 +170,38 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         torch.testing.assert_close(weights_b[name], tensor)
 
 
+def _torchrun_train(config: TrainConfig, data: Path, out_dir: Path) -> dict | None:
+    """netassets.lens.train under a real torchrun, two processes over gloo; its result.json."""
+    import subprocess
+    import sys
+
+    config_file = config.write(out_dir.parent / f"{out_dir.name}.json")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "netassets.lens.train", "--config", str(config_file), "--data", str(data),
+                           "--out-dir", str(out_dir)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = out_dir / "result.json"
+    return json.loads(result.read_text()) if result.is_file() else None
+
+
+def test_a_run_interrupted_on_two_ranks_resumes_to_the_same_history_and_weights(tmp_path):
+    """Each rank holds its own part of an unfinished epoch's loss: the checkpoint keeps their sum
+    (it kept rank 0's part, given back to both ranks: counted twice, rank 1's dropped)."""
+    data = _toy_dataset(tmp_path / "toy.npz")
+    # 120 samples on 2 ranks: 4 steps an epoch each; 6 steps stop in the middle of epoch 2.
+    common = dict(epochs=3, batch_size=16, lr=0.01, seed=3, **TINY)
+    straight = _torchrun_train(TrainConfig(**common), data, tmp_path / "straight")
+    assert _torchrun_train(TrainConfig(max_steps=6, **common), data, tmp_path / "resumed") is None
+    resumed = _torchrun_train(TrainConfig(**common), data, tmp_path / "resumed")
+    assert straight["world_size"] == resumed["world_size"] == 2 and resumed["steps"] == straight["steps"] == 12
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in straight["history"]],
+                                                                          rel=1e-9)
+    final_a, final_b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for name, tensor in final_a["model"].items():
+        torch.testing.assert_close(final_b["model"][name], tensor)
+
+
 def test_checkpoint_from_an_incompatible_config_is_refused(tmp_path, monkeypatch):
     from netassets.lens.train import train
 
@@ -233,3 +265,9 @@ def test_run_identity_ignores_budget_knobs_only():
     assert base.identity() == LensPatchTSTConfig(epochs=50, max_steps=7, nproc=4, **TINY).identity()
     assert base.identity() != LensPatchTSTConfig(**{**TINY, "lr": 0.01}).identity()
     assert json.dumps(base.identity(), sort_keys=True)  # hashable into the run folder name
+
+
+def test_resume_from_outside_the_models_folder_is_refused_before_anything_runs(netassets_home, warehouse):
+    with pytest.raises(ValueError, match=r"resume_from '\.\./\.\./\.\./etc/passwd' must be a path inside"):
+        dg.materialize([lens_patchtst], resources={"warehouse": warehouse},
+                       run_config={"ops": {"lens_patchtst": {"config": {"resume_from": "../../../etc/passwd"}}}})

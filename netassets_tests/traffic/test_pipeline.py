@@ -101,7 +101,8 @@ def test_train_by_day_continue_and_refuse_a_losing_model(netassets_home, warehou
     saved = load_checkpoint(checkpoint)
     # the live model is the finished run's best epoch, trained in the run's own folder
     run_dir = store.root / "runs" / first.run_id
-    assert live.run_id == first.run_id and checkpoint.parent == store.root / "production" / first.run_id
+    assert live.run_id == first.run_id and checkpoint.parent == store.production().folder
+    assert checkpoint.parent.parent == store.root / "production" and checkpoint.parent.name.startswith(first.run_id)
     assert checkpoint.read_bytes() == (run_dir / "checkpoint.pt").read_bytes()
     assert live.path("weights").read_bytes() == (run_dir / "model.safetensors").read_bytes()
     assert live.evaluations[0].beats_strongest_baseline
@@ -225,11 +226,11 @@ def test_landing_sensor_and_daily_schedule(netassets_home, instance):
     assert sorted(r.partition_key for r in requests) == ["2024-01-02|edge-a", "2024-01-02|edge-b"]
 
 
-def test_init_from_outside_the_models_folder_is_refused(tmp_path):
-    from netassets.traffic.runs import checkpoint_under
+def test_init_from_outside_the_models_folder_is_refused(netassets_home):
+    from netassets.core.model_store import ModelStore
 
-    models = tmp_path / "models"
-    assert checkpoint_under(models, "runs/abc/checkpoint.pt") == (models / "runs/abc/checkpoint.pt").resolve()
+    store = ModelStore("traffic", "next_packet_lstm", produced_by="traffic_lstm")
+    assert store.inside("runs/abc/checkpoint.pt", "init_from") == (store.root / "runs/abc/checkpoint.pt").resolve()
     for hostile in ("../secret.pt", "/etc/passwd", "runs/../../x.pt"):
-        with pytest.raises(ValueError, match="inside"):
-            checkpoint_under(models, hostile)
+        with pytest.raises(ValueError, match="init_from .* must be a path inside"):
+            store.inside(hostile, "init_from")

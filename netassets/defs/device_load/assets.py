@@ -126,8 +126,8 @@ def device_load_model(context: dg.AssetExecutionContext, config: TrainingRunConf
     evaluation = model_files.read_evaluation(run_dir)
     # The verdict shows on the asset page whether or not the promotion below refuses it.
     yield evaluation.check_result(BASELINE_CHECK)
-    model_files.propose(store, context.run_id, evaluation)
-    live = store.promote(run_dir=dg.MetadataValue.path(str(run_dir)))
+    candidate = model_files.propose(store, context.run_id, evaluation)
+    live = store.promote(version=candidate, run_dir=dg.MetadataValue.path(str(run_dir)))
     yield dg.MaterializeResult(metadata=shown({
         **(trained.metadata or {}), **evaluation.metadata(),
         "run_dir": dg.MetadataValue.path(str(run_dir)),

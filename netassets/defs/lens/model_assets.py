@@ -161,11 +161,15 @@ def lens_patchtst(context: dg.AssetExecutionContext, config: LensPatchTSTConfig,
     from netassets.core.torchrun import launch_torchrun
     from netassets.lens import models
 
+    recipe = TrainConfig.of(config)
+    if recipe.resume_from:  # refused unless inside the model's folder; the worker gets the resolved path
+        recipe = recipe.model_copy(update={"resume_from": str(models.patchtst_store().inside(recipe.resume_from,
+                                                                                              "resume_from"))})
     run = models.prepare_patchtst_run(warehouse, config.channels, config.val_fraction, config.test_fraction,
                                       config.seed, config.identity())
     if run.resumes:
         context.log.info("%s holds last.pt from an earlier run with the same data and config: resuming", run.folder)
-    TrainConfig.of(config).write(run.config_file)
+    recipe.write(run.config_file)
     invocation = launch_torchrun(context, "netassets.lens.train", run.worker_args(), nproc=config.nproc or None)
     result = run.result()
     if result is None:
