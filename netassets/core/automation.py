@@ -37,7 +37,8 @@ from typing import Callable, Mapping, Sequence
 import dagster as dg
 
 from netassets.core.files import file_states, inside_root
-from netassets.core.settings import landing_settle_seconds, safe_name
+from netassets.core.partitions import daily
+from netassets.core.settings import landing_settle_seconds, safe_name, start_date
 
 RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
 INGEST_CRON_ENV = "NETASSETS_INGEST_CRON"
@@ -138,6 +139,13 @@ def landing_sensor(
                 safe_name(region, "region")
             except ValueError as exc:
                 rejected.append(f"{day}|{region}: {exc}")
+                continue
+            # A day outside the day axis is no partition: requested, it would fail the whole tick
+            # (and every tick after) in Dagster. Days to come are left for the tick that reaches them.
+            if not daily.has_partition_key(day):
+                if day < start_date():
+                    rejected.append(f"{day}|{region}: before the first day of the day axis, {start_date()} "
+                                    "(NETASSETS_START_DATE)")
                 continue
             states = _usable_states(files, landing_root, rejected)
             if not states:

@@ -28,7 +28,8 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_errors
 from pydantic import Field
 
-from netassets.core.settings import safe_name, start_date
+from netassets.core.partitions import daily
+from netassets.core.settings import safe_name
 from netassets.perfsonar.documents import FieldMapping, Measurement, ParsedHits, parse_hits, source_clause
 
 HOSTS_ENV = "NETASSETS_ES_HOSTS"
@@ -269,9 +270,8 @@ def dump_cursor(cursor: Cursor) -> str:
     return json.dumps({"indexed_at": cursor.indexed_at, "index": cursor.index, "tiebreaker": cursor.tiebreaker})
 
 
-def touched_partitions(measurements: Iterable[Measurement], today: dt.date) -> tuple[Counter, Counter]:
+def touched_partitions(measurements: Iterable[Measurement]) -> tuple[Counter, Counter]:
     """{'<day>|<source>': documents} inside the partitions' calendar, and what was left out, by reason."""
-    first_day = dt.date.fromisoformat(start_date())
     touched, ignored = Counter(), Counter()
     for m in measurements:
         day = dt.datetime.fromtimestamp(m.timestamp_ms / 1000, dt.timezone.utc).date()
@@ -280,7 +280,7 @@ def touched_partitions(measurements: Iterable[Measurement], today: dt.date) -> t
         except ValueError:
             ignored["source_not_a_safe_name"] += 1
             continue
-        if not first_day <= day <= today + dt.timedelta(days=1):
+        if not daily.has_partition_key(day.isoformat()):  # before the day axis or after today: no partition
             ignored["day_outside_partitions"] += 1
             continue
         touched[f"{day.isoformat()}|{m.source}"] += 1

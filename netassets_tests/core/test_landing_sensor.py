@@ -133,3 +133,15 @@ def test_a_first_tick_requests_only_what_is_not_materialised_from_the_files_on_d
     fourth, _ = _tick(sensor, instance, cursor=context.cursor)
     assert [r.partition_key for r in fourth.run_requests] == ["2024-01-02|chicago"]
     assert fourth.run_requests[0].run_key.startswith("2024-01-02|chicago@")
+
+
+def test_a_day_outside_the_day_axis_is_never_requested_and_stops_nothing(tmp_path: Path, instance):
+    """Requested, a day before the axis's first or after today fails the whole tick in Dagster
+    (unknown partition), and every tick after it: the good partitions were never requested."""
+    root = tmp_path / "landing"
+    _land(root, "chicago", "2024-01-02")
+    _land(root, "chicago", "2019-06-01")  # before NETASSETS_START_DATE
+    _land(root, "chicago", "2099-01-01")  # a day to come
+    result, _ = _tick(_sensor(root), instance)
+    assert [r.partition_key for r in result.run_requests] == ["2024-01-02|chicago"]
+    assert "2019-06-01" not in result.cursor and "2099-01-01" not in result.cursor

@@ -12,7 +12,6 @@ authentication failure fails the tick with a clear error (a misconfiguration to 
 transient outage).
 """
 
-import datetime as dt
 
 import dagster as dg
 
@@ -56,7 +55,7 @@ def perfsonar_new_data_sensor(
     if batch.cursor is None:
         return dg.SkipReason(f"no documents indexed since {context.cursor or 'the beginning'}{invisible}")
 
-    touched, ignored = touched_partitions(batch.parsed.measurements, dt.datetime.now(dt.timezone.utc).date())
+    touched, ignored = touched_partitions(batch.parsed.measurements)
     if batch.parsed.skipped_total or ignored:
         context.log.warning("%d new documents unusable %s, %d outside the partitions %s", batch.parsed.skipped_total,
                             dict(batch.parsed.skipped), sum(ignored.values()), dict(ignored))
