@@ -43,6 +43,7 @@ from netassets.lens.raw import (
     LensInputError,
     day_files,
     first_invalid_value,
+    first_non_integer_stamp,
     rejected_lines,
     stamps_within_day,
 )
@@ -116,6 +117,8 @@ def _duckdb_read(files: list[Path], log: logging.Logger) -> tuple[pl.DataFrame, 
     try:
         table = conn.execute(load_sql("lens", "lens_raw_irtt"), {"files": [str(p) for p in files]}).to_arrow_table()
         truncated, errors = rejected_lines(conn)
+        if not errors and (rounded := first_non_integer_stamp(conn, files)):
+            errors = [rounded]
     finally:
         conn.close()
     if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
 from collections import defaultdict
@@ -12,6 +13,7 @@ import duckdb
 
 from netassets.core.files import excerpt, header_mismatch, inside_root
 from netassets.core.settings import landing_dir
+from netassets.core.sql import load_sql
 
 EXPECTED_COLUMNS = ("timestamp", "rtt", "uplink", "downlink")
 RTT_MAX_MS = 10_000
@@ -79,10 +81,42 @@ def day_files(root: Path, region: str, day: dt.date) -> DayFiles:
         stamp = first_line.split(b",", 1)[0]
         if FLOAT_STAMP.match(stamp):
             # DuckDB would read 1.6988e+18 as a BIGINT through a double, losing the nanoseconds silently.
-            raise LensInputError(f"{path}: line 2: column 'timestamp': {excerpt(stamp)} is not integer nanoseconds "
-                                 f"(scientific or decimal notation loses precision); write the stamps as integers")
-        (found.present if first_line.strip() else found.empty).append(path)
+            raise LensInputError(non_integer_stamp(path, 2, stamp))
+        # Empty: nothing but blank lines after the header. A blank line before data is skipped by
+        # the reader, as the seed's pandas.read_csv does; the file's rows are not dropped with it.
+        blank_start = not first_line.strip()
+        (found.empty if blank_start and _nothing_but_blanks_after(path, len(header) + len(first_line)) else
+         found.present).append(path)
     return found
+
+
+def _nothing_but_blanks_after(path: Path, offset: int) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def non_integer_stamp(path: Path, line: int, stamp: bytes | str) -> str:
+    return (f"{path}: line {line}: column 'timestamp': {excerpt(stamp)} is not integer nanoseconds "
+            "(scientific or decimal notation loses precision); write the stamps as integers")
+
+
+def first_non_integer_stamp(conn: duckdb.DuckDBPyConnection, files: list[Path]) -> str | None:
+    """A message naming the first stamp in ``files`` written as a decimal or in scientific notation
+    (or None): DuckDB's BIGINT column takes 1.6988e+18 or ...555.7 through a double, rounding it
+    without a word, so its reader's files are looked at once more with the stamps as text."""
+    found = conn.execute(load_sql("lens", "lens_non_integer_stamp"), {"files": [str(p) for p in files]}).fetchone()
+    if found is None:
+        return None
+    path, stamp = Path(found[0]), found[1]
+    with path.open(newline="") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if line_number > 1 and row and row[0] == stamp:
+                return non_integer_stamp(path, line_number, stamp)
+    return non_integer_stamp(path, 0, stamp).replace(": line 0:", ":")
 
 
 def rejected_lines(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
@@ -139,13 +173,17 @@ def stamps_within_day(path: Path, day: dt.date) -> bool:
 def first_invalid_value(files: list[Path]) -> str:
     """'file: line N: column ...' for the first empty field or latency value outside its valid set.
 
-    Runs only once SQL has found such a value, to name where it is.
+    Runs only once SQL has found such a value, to name where it is. Read as CSV, as the readers
+    read it: a quoted header or value is the same as an unquoted one.
     """
     for path in files:
-        with path.open() as handle:
-            header = handle.readline().strip().split(",")
-            for line_number, line in enumerate(handle, start=2):
-                fields = dict(zip(header, line.rstrip("\n").split(",")))
+        with path.open(newline="") as handle:
+            rows = csv.reader(handle)
+            header = [name.strip() for name in next(rows, [])]
+            for line_number, row in enumerate(rows, start=2):
+                if not any(field.strip() for field in row):
+                    continue  # a blank line: skipped by the readers
+                fields = dict(zip(header, row))
                 for column in EXPECTED_COLUMNS:
                     raw = fields.get(column, "")
                     if not raw.strip():
@@ -159,7 +197,7 @@ def first_invalid_value(files: list[Path]) -> str:
                     if not _valid(value):
                         return (f"{path}: line {line_number}: column {column!r}: value {excerpt(raw.strip())} is neither "
                                 f"the lost marker -1 nor a finite latency in [0, {RTT_MAX_MS}) ms (0 counts as lost)")
-    return "the offending line could not be located again"
+    return f"a value in {[str(p) for p in files]} (the offending line could not be located again)"
 
 
 def scan_lens_root(root: Path | None = None) -> dict[tuple[str, str], list[Path]]:

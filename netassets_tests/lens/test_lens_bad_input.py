@@ -217,6 +217,35 @@ def test_scientific_notation_stamps_name_the_file_and_line(root, warehouse, inst
     assert "outside" not in message  # not blamed on a wrong date
 
 
+@pytest.mark.parametrize("stamp", ["{ns}.7", "{ns:.15e}"])
+def test_a_decimal_or_scientific_stamp_after_the_first_line_is_named_not_rounded(root, warehouse, instance, stamp):
+    """Only line 2 was looked at; a later one sent polars to DuckDB's reader, whose BIGINT column
+    rounded it through a double and stored the changed stamp."""
+    body = "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(5))
+    bad = stamp.format(ns=in_day_ns(1, 5))
+    path = add_hour(root, 1, "timestamp,rtt,uplink,downlink\n" + body + f"{bad},30.0,10.0,20.0\n")
+    message = failure_message(materialize(warehouse, instance))
+    assert f"{path}: line 7: column 'timestamp': '{bad}' is not integer nanoseconds" in message
+
+
+def test_a_blank_line_before_the_data_is_skipped_not_the_whole_file(root, warehouse, instance):
+    """A file whose second line was blank was taken for an empty one: its rows were dropped and
+    the run succeeded. The readers skip a blank line, as the seed's pandas.read_csv does."""
+    body = "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(300))
+    add_hour(root, 1, "timestamp,rtt,uplink,downlink\n\n" + body)
+    result = materialize(warehouse, instance)
+    assert result.success
+    metadata = lens_metadata(result, "lens_raw_irtt")
+    assert metadata["dagster/row_count"].value == ROWS_PER_HOUR + 300 and metadata["empty_files"].value == []
+
+
+def test_a_bad_value_under_a_quoted_header_or_in_quotes_is_named_at_its_line(root, warehouse, instance):
+    body = "".join(f"{in_day_ns(1, i)},30.0,10.0,20.0\n" for i in range(5))
+    path = add_hour(root, 1, '"timestamp","rtt","uplink","downlink"\n' + body + f'{in_day_ns(1, 5)},"-7.5",10.0,20.0\n')
+    message = failure_message(materialize(warehouse, instance))
+    assert f"{path}: line 7: column 'rtt': value '-7.5' is neither the lost marker" in message
+
+
 @pytest.mark.parametrize("content", [
     bytes(range(256)) * 40,                                    # binary junk, 10 KB, no newline among the first bytes
     b"\x1f\x8b\x08\x00" + bytes(range(7, 250)) * 30 + b"\n" * 3,  # a gzip stream named .csv
