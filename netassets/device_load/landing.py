@@ -42,24 +42,51 @@ def landing_files() -> list[Path]:
     return sorted(folder.glob("*.csv")) if folder.is_dir() else []
 
 
-def _region_rule(pattern: str) -> re.Pattern:
-    rule = re.compile(pattern)
+# The CSV line number's column while a file is read (a data column of the same name would clash).
+LINE = "__netassets_line__"
+
+
+def region_rule(pattern: str) -> re.Pattern:
+    """The region rule, refused (ValueError) unless it is a regular expression with one capture
+    group that polars' engine runs too: polars extracts the regions, and refuses what Python's
+    ``re`` accepts beyond its syntax (lookaround, backreferences) only in the step."""
+    try:
+        rule = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"region_pattern {pattern!r} is not a regular expression: {exc}") from None
     if rule.groups != 1:
-        raise ValueError(f"region pattern {pattern!r} must have exactly one capture group")
+        raise ValueError(f"region_pattern needs exactly one capture group, {pattern!r} has {rule.groups}")
+    try:
+        pl.Series([""]).str.extract(pattern, 1)
+    except pl.exceptions.PolarsError:
+        raise ValueError(f"region_pattern {pattern!r} uses what polars' regular expressions do not support "
+                         "(lookaround, backreferences)") from None
     return rule
 
 
 def _read_text(path: Path) -> pl.DataFrame:
     """The file as strings plus its CSV line number, header checked."""
     try:
-        frame = pl.read_csv(path, infer_schema=False, row_index_name="line", row_index_offset=2)
+        frame = pl.read_csv(path, infer_schema=False, row_index_name=LINE, row_index_offset=2)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        raise DeviceLoadInputError(f"{path}: {_ragged_line(path) or 'cannot be read as CSV'}: {exc}") from None
-    columns = [c for c in frame.columns if c != "line"]
+        where = _undecodable_line(path) or _ragged_line(path) or "cannot be read as CSV"
+        raise DeviceLoadInputError(f"{path}: {where}: {exc}") from None
+    columns = [c for c in frame.columns if c != LINE]
     mismatch = header_mismatch(path, columns, COLUMNS, ordered=False)
     if mismatch:
         raise DeviceLoadInputError(mismatch)
     return frame
+
+
+def _undecodable_line(path: Path) -> str | None:
+    """'line N: not UTF-8 (...)' for the first line that does not decode."""
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {line_number}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+    return None
 
 
 def _ragged_line(path: Path) -> str | None:
@@ -78,12 +105,12 @@ def _first_bad(frame: pl.DataFrame, bad: pl.Expr, path: Path, what: str, show: l
     if rows.height:
         first = rows.row(0, named=True)
         detail = ", ".join(f"{c}={first[c]!r}" for c in show)
-        raise DeviceLoadInputError(f"{path}: line {first['line']}: {what} ({detail}); {rows.height} such row(s) in the file")
+        raise DeviceLoadInputError(f"{path}: line {first[LINE]}: {what} ({detail}); {rows.height} such row(s) in the file")
 
 
 def read_device_file(path: Path, region_pattern: str = DEFAULT_REGION_PATTERN) -> pl.DataFrame:
     """One validated file: typed columns plus router, region, day, source_file, source_line."""
-    rule = _region_rule(region_pattern)
+    rule = region_rule(region_pattern)
     text = _read_text(path)
     frame = text.with_columns(
         pl.col("timeslot").str.strptime(pl.Datetime("us"), TIMESLOT_FORMAT, strict=False).alias("_timeslot"),
@@ -92,6 +119,9 @@ def read_device_file(path: Path, region_pattern: str = DEFAULT_REGION_PATTERN) -
     )
     _first_bad(frame, pl.col("hostname").is_null() | pl.col("ifname").is_null(), path, "empty hostname or ifname", ["hostname", "ifname"])
     _first_bad(frame, pl.col("_timeslot").is_null(), path, f"timeslot is not {TIMESLOT_FORMAT}", ["timeslot"])
+    # No datetime holds second 60: parsed, a leap second became the next minute, maybe the next day.
+    _first_bad(frame, pl.col("timeslot").str.strip_chars().str.ends_with(":60"), path,
+               "timeslot is a leap second (:60), which would be read as the next minute", ["timeslot"])
     for metric in METRICS:
         value = pl.col(f"_{metric}")
         _first_bad(frame, value.is_null() | value.is_nan() | value.is_infinite(), path,
@@ -105,7 +135,7 @@ def read_device_file(path: Path, region_pattern: str = DEFAULT_REGION_PATTERN) -
         try:
             safe_name(region, "region")
         except ValueError as exc:
-            line = frame.filter(pl.col("region") == region)["line"][0]
+            line = frame.filter(pl.col("region") == region)[LINE][0]
             raise DeviceLoadInputError(f"{path}: line {line}: {exc}") from None
     frame = frame.select(
         "hostname",
@@ -116,7 +146,7 @@ def read_device_file(path: Path, region_pattern: str = DEFAULT_REGION_PATTERN) -
         pl.col("_timeslot").dt.date().alias("day"),
         *[pl.col(f"_{m}").alias(m) for m in METRICS],
         pl.lit(path.name).alias("source_file"),
-        pl.col("line").cast(pl.Int64).alias("source_line"),
+        pl.col(LINE).cast(pl.Int64).alias("source_line"),
     )
     _reject_duplicates(frame)
     return frame

@@ -40,6 +40,8 @@ def test_wrong_columns(tmp_path, header, message):
     (("nl-ams-sw-01", "Gi0/1", "2025-06-20 11:00:00", 1.0, ""), "line 3: mean_metric_value is missing"),
     (("nlamssw01", "Gi0/1", "2025-06-20 11:00:00", 1.0, 1.0), "line 3: hostname does not match the region rule"),
     (("nl-ams-sw-01", "Gi0/1", "2025-06-20 10:00:00", 2.0, 1.0), "line 2 and bad.csv: line 3: duplicate row"),
+    # no datetime holds second 60: parsed, it became the next minute, here the next day's partition
+    (("nl-ams-sw-01", "Gi0/1", "2025-06-20 23:59:60", 1.0, 1.0), "line 3: timeslot is a leap second"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, bad_row, message):
     path = write_csv(tmp_path / "bad.csv", [GOOD, bad_row])
@@ -101,3 +103,25 @@ def test_a_file_changing_while_it_is_read_is_refused(netassets_home, monkeypatch
     monkeypatch.setattr(landing, "read_device_file", read_while_the_copy_goes_on)
     with pytest.raises(DeviceLoadInputError, match="changed while it was read"):
         read_landing([path])
+
+
+def test_a_file_that_is_not_utf8_is_named_at_its_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes((HEADER + "nl-ams-sw-01,Gi0/1,2025-06-20 10:00:00,1.0,1.0\n").encode()
+                     + b"nl-ams-sw-\xff1,Gi0/1,2025-06-20 11:00:00,1.0,1.0\n")
+    with pytest.raises(DeviceLoadInputError, match=r"bad.csv: line 3: not UTF-8 text \(byte 0xff at column 11\)"):
+        read_device_file(path)
+
+
+def test_a_data_column_named_like_the_line_counter_is_an_unexpected_column(tmp_path):
+    path = write_csv(tmp_path / "bad.csv", [(*GOOD, "x")], header=HEADER.strip() + ",line\n")
+    with pytest.raises(DeviceLoadInputError, match=r"bad.csv: line 1: .*unexpected .'line'."):
+        read_device_file(path)
+
+
+def test_a_region_rule_polars_cannot_run_is_refused_in_the_config():
+    """Python's re accepts a lookahead; polars, which extracts the regions, refused it only in the step."""
+    from netassets.defs.device_load.assets import RawConfig
+
+    with pytest.raises(ValueError, match="polars' regular expressions do not support"):
+        RawConfig(region_pattern=r"^([a-z]+)(?=-)")

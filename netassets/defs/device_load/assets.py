@@ -8,7 +8,6 @@ the reason (its ``beats_strongest_baseline`` check says so too) and production s
 """
 
 import datetime as dt
-import re
 from typing import Literal
 
 import dagster as dg
@@ -25,7 +24,7 @@ from netassets.defs.device_load.pipeline import PIPELINE
 from netassets.device_load import store as model_files
 from netassets.device_load.config import TrainConfig
 from netassets.device_load.features import SPLIT_RULE, features_sql, load_history, save_training_windows
-from netassets.device_load.landing import DEFAULT_REGION_PATTERN, partition_rows
+from netassets.device_load.landing import DEFAULT_REGION_PATTERN, partition_rows, region_rule
 from netassets.device_load.likelihood import LikelihoodConfig
 
 GROUP = PIPELINE.name
@@ -39,12 +38,7 @@ class RawConfig(dg.Config):
     @field_validator("region_pattern")
     @classmethod
     def _one_group(cls, value: str) -> str:
-        try:
-            groups = re.compile(value).groups
-        except re.error as exc:
-            raise ValueError(f"region_pattern {value!r} is not a regular expression: {exc}") from exc
-        if groups != 1:
-            raise ValueError(f"region_pattern needs exactly one capture group, {value!r} has {groups}")
+        region_rule(value)
         return value
 
 
