@@ -308,6 +308,8 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             conn.execute("BEGIN TRANSACTION")
         try:
             if not self.table_exists(conn, table):
+                for name, *_ in conn.execute(f"DESCRIBE SELECT * FROM ({source})", source_params).fetchall():
+                    ident(name)  # as every later write checks them: a name it refuses would stop every one
                 conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ({source}) LIMIT 0", source_params)
             else:
                 self._reconcile_columns(conn, table, source, source_params)

@@ -12,6 +12,7 @@ imports this module (through the gates and assets) for its names and constants.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -113,7 +114,9 @@ def session(path: Path):
 
 
 def parity(path: Path, model: DeltaForecaster, x: np.ndarray, batch_size: int = 256) -> float:
-    """Max |onnxruntime - torch| over the given (standardised) windows."""
+    """Max |onnxruntime - torch| over the given (standardised) windows; infinite where either
+    gives a non-finite output or another shape (``max(worst, nan)`` kept ``worst``: a model whose
+    every output was NaN passed with 0.0)."""
     import torch
 
     ort_session = session(path)
@@ -123,6 +126,8 @@ def parity(path: Path, model: DeltaForecaster, x: np.ndarray, batch_size: int = 
             chunk = np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
             ours = ort_session.run([OUTPUT], {INPUT: chunk})[0]
             reference = model(torch.from_numpy(chunk)).numpy()
+            if ours.shape != reference.shape or not (np.isfinite(ours).all() and np.isfinite(reference).all()):
+                return math.inf
             worst = max(worst, float(np.abs(ours - reference).max()))
     return worst
 

@@ -9,6 +9,7 @@ model forecasts a journey it has never seen.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,16 @@ def read_trace(path: Path) -> pl.DataFrame:
             time_s, mbps = float(fields[0]), float(fields[1])
         except (IndexError, ValueError):
             raise ValueError(f"{path}: line {line_no}: expected 'time_s throughput_Mbps', got {line!r}") from None
+        if not (math.isfinite(time_s) and math.isfinite(mbps)):
+            raise ValueError(f"{path}: line {line_no}: not a finite number in {line!r}")
         if mbps < 0:
             raise ValueError(f"{path}: line {line_no}: negative throughput {mbps}")
         rows.append((time_s, mbps))
     frame = pl.DataFrame(rows, schema={"time_s": pl.Float64, COLUMN: pl.Float64}, orient="row")
-    # A new segment starts after each silence longer than MAX_STEP_S; steps count samples.
-    segment = (frame["time_s"].diff().fill_null(0) > MAX_STEP_S).cum_sum()
+    # A new segment starts after each silence longer than MAX_STEP_S, and where the clock goes back
+    # (another journey appended): a window never mixes two. Steps count samples.
+    gap = frame["time_s"].diff().fill_null(0)
+    segment = ((gap > MAX_STEP_S) | (gap < 0)).cum_sum()
     return frame.with_columns(trace=pl.lit(path.name), segment=segment, step=pl.int_range(pl.len()))
 
 

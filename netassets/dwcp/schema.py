@@ -8,6 +8,7 @@ ingested whole or not at all).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
 from pathlib import Path
@@ -115,14 +116,35 @@ def _lines(mask: pl.Series, frame: pl.DataFrame, column: str) -> str:
     return f"{len(rows)} row(s): {shown}{more}"
 
 
+def _header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def _ragged_row(path: Path, width: int) -> str | None:
+    """'line N: M fields, the header has K' for the first row of another width (N is the line the
+    row ends on, as the CSV reader counts it: a quoted newline inside a field counts)."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = csv.reader(handle)
+        next(rows, None)
+        for row in rows:
+            if row and len(row) != width:
+                return f"line {rows.line_num}: {len(row)} fields, the header has {width}"
+    return None
+
+
 def read_raw_file(path: Path, region: str, day: dt.date) -> tuple[pl.DataFrame, list[str]]:
     """Parse and validate one landing file; returns (typed frame, ignored extra columns)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: landing file not found")
+    header = _header(path)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # polars would rename the second copy and read the first as the real column
+        raise RawFileError(f"{path}: line 1: column(s) {repeated} appear more than once in the header")
     try:
         text = pl.read_csv(path, infer_schema=False)  # everything as text: we report bad cells by line
     except pl.exceptions.PolarsError as exc:  # ragged rows, bad quoting, not UTF-8
-        raise RawFileError(f"{path}: not a readable CSV: {exc}") from None
+        raise RawFileError(f"{path}: {_ragged_row(path, len(header)) or 'not a readable CSV'}: {exc}") from None
     missing = [c for c in COLUMNS if c not in text.columns]
     if missing:
         raise RawFileError(f"{path}: missing column(s) {missing}; expected the 20-column DWCP schema")

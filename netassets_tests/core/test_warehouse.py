@@ -153,3 +153,9 @@ def test_replacing_small_partitions_again_and_again_keeps_the_file_flat_without_
             expected = groups(day, 3)["rtt"].combine_chunks().values.to_numpy()
             stored = conn.execute("SELECT flatten(list(rtt ORDER BY group_id)) FROM wide WHERE day = ?", [day]).fetchone()[0]
             assert np.array_equal(np.array(stored), expected)
+
+
+def test_a_column_name_later_writes_would_refuse_is_refused_at_the_first(warehouse):
+    with pytest.raises(ValueError, match="invalid SQL identifier 'Throughput'"):
+        warehouse.replace_partition("links", {"day": DAY}, data=pl.DataFrame({"day": [DAY], "Throughput": [1.0]}))
+    assert warehouse.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'").item() == 0

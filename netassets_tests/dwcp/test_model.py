@@ -232,3 +232,22 @@ def test_a_checkpoint_from_before_the_ensemble_loads_as_its_one_member(tmp_path)
     x = torch.from_numpy(w.x[:32].astype(np.float32))
     with torch.no_grad():
         torch.testing.assert_close(old(x), current(x))
+
+
+def test_parity_is_infinite_when_the_exported_model_gives_nan(tmp_path):
+    """``max(worst, nan)`` kept ``worst``: an ONNX file whose every output was NaN passed the gate at 0.0."""
+    import math
+
+    w = _windows()
+    scaling = _scaling(w)
+    arch = {"n_features": 2, "n_targets": 1, "lstm_sizes": [8, 8, 8], "dense_sizes": [8, 8, 8], "dropout": 0.3,
+            "dense2_dropout": 0.21, "window": 20, "target_index": [0]}
+    torch.manual_seed(0)
+    model = build_model(arch, scaling).eval()
+    x = ((w.x - np.array(scaling["x_mean"])) / np.array(scaling["x_scale"])).astype(np.float32)
+    assert onnx_export.parity(onnx_export.export(model, 20, 2, tmp_path / "good.onnx"), model, x) < 1e-4
+    broken = build_model(arch, scaling).eval()
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.y_scale.fill_(float("nan"))
+    assert onnx_export.parity(onnx_export.export(broken, 20, 2, tmp_path / "nan.onnx"), model, x) == math.inf

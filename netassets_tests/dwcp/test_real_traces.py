@@ -18,9 +18,20 @@ def test_silences_cut_a_trace(tmp_path):
     assert w.stats["gaps"] == 0 and w.stats["runs"] == 2  # the silence starts a segment, not a gap
 
 
-def test_bad_trace_line_names_file_and_line(tmp_path):
+def test_a_clock_going_back_cuts_a_trace_too(tmp_path):
+    """Another journey appended to a file: its clock starts again, and no window may mix the two."""
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    times = [*np.arange(0, 30.0), *np.arange(0, 30.0)]
+    (folder / "trip_1").write_text("".join(f"{t}\t{1 + (i % 4)}\n" for i, t in enumerate(times)))
+    w = hsdpa_windows(folder, window=20, horizon=3)
+    assert w.link_names == ["trip_1/0", "trip_1/1"] and len(w) == 2 * (30 - 23 + 1)
+
+
+@pytest.mark.parametrize("bad", ["1.0\tfast", "1.0\tnan", "inf\t2.0"])
+def test_bad_trace_line_names_file_and_line(tmp_path, bad):
     path = tmp_path / "trip"
-    path.write_text("0.0\t1.5\n1.0\tfast\n")
+    path.write_text(f"0.0\t1.5\n{bad}\n")
     with pytest.raises(ValueError, match=r"trip: line 2"):
         read_trace(path)
 

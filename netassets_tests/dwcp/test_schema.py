@@ -77,7 +77,18 @@ def test_scan_finds_region_day_files_only(landing):
     assert sorted(scan_landing()) == [(day, REGION) for day in DAYS]
 
 
-def test_unreadable_csv_names_the_file(day_file):
+def test_unreadable_csv_names_the_file_and_the_line(day_file):
+    lines = day_file.read_text().count("\n")
     day_file.write_text(day_file.read_text() + "1,2,3," + "x," * 30 + "\n")
-    with pytest.raises(RawFileError, match=f"{day_file}"):
+    with pytest.raises(RawFileError, match=f"{day_file}: line {lines + 1}: 34 fields, the header has 20"):
+        read_raw_file(day_file, REGION, DAY)
+
+
+def test_a_column_named_twice_in_the_header_is_refused(day_file):
+    """polars renamed the second copy (timestamp_duplicated_0) and read the first as the column:
+    a header that named rtt's column throughput_mbps loaded rtt as throughput."""
+    text = day_file.read_text()
+    header, rest = text.split("\n", 1)
+    day_file.write_text(header.replace("rtt_ms", "throughput_mbps") + "\n" + rest)
+    with pytest.raises(RawFileError, match=r"line 1: column\(s\) \['throughput_mbps'\] appear more than once"):
         read_raw_file(day_file, REGION, DAY)
