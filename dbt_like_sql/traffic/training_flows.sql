@@ -14,4 +14,4 @@ SELECT
     n_features
 FROM traffic_flows
 WHERE len($sites) = 0 OR list_contains($sites, site)
-ORDER BY day, site, source_file, line_no
+ORDER BY day, site, source_file, line_no, byte_offset

@@ -70,6 +70,8 @@ _BOM = b"\xef\xbb\xbf"
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
                b"\x28\xb5\x2f\xfd": "zstd"}
 _QUOTE_BEFORE, _QUOTE_BYTES = 10, 40  # an excerpt starts a little before the bad spot
+# A JSON error this close to the end of the scan window may be a record the window cut: read on.
+_JSON_RECORD_TAIL = 1 << 16
 MAX_EXAMPLES = 10  # skipped flows quoted (file:line: reason) in the index's examples
 _local = threading.local()  # one simdjson parser per thread: it reuses its buffers, and is not thread-safe
 # A parser keeps the buffers of the longest document it has parsed (~5x its size): a longer line
@@ -179,6 +181,16 @@ def packets_from_rows(rows: Any, names: tuple[str, ...] | None = None) -> np.nda
     def where(i: int, j: int) -> str:
         return f"packet {i + 1}, {repr(names[j]) if names else f'feature {j + 1}'}"
 
+    # numpy would read "1" as 1.0 and a nested array as a third dimension (which the packet cache
+    # then wrote as more values than the index says): both refused, value by value.
+    for i, packet in enumerate(rows):
+        for j, value in enumerate(packet):
+            if isinstance(value, str):
+                raise BadFlowError("non_numeric", f"non-numeric value, the string {excerpt(repr(value), 40)}, "
+                                   f"at {where(i, j)}")
+            if isinstance(value, (list, dict)):
+                raise BadFlowError("malformed", f"a nested {'array' if isinstance(value, list) else 'object'} "
+                                   f"at {where(i, j)}")
     try:
         packets = np.asarray(rows, dtype=np.float64)
     except OverflowError:  # an integer literal beyond float64
@@ -401,6 +413,9 @@ class FlowFile:
             raise refuse("malformed", "a .json flow file must hold a JSON array of flow objects", pos)
         pos = skip_space(pos + 1)
         if state["buf"][pos : pos + 1] == "]":
+            after = skip_space(pos + 1)
+            if after < len(state["buf"]):
+                raise refuse("malformed", "bytes after the closing ']' of the flows' array", after)
             return
         while True:
             if pos >= len(state["buf"]):
@@ -410,8 +425,15 @@ class FlowFile:
                 try:
                     _, end = decoder.raw_decode(state["buf"], pos)
                     break
+                except RecursionError:
+                    raise BadFlowError("malformed", "malformed JSON (nested too deeply) in the flow starting on line "
+                                       f"{line_at(pos)}", self.path, line_at(pos)) from None
                 except json.JSONDecodeError as exc:
-                    if not fill():  # the error is real, not a record cut by the window
+                    # Read on only when the error is where the window ends (a record it cut): an
+                    # error well inside it is real, and reading on would pull the rest of the file
+                    # into memory.
+                    near_end = exc.pos >= len(state["buf"]) - _JSON_RECORD_TAIL
+                    if not (near_end and fill()):  # the error is real, not a record cut by the window
                         line = line_at(pos)
                         if exc.pos >= len(state["buf"]):
                             raise BadFlowError("truncated_file", f"the file ends inside the flow that starts on line "
@@ -425,10 +447,16 @@ class FlowFile:
                         raise BadFlowError("malformed", f"malformed JSON ({exc.msg}, column {column}) in the flow "
                                            f"starting on line {line}: {quote(near.encode('latin-1'))}",
                                            self.path, line + lines_in) from None
+                except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                    raise BadFlowError("malformed", f"unreadable JSON value ({excerpt(str(exc), 60)}) in the flow "
+                                       f"starting on line {line_at(pos)}", self.path, line_at(pos)) from None
             yield FlowRecord(line_at(pos), state["base"] + pos, end - pos)
             pos = skip_space(end)
             separator = state["buf"][pos : pos + 1]
             if separator == "]":
+                after = skip_space(pos + 1)
+                if after < len(state["buf"]):  # a second array appended, junk: flows that would be lost unseen
+                    raise refuse("malformed", "bytes after the closing ']' of the flows' array", after)
                 return
             if separator == "":
                 raise BadFlowError("truncated_file", "the JSON array ends before its closing ']' "

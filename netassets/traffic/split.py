@@ -20,7 +20,8 @@ import polars as pl
 
 from netassets.core.evaluation import SPLITS, chronological_bounds, split_by_day
 
-CAPTURE_ORDER = ["day", "site", "source_file", "line_no"]
+# The byte offset after the line: a minified .json holds every flow on its line 1.
+CAPTURE_ORDER = ["day", "site", "source_file", "line_no", "byte_offset"]
 
 
 def _summary(names: dict[str, list[str]]) -> str:

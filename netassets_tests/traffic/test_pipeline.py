@@ -60,6 +60,24 @@ def test_traffic_flows_partition_is_replaced_not_duplicated(netassets_home, ware
     assert check.passed and check.metadata["rows_validated"].value == 50
 
 
+def test_a_minified_json_file_passes_the_check_with_every_flow_on_line_one(netassets_home, warehouse, instance):
+    """json.dump's default output holds every flow on line 1: (file, line) was the flows' key in the
+    blocking check, which failed on valid data and blocked traffic_lstm."""
+    import json
+
+    from netassets.core.settings import landing_dir
+
+    folder = landing_dir("traffic") / SITE / DAY
+    folder.mkdir(parents=True)
+    flows = [{"timestamp": [0.0, 0.01 * i, 0.02 * i], "direction_length": [100, -50, 20 + i]} for i in range(1, 6)]
+    (folder / "flows.json").write_text(json.dumps(flows))
+    result = materialise_flows(warehouse, instance, with_check=True)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["rows_validated"].value == 5
+    stored = warehouse.read_partition("traffic_flows", {"day": dt.date(2024, 1, 1), "site": SITE})
+    assert set(stored["line_no"].to_list()) == {1} and stored["byte_offset"].n_unique() == 5
+
+
 def test_bad_flow_fails_the_partition_or_is_skipped_and_counted(netassets_home, warehouse, instance):
     (path,) = generate(flows=10)
     materialise_flows(warehouse, instance)

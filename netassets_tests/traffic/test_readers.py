@@ -1,6 +1,7 @@
 """Flow readers on hand-made lines, bad input, window-crossing JSON arrays and the real CIC-DoH sample."""
 
 import json
+import re
 import math
 
 import numpy as np
@@ -208,3 +209,56 @@ def test_line_counter_looks_at_each_character_once():
     assert counter.at(text, 2000) == 1 + 1000
     counter.drop(2000)  # the window lost what was consumed: positions now count from there
     assert counter.at(text[2000:], 6) == 1 + 1000 + 3
+
+
+@pytest.mark.parametrize("line, reason, message", [
+    # numpy read a nested array as a third dimension: the cache then held more values than its index said
+    ("[[1,2],[3,4]]\n", "malformed", "a nested array at packet 1, feature 1"),
+    ("[[1,NaN]]\n", "malformed", "a nested array at packet 1, feature 1"),
+    ('[1,"2"]\n', "non_numeric", "non-numeric value, the string \"'2'\", at packet 1, feature 2"),
+])
+def test_a_nested_array_or_a_string_is_never_read_as_numbers(tmp_path, line, reason, message):
+    path = tmp_path / "flows.csv"
+    path.write_text("[1,2],[3,4]\n" + line)
+    with FlowFile(path) as flow_file:
+        first, second = flow_file.records()
+        assert flow_file.read(first).tolist() == [[1, 2], [3, 4]]
+        with pytest.raises(BadFlowError, match=re.escape(message)) as refused:
+            flow_file.read(second)
+    assert refused.value.reason == reason and f"{path}:2:" in str(refused.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"timestamp":[1,2],"direction_length":[100,-50]}] trailing', "bytes after the closing ']'"),
+    ('[{"timestamp":[1,2],"direction_length":[100,-50]}]\n[{"timestamp":[3],"direction_length":[1]}]',
+     "bytes after the closing ']'"),  # a second array appended: its flows were lost unseen
+    ("[" + "[" * 100_000 + "]" * 100_000 + "]", "nested too deeply"),
+    ('[{"timestamp":[' + "9" * 5000 + '],"direction_length":[1]}]', "unreadable JSON value"),
+])
+def test_a_json_file_that_is_no_clean_array_of_flows_is_named(tmp_path, text, message):
+    path = tmp_path / "flows.json"
+    path.write_text(text)
+    with FlowFile(path) as flow_file, pytest.raises(BadFlowError, match=re.escape(message)) as refused:
+        list(flow_file.records())
+    assert str(refused.value).startswith(f"{path}:")
+
+
+def test_a_malformed_flow_early_in_a_large_json_file_does_not_read_the_rest_into_memory(tmp_path):
+    """Each decode error read the window on to the end of the file (and copied it at every step):
+    the scan's Python allocations, traced, stay a window's, not the file's."""
+    import tracemalloc
+
+    flow = '{"timestamp":[1,2],"direction_length":[100,-50]},'
+    path = tmp_path / "big.json"
+    with path.open("w") as out:
+        out.write('[{"timestamp":[1,2],"direction_length":[,]},')
+        out.write(flow * 400_000)  # ~20 MB
+        out.write(flow[:-1] + "]")
+    tracemalloc.start()
+    try:
+        with FlowFile(path) as flow_file, pytest.raises(BadFlowError, match="malformed JSON"):
+            list(flow_file.records())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak  # the file is 20 MB; the scan window 1 MB

@@ -10,9 +10,9 @@ from netassets.traffic.split import assign_splits
 
 def flows(partitions: dict[tuple[str, str], int]) -> pl.DataFrame:
     """``n`` flows per (day, site), listed out of capture order to show the split sorts them."""
-    rows = [(dt.date.fromisoformat(day), site, f"{site}/{day}/f.csv", line)
+    rows = [(dt.date.fromisoformat(day), site, f"{site}/{day}/f.csv", line, 100 * line)
             for (day, site), n in partitions.items() for line in range(n, 0, -1)]
-    return pl.DataFrame(rows, schema=["day", "site", "source_file", "line_no"], orient="row")
+    return pl.DataFrame(rows, schema=["day", "site", "source_file", "line_no", "byte_offset"], orient="row")
 
 
 def sides(frame: pl.DataFrame, column: str) -> dict[str, set]:
