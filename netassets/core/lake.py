@@ -214,6 +214,11 @@ def is_conflict(exc: BaseException) -> bool:
     )
 
 
+class CollapseGaveUp(RuntimeError):
+    """A transaction committed, and collapsing concurrent first versions after it kept conflicting:
+    not a write conflict (running the body again would commit it twice), and never retried."""
+
+
 def retry_conflicts(settings: LakeSettings, what: str, attempt: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
     """Run ``attempt()`` until it commits without a DuckLake write conflict."""
     delay = 0.05

@@ -206,7 +206,12 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                                                  "the caller, which went on); nothing of the transaction was committed")
                 conn.execute("COMMIT")
                 for table, where, where_params in _FIRST_WRITES[id(conn)] if settings else ():
-                    lake.keep_latest_version(settings, conn, table, where, where_params)
+                    try:
+                        lake.keep_latest_version(settings, conn, table, where, where_params)
+                    except lake.WriteConflictError as exc:  # committed: never a conflict to retry the body for
+                        raise lake.CollapseGaveUp(
+                            f"the transaction committed, but collapsing concurrent first versions of {table} kept "
+                            f"conflicting ({exc}); its next write of the partition replaces both") from exc
             except duckdb.TransactionException as exc:
                 lake.rollback(conn)
                 if settings is not None and lake.is_conflict(exc):

@@ -122,3 +122,28 @@ def test_an_unwritable_data_path_is_named_and_the_previous_version_stays(lake_wa
     monkeypatch.setenv(lake.DATA_PATH_ENV, str(blocker / "lake"))
     with pytest.raises(lake.LakeDataPathError, match="not writable"):
         DuckDBWarehouse().replace_partition("t", {"day": DAY, "region": "b"}, data=frame("b", [1.0]))
+
+
+def test_a_committed_transaction_whose_collapse_gives_up_is_not_run_again(lake_warehouse, monkeypatch):
+    """The collapse of concurrent first versions runs after COMMIT: when it kept conflicting, the
+    retry loop took it for a conflict of the transaction and ran the committed body again (each
+    run committed). A collapse that keeps conflicting cannot be timed against a real writer, so it
+    is injected here."""
+    def collapse_gives_up(*args, **kwargs):
+        try:
+            raise duckdb.TransactionException("Transaction conflict (injected)")
+        except duckdb.TransactionException as exc:
+            raise lake.WriteConflictError("still conflicting (injected)") from exc
+
+    monkeypatch.setattr(lake, "keep_latest_version", collapse_gives_up)
+    calls = []
+
+    def body(conn):
+        calls.append(1)
+        lake_warehouse.replace_partition("collapsed", {"day": DAY, "region": f"r{len(calls)}"}, conn=conn,
+                                         data=pl.DataFrame({"day": [DAY], "region": [f"r{len(calls)}"], "v": [1.0]}))
+
+    with pytest.raises(lake.CollapseGaveUp, match="the transaction committed"):
+        lake_warehouse.run_transaction(body)
+    assert len(calls) == 1
+    assert lake_warehouse.query("SELECT region FROM collapsed")["region"].to_list() == ["r1"]
