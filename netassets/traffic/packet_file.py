@@ -26,6 +26,7 @@ import json
 import mmap
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -55,15 +56,29 @@ def cache_path(cache_root: Path, source_file: str) -> Path:
 
 
 
+# A temporary cache file untouched this long was left by a writer that was killed: a live
+# writer appends to its file flow by flow.
+ABANDONED_AFTER_S = 600
+
+
 def remove_orphans(directory: Path, keep: Iterable[Path]) -> list[Path]:
     """Remove the caches in ``directory`` (a partition's ``<site>/<day>``) that are not in ``keep``
     (the caches of the files landed there now): their landing file was deleted or renamed, so
-    no index can reach them again. Returns what was removed."""
+    no index can reach them again; and the temporary files of writers killed mid-write (up to a
+    whole cache each). Returns what was removed."""
     keep = set(keep)
     orphans = sorted(path for path in Path(directory).glob(f"*{SUFFIX}") if path not in keep)
+    abandoned_before = time.time() - ABANDONED_AFTER_S
+    for path in Path(directory).glob(f".*{SUFFIX}.*.tmp"):
+        try:
+            if path.stat().st_mtime < abandoned_before:
+                orphans.append(path)
+        except FileNotFoundError:  # committed or aborted meanwhile
+            continue
     for path in orphans:
         path.unlink(missing_ok=True)
     return orphans
+
 
 class CacheWriter:
     """Packets of one landing file appended flow by flow to a temporary file, renamed into

@@ -261,3 +261,19 @@ def test_the_cache_of_a_deleted_landing_file_goes_with_the_next_index(landing, n
     second = index_partition(day, site, skip_bad=False)
     assert second.removed_caches == [caches[deleted]] and second.summary()["orphan_caches_removed"] == 1
     assert not caches[deleted].exists() and caches[kept].is_file() and other_site.is_file()
+
+
+def test_a_killed_writers_temporary_cache_is_removed_a_live_ones_kept(tmp_path):
+    """A writer killed mid-write left its temporary file (up to a whole cache) for good."""
+    import time
+
+    directory = tmp_path / "site" / "2024-01-01"
+    directory.mkdir(parents=True)
+    abandoned = directory / f".flows.csv{packet_file.SUFFIX}.k1l2.tmp"
+    live = directory / f".other.csv{packet_file.SUFFIX}.a8b9.tmp"
+    for path in (abandoned, live):
+        path.write_bytes(b"\0" * 64)
+    then = time.time() - packet_file.ABANDONED_AFTER_S - 60
+    os.utime(abandoned, (then, then))
+    assert packet_file.remove_orphans(directory, keep=[]) == [abandoned]
+    assert live.exists() and not abandoned.exists()
