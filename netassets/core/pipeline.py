@@ -115,6 +115,7 @@ class Pipeline:
             data = self.demo_prepare(stack)
             self.register(instance, {key.split("|")[1] for key in data.partition_keys})
             return data
-        self.generate_sample(*self.demo_sample_args)
+        if not self.landed_keys():  # a home the demo ran in before keeps its sample: never overwritten
+            self.generate_sample(*self.demo_sample_args)
         self.register(instance)
         return DemoData(self.landed_keys())

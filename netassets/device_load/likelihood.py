@@ -64,7 +64,12 @@ def anomaly_likelihood(errors: np.ndarray, config: LikelihoodConfig = Likelihood
     """
     errors = np.asarray(errors, dtype=np.float64)
     finite = np.isfinite(errors)
-    filled = np.where(finite, errors, np.nanmean(errors[finite]) if finite.any() else 0.0)
+    # The mean of the finite errors before t, not of the whole series: a point's likelihood must
+    # not depend on what comes after it (0 before any finite error).
+    prior_sum = np.concatenate([[0.0], np.cumsum(np.where(finite, errors, 0.0))[:-1]])
+    prior_count = np.concatenate([[0], np.cumsum(finite)[:-1]])
+    running = np.divide(prior_sum, prior_count, out=np.zeros(len(errors)), where=prior_count > 0)
+    filled = np.where(finite, errors, running)
     short = _trailing_mean(filled, config.short_window)
     # Running distribution of the short means strictly before t: windows [t - long, t).
     sums = np.concatenate([[0.0], np.cumsum(short)])

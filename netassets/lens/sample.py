@@ -124,9 +124,15 @@ def generate_day(region: str, day: dt.date, seed: int, hours: int = 24, rate_hz:
 
 
 def write_lens(out: Path, regions: list[str], start: dt.date, days: int, seed: int, hours: int = 24, rate_hz: int = 100) -> list[Path]:
-    written = []
     for region in regions:
         safe_name(region, "region")
+    existing = [path for region in regions for offset in range(days) for hour in range(hours)
+                if (path := hour_path(out, region, start + dt.timedelta(days=offset), hour)).exists()]
+    if existing:
+        raise FileExistsError(f"{existing[0]} exists ({len(existing)} of the hour files to write do); landing "
+                              "files are never overwritten")
+    written = []
+    for region in regions:
         for offset in range(days):
             day = start + dt.timedelta(days=offset)
             hourly, slots = generate_day(region, day, seed, hours, rate_hz)

@@ -258,7 +258,10 @@ def generate(args: argparse.Namespace) -> None:
                    args.old_schema)
     out = args.out or landing_dir("perfsonar")
     out.mkdir(parents=True, exist_ok=True)
-    with (out / f"{index}.ndjson").open("w") as f:
+    for path in (out / f"{index}.ndjson", out / f"{index}.truth.json"):
+        if path.exists():
+            raise FileExistsError(f"{path} exists; landing files are never overwritten")
+    with (out / f"{index}.ndjson").open("x") as f:
         for action in bulk_actions(index, sim.documents):
             f.write(json.dumps({"index": {"_index": index, "_id": action["_id"]}}) + "\n")
             f.write(json.dumps(action["_source"]) + "\n")

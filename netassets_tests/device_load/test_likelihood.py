@@ -34,6 +34,18 @@ def test_likelihood_is_causal_and_waits_for_history():
     np.testing.assert_array_equal(anomaly_likelihood(changed, CONFIG)[:400], likelihood[:400])
 
 
+def test_a_missing_error_is_filled_from_the_past_only():
+    """A missing error was filled with the whole series' mean: an early point's likelihood moved
+    when only later errors changed."""
+    rng = np.random.default_rng(0)
+    errors = rng.gamma(2.0, 0.5, 400)
+    errors[120] = np.nan
+    later_changed = errors.copy()
+    later_changed[190:] *= 10
+    a, b = anomaly_likelihood(errors), anomaly_likelihood(later_changed)
+    np.testing.assert_array_equal(a[:190], b[:190])
+
+
 def test_flat_stretch_does_not_make_a_tiny_wiggle_an_alarm():
     errors = np.full(300, 1.0)
     errors[200] = 1.01

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import dagster as dg
+import pytest
 
 from netassets.defs.lens.automation import lens_landing_sensor
 from netassets.lens.sample import write_lens
@@ -127,3 +128,11 @@ def test_a_sensor_started_after_ingestion_requests_nothing_for_unchanged_files(l
     first, context = tick(instance, None)
     assert isinstance(first, dg.SkipReason), first
     assert context.cursor in (None, "{}")
+
+
+def test_the_generator_never_overwrites_landed_hour_files(tmp_path):
+    write_lens(tmp_path, ["chicago"], DAY, days=1, seed=1, hours=1, rate_hz=10)
+    landed = next(tmp_path.rglob("irtt-*.csv")).read_bytes()
+    with pytest.raises(FileExistsError, match="landing files are never overwritten"):
+        write_lens(tmp_path, ["chicago"], DAY, days=1, seed=7, hours=1, rate_hz=10)
+    assert next(tmp_path.rglob("irtt-*.csv")).read_bytes() == landed

@@ -252,3 +252,19 @@ def test_init_from_outside_the_models_folder_is_refused(netassets_home):
     for hostile in ("../secret.pt", "/etc/passwd", "runs/../../x.pt"):
         with pytest.raises(ValueError, match="init_from .* must be a path inside"):
             store.inside(hostile, "init_from")
+
+
+def test_the_demo_prepares_a_home_it_ran_in_before_from_its_own_sample(netassets_home, instance):
+    """The second `netassets demo` on a home failed: the generator refuses to overwrite landed files."""
+    from contextlib import ExitStack
+
+    from netassets.core.settings import landing_dir
+
+    traffic = pipeline("traffic")
+    with ExitStack() as stack:
+        first = traffic.prepare_demo(instance, stack)
+    landed = {p: p.read_bytes() for p in landing_dir("traffic").rglob("*.csv")}
+    with ExitStack() as stack:
+        again = traffic.prepare_demo(instance, stack)
+    assert again.partition_keys == first.partition_keys and landed
+    assert {p: p.read_bytes() for p in landing_dir("traffic").rglob("*.csv")} == landed
