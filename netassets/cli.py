@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netassets.pipelines import all_pipelines, pipeline
-
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, inside main's handling of bad settings: the pipelines read theirs as they load.
+    from netassets.pipelines import all_pipelines
+
     parser = argparse.ArgumentParser(prog="netassets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     names = [p.name for p in all_pipelines()]
@@ -62,6 +63,8 @@ def register_landed_partitions(args: argparse.Namespace) -> None:
     """What the landing sensors do on their first tick, for CI and scripts without a daemon."""
     import dagster as dg
 
+    from netassets.pipelines import all_pipelines, pipeline
+
     chosen = [pipeline(name) for name in args.pipelines] or list(all_pipelines())
     with dg.DagsterInstance.get() as instance:
         for described in chosen:
@@ -73,10 +76,10 @@ def register_landed_partitions(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
         print(f"netassets: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -38,7 +38,7 @@ import dagster as dg
 
 from netassets.core.files import file_states, inside_root
 from netassets.core.partitions import daily
-from netassets.core.settings import landing_settle_seconds, safe_name, start_date
+from netassets.core.settings import landing_settle_seconds, parse_day, safe_name, start_date
 
 RETRAIN_CRON_ENV = "NETASSETS_RETRAIN_CRON"
 INGEST_CRON_ENV = "NETASSETS_INGEST_CRON"
@@ -135,7 +135,7 @@ def landing_sensor(
         settled_before = time.time() - settle
         for (day, region), files in scan().items():
             try:
-                dt.date.fromisoformat(day)
+                landed_day = parse_day(day, "landing day folder")
                 safe_name(region, "region")
             except ValueError as exc:
                 rejected.append(f"{day}|{region}: {exc}")
@@ -143,7 +143,7 @@ def landing_sensor(
             # A day outside the day axis is no partition: requested, it would fail the whole tick
             # (and every tick after) in Dagster. Days to come are left for the tick that reaches them.
             if not daily.has_partition_key(day):
-                if day < start_date():
+                if landed_day < dt.date.fromisoformat(start_date()):
                     rejected.append(f"{day}|{region}: before the first day of the day axis, {start_date()} "
                                     "(NETASSETS_START_DATE)")
                 continue
@@ -246,6 +246,8 @@ def daily_ingestion_schedule(
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         day = (context.scheduled_execution_time.date() - dt.timedelta(days=1)).isoformat()
+        if not daily.has_partition_key(day):  # a deployment's first day: yesterday is before the day axis
+            return dg.SkipReason(f"{day} is before the first day of the day axis, {start_date()}")
         regions = sorted(context.instance.get_dynamic_partitions(dynamic.name))
         if not regions:
             return dg.SkipReason(f"no partitions registered in {dynamic.name!r} yet")

@@ -10,7 +10,6 @@ it with ``PIPELINE.dynamic.build_add_request(...)``, never through a name string
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +19,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
 import dagster as dg
 
 from netassets.core.partitions import day_by
-from netassets.core.settings import safe_name
+from netassets.core.settings import parse_day, safe_name
 
 # {(day 'YYYY-MM-DD', value of the dynamic dimension): [files]} for what is landed now.
 LandingScan = Callable[[], Mapping[tuple[str, str], Sequence[Path]]]
@@ -92,7 +91,7 @@ class Pipeline:
             return []
         keys = set()
         for day, other in self.landing_scan():
-            dt.date.fromisoformat(day)
+            parse_day(day, "landing day folder")
             keys.add(f"{day}|{safe_name(other, self.dimension)}")
         return sorted(keys)
 

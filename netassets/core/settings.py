@@ -8,6 +8,8 @@ NETASSETS_HOME (default ``~/.netassets``) holds:
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 import re
 from pathlib import Path
@@ -46,7 +48,11 @@ def instance_setting(section: str) -> Any:
 
 
 def netassets_home() -> Path:
-    return Path(os.environ.get(HOME_ENV, Path.home() / ".netassets")).expanduser()
+    raw = os.environ.get(HOME_ENV)
+    if raw is not None and not raw.strip():
+        raise ValueError(f"{HOME_ENV} is set but empty: unset it (~/.netassets) or name a folder")
+    # Absolute: `dagster dev` and the demo's DAGSTER_HOME run from other working directories.
+    return Path(raw or Path.home() / ".netassets").expanduser().resolve()
 
 
 def warehouse_path() -> Path:
@@ -62,14 +68,29 @@ def artifacts_dir(pipeline: str) -> Path:
     return netassets_home() / "models" / safe_name(pipeline, "pipeline")
 
 
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+
+
+def parse_day(text: str, what: str) -> dt.date:
+    """A day written YYYY-MM-DD, and only so (Python 3.11's ``fromisoformat`` also takes 20231101
+    and 2023-W44-3, which are no partition key); ValueError naming ``what`` otherwise."""
+    try:
+        if not isinstance(text, str) or not _DAY.match(text):
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a day written YYYY-MM-DD") from None
+
+
 def sample_start() -> str:
     """The generators' default first day, YYYY-MM-DD (NETASSETS_SAMPLE_START, default 2023-11-01)."""
-    return os.environ.get(SAMPLE_START_ENV, DEFAULT_SAMPLE_START)
+    return parse_day(os.environ.get(SAMPLE_START_ENV, DEFAULT_SAMPLE_START), SAMPLE_START_ENV).isoformat()
 
 
 def start_date() -> str:
     """The first day of the day axis (NETASSETS_START_DATE, default ``sample_start()``)."""
-    return os.environ.get(START_DATE_ENV) or sample_start()
+    raw = os.environ.get(START_DATE_ENV)
+    return parse_day(raw, START_DATE_ENV).isoformat() if raw else sample_start()
 
 
 def landing_settle_seconds() -> float:
@@ -78,8 +99,8 @@ def landing_settle_seconds() -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value >= 0:
-        raise ValueError(f"{LANDING_SETTLE_ENV}={raw!r}: expected a number of seconds >= 0")
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{LANDING_SETTLE_ENV}={raw!r}: expected a finite number of seconds >= 0")
     return value
 
 

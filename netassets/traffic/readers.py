@@ -186,7 +186,7 @@ def packets_from_rows(rows: Any, names: tuple[str, ...] | None = None) -> np.nda
     for i, packet in enumerate(rows):
         for j, value in enumerate(packet):
             if isinstance(value, str):
-                raise BadFlowError("non_numeric", f"non-numeric value, the string {excerpt(repr(value), 40)}, "
+                raise BadFlowError("non_numeric", f"non-numeric feature value, the string {excerpt(repr(value), 40)}, "
                                    f"at {where(i, j)}")
             if isinstance(value, (list, dict)):
                 raise BadFlowError("malformed", f"a nested {'array' if isinstance(value, list) else 'object'} "

@@ -145,3 +145,13 @@ def test_a_day_outside_the_day_axis_is_never_requested_and_stops_nothing(tmp_pat
     result, _ = _tick(_sensor(root), instance)
     assert [r.partition_key for r in result.run_requests] == ["2024-01-02|chicago"]
     assert "2019-06-01" not in result.cursor and "2099-01-01" not in result.cursor
+
+
+def test_a_day_folder_not_written_yyyy_mm_dd_is_refused_by_name(netassets_home: Path):
+    """fromisoformat took 20231101 (basic ISO): the demo ran '20231101|edge-a', a key Dagster refused."""
+    from netassets.core.settings import landing_dir
+    from netassets.pipelines import pipeline
+
+    _land(landing_dir("traffic"), "edge-a", "20231101", name="flows.csv")
+    with pytest.raises(ValueError, match="landing day folder '20231101' is not a day written YYYY-MM-DD"):
+        pipeline("traffic").landed_keys()

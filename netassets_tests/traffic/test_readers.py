@@ -215,7 +215,7 @@ def test_line_counter_looks_at_each_character_once():
     # numpy read a nested array as a third dimension: the cache then held more values than its index said
     ("[[1,2],[3,4]]\n", "malformed", "a nested array at packet 1, feature 1"),
     ("[[1,NaN]]\n", "malformed", "a nested array at packet 1, feature 1"),
-    ('[1,"2"]\n', "non_numeric", "non-numeric value, the string \"'2'\", at packet 1, feature 2"),
+    ('[1,"2"]\n', "non_numeric", "non-numeric feature value, the string \"'2'\", at packet 1, feature 2"),
 ])
 def test_a_nested_array_or_a_string_is_never_read_as_numbers(tmp_path, line, reason, message):
     path = tmp_path / "flows.csv"
