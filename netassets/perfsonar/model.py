@@ -82,6 +82,7 @@ class Window:
     reference: np.ndarray  # (rows, destinations)
     subject: np.ndarray
     subject_minutes: np.ndarray | None = None  # each subject row's minute of the hour (0-59)
+    reference_hours: np.ndarray | None = None  # each reference row's clock hour, relative to ``hour`` (-24..-1)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ def windows(matrix: pd.DataFrame, hours: list[pd.Timestamp], reference_hours: in
     for hour in hours:
         ref_lo, sub_lo, sub_hi = np.searchsorted(index, [hour - reference_hours * HOUR, hour, hour + HOUR])
         minutes = ((index[sub_lo:sub_hi] - hour) // pd.Timedelta(minutes=1)).to_numpy(dtype=np.int64)
-        out.append(Window(hour, values[ref_lo:sub_lo], values[sub_lo:sub_hi], minutes))
+        reference_hours_of_rows = ((index[ref_lo:sub_lo] - hour) // HOUR).to_numpy(dtype=np.int64)
+        out.append(Window(hour, values[ref_lo:sub_lo], values[sub_lo:sub_hi], minutes, reference_hours_of_rows))
     return out
 
 
@@ -134,8 +136,11 @@ def scaled_accuracy(accuracy: float, reference_rows: int, subject_rows: int) -> 
 def zscore_baseline(window: Window, min_scale: float) -> float:
     """Per-destination z-score of the hour's mean loss against the reference's hourly means; the max."""
     ref, sub = window.reference, window.subject
-    hours = max(1, round(len(ref) / 60))
-    hourly = np.array([chunk.mean(axis=0) for chunk in np.array_split(ref, hours)])
+    # Clock hours, not blocks of 60 rows: where minutes are missing (~30 rows an hour on the real
+    # esmond path) a block spans two hours, its mean varies less, and the z-scores came out inflated.
+    of_row = (window.reference_hours if window.reference_hours is not None
+              else np.arange(len(ref)) * 24 // max(len(ref), 1))  # a window made without times: rows spread evenly
+    hourly = np.array([ref[of_row == h].mean(axis=0) for h in np.unique(of_row)])
     scale = np.maximum(hourly.std(axis=0), min_scale)
     return float(((sub.mean(axis=0) - hourly.mean(axis=0)) / scale).max())
 
