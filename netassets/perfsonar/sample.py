@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -250,6 +251,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same files)")
 
 
+def _without_credentials(url: str) -> str:
+    """``url`` as it may be printed: without a ``user:password@``."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "the cluster"
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+
+
 def generate(args: argparse.Namespace) -> None:
     if args.days < 1 or args.destinations < 1:
         raise ValueError("--days and --destinations must be at least 1")
@@ -268,4 +277,5 @@ def generate(args: argparse.Namespace) -> None:
     sim.write_truth(out / f"{index}.truth.json")
     print(f"wrote {len(sim.documents)} documents and {len(sim.anomalous_hours)} anomalous hours to {out}")
     if args.url:
-        print(f"indexed {index_documents(args.url, index, sim.documents, args.old_schema)} documents into {args.url}")
+        indexed = index_documents(args.url, index, sim.documents, args.old_schema)
+        print(f"indexed {indexed} documents into {_without_credentials(args.url)}")

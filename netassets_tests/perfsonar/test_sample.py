@@ -31,3 +31,9 @@ def test_old_schema_simulation_parses_through_the_same_field_mapping():
     assert parsed.skipped_total == 0 and {m.destination for m in parsed.measurements} == {
         d["dest"] for d in sim.documents}
     assert all(m.source_site is None for m in parsed.measurements)
+
+
+def test_the_generator_prints_the_cluster_url_without_credentials():
+    from netassets.perfsonar.sample import _without_credentials
+
+    assert _without_credentials("https://reader:pw-SECRET@search.example:9200/x") == "https://search.example:9200/x"
