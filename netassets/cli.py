@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
         print(f"netassets: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what the demo has started is stopped on the way out
+        print("netassets: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

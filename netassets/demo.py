@@ -73,6 +73,12 @@ def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    return any(event.is_step_failure and event.step_failure_data.error is not None
+               and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+               for event in result.all_events)
+
+
 def _write_events(log: TextIO, instance: dg.DagsterInstance, run_id: str) -> None:
     for record in instance.all_logs(run_id):
         stamp = dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc).strftime("%H:%M:%S")
@@ -113,6 +119,8 @@ def _run_stage(described: Pipeline, index: int, stage: DemoStage, job: dg.JobDef
         result = job.execute_in_process(partition_key=key, run_config={**QUIET_LOGGERS, **({"ops": ops} if ops else {})},
                                         instance=instance, raise_on_error=False)
         _write_events(log, instance, result.run_id)
+        if _interrupted(result):  # Dagster turned Ctrl-C into a failed step: stop here, not at the next run
+            raise KeyboardInterrupt
         tally.runs += 1
         stage_ok += result.success
         if not result.success:

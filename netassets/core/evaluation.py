@@ -65,9 +65,8 @@ def time_cutoffs(times: np.ndarray, train: float = 0.8, val: float = 0.1) -> tup
     distinct = np.unique(times)
     if len(distinct) < 3:
         raise ValueError(f"need at least 3 distinct times to split train/validation/test, got {len(distinct)}")
-    train_end = distinct[max(int(len(distinct) * train), 1)]
-    val_end = distinct[min(max(int(len(distinct) * (train + val)), 2), len(distinct) - 1)]
-    return train_end, val_end
+    train_end, val_end = chronological_bounds(len(distinct), train, val)  # each part at least one time
+    return distinct[train_end], distinct[val_end]
 
 
 def split_of(times: np.ndarray, train_end, val_end) -> np.ndarray:

@@ -110,3 +110,11 @@ def test_round_trip_and_check_result():
     assert "loses to persistence" in result.description
     table = ev.markdown()
     assert "| lstm | model | test |" in table and "strongest baseline" in table
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 10, 100])
+def test_time_cutoffs_leave_every_part_a_time_however_few(n):
+    """With 3-5 distinct times the validation part was empty (both cuts on one time)."""
+    times = np.arange(n).astype("datetime64[h]")
+    parts = np.bincount(split_of(times, *time_cutoffs(times)), minlength=3)
+    assert (parts >= 1).all() and parts.sum() == n

@@ -268,3 +268,28 @@ def test_the_demo_prepares_a_home_it_ran_in_before_from_its_own_sample(netassets
         again = traffic.prepare_demo(instance, stack)
     assert again.partition_keys == first.partition_keys and landed
     assert {p: p.read_bytes() for p in landing_dir("traffic").rglob("*.csv")} == landed
+
+
+@pytest.mark.fault("Ctrl-C during netassets demo")
+def test_ctrl_c_stops_the_demo_at_the_run_it_interrupts(tmp_path):
+    """Dagster turns SIGINT into a failed step: the demo went on to the next stage and run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen([sys.executable, "-m", "netassets.cli", "demo", "--home", str(tmp_path / "home"),
+                                 "traffic"], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "GX_ANALYTICS_ENABLED": "false", "DAGSTER_DISABLE_TELEMETRY": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 120
+        while "traffic_flows" not in log.read_text():  # the first stage has started
+            assert demo.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 130
+    text = log.read_text()
+    assert "netassets: interrupted" in text and "traffic_lstm" not in text, text[-2000:]
