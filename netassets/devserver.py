@@ -233,10 +233,13 @@ class DagsterDev(DagsterGraphQL):
     location: str = ""
     started_s: float = 0.0
     _log: Any = field(default=None, repr=False)
+    host: str = "127.0.0.1"  # the interface it listens on
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """Where to reach it: its interface, or loopback when it listens on every interface."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -258,7 +261,8 @@ class DagsterDev(DagsterGraphQL):
             stderr=subprocess.STDOUT,
             start_new_session=True,  # setsid: its own process group, killed as a whole in stop()
         )
-        return cls(root=root, port=port, process=process, log_path=log_path, env=env, started_s=time.monotonic(), _log=log)
+        return cls(root=root, port=port, process=process, log_path=log_path, env=env, started_s=time.monotonic(), _log=log,
+                   host=host)
 
     def wait_ready(self, timeout_s: float = 240) -> "DagsterDev":
         """Block until the code location is loaded (stopping the server if it never is)."""
