@@ -74,9 +74,19 @@ def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    return any(event.is_step_failure and event.step_failure_data.error is not None
-               and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
-               for event in result.all_events)
+    """Whether Ctrl-C ended the run: in a step, or before or after its steps (the run's failure)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+        elif event.is_run_failure and event.event_specific_data is not None:
+            error = event.event_specific_data.error
+        else:
+            continue
+        while error is not None:
+            if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+                return True
+            error = error.cause
+    return False
 
 
 def _write_events(log: TextIO, instance: dg.DagsterInstance, run_id: str) -> None:

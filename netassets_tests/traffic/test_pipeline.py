@@ -290,6 +290,6 @@ def test_ctrl_c_stops_the_demo_at_the_run_it_interrupts(tmp_path):
             assert demo.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
         demo.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=60) == 130
+        assert demo.wait(timeout=60) == 130, log.read_text()[-3000:]
     text = log.read_text()
     assert "netassets: interrupted" in text and "traffic_lstm" not in text, text[-2000:]
