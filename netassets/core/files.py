@@ -9,6 +9,7 @@ processes writing the same target never share a temporary file: the last rename 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -79,6 +80,29 @@ def header_mismatch(path: Path, found: Sequence[str], expected: Sequence[str], o
 
     return (f"{path}: line 1: header {shown(found)} does not match {list(expected)}"
             + (f"; missing {missing}" if missing else "") + (f"; unexpected {shown(unexpected)}" if unexpected else ""))
+
+
+def undecodable_line(path: Path) -> str | None:
+    """'line N: not UTF-8 text (...)' for the first line of ``path`` that does not decode."""
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {line_number}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+    return None
+
+
+def ragged_row(path: Path) -> str | None:
+    """'line N: M fields, the header has K' for the first CSV row of another width than the header
+    (N is the line the row ends on, as the CSV reader counts them: a quoted newline counts)."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = csv.reader(handle)
+        width = len(next(rows, []))
+        for row in rows:
+            if row and len(row) != width:
+                return f"line {rows.line_num}: {len(row)} fields, the header has {width}"
+    return None
 
 
 def file_states(files: Sequence[Path]) -> dict[Path, tuple[int, int]]:

@@ -16,13 +16,14 @@ file or across two).
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import polars as pl
 
-from netassets.core.files import changed_since, file_states, header_mismatch, inside_root
+from netassets.core.files import (
+    changed_since, file_states, header_mismatch, inside_root, ragged_row, undecodable_line,
+)
 from netassets.core.settings import landing_dir, safe_name
 
 PIPELINE = "device_load"
@@ -69,35 +70,13 @@ def _read_text(path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_csv(path, infer_schema=False, row_index_name=LINE, row_index_offset=2)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        where = _undecodable_line(path) or _ragged_line(path) or "cannot be read as CSV"
+        where = undecodable_line(path) or ragged_row(path) or "cannot be read as CSV"
         raise DeviceLoadInputError(f"{path}: {where}: {exc}") from None
     columns = [c for c in frame.columns if c != LINE]
     mismatch = header_mismatch(path, columns, COLUMNS, ordered=False)
     if mismatch:
         raise DeviceLoadInputError(mismatch)
     return frame
-
-
-def _undecodable_line(path: Path) -> str | None:
-    """'line N: not UTF-8 (...)' for the first line that does not decode."""
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"line {line_number}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
-    return None
-
-
-def _ragged_line(path: Path) -> str | None:
-    """'line N: M fields, header has K' for the first row whose field count differs from the header's."""
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
-        header = next(rows, [])
-        for line_number, row in enumerate(rows, start=2):
-            if row and len(row) != len(header):
-                return f"line {line_number}: {len(row)} fields, the header has {len(header)}"
-    return None
 
 
 def _first_bad(frame: pl.DataFrame, bad: pl.Expr, path: Path, what: str, show: list[str]) -> None:

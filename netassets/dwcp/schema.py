@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from netassets.core.files import ragged_row, undecodable_line
 from netassets.core.settings import landing_dir, safe_name
 
 NAME = "dwcp"  # the pipeline (landing and artifacts folder name)
@@ -121,18 +122,6 @@ def _header(path: Path) -> list[str]:
         return [name.strip() for name in next(csv.reader(handle), [])]
 
 
-def _ragged_row(path: Path, width: int) -> str | None:
-    """'line N: M fields, the header has K' for the first row of another width (N is the line the
-    row ends on, as the CSV reader counts it: a quoted newline inside a field counts)."""
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        rows = csv.reader(handle)
-        next(rows, None)
-        for row in rows:
-            if row and len(row) != width:
-                return f"line {rows.line_num}: {len(row)} fields, the header has {width}"
-    return None
-
-
 def read_raw_file(path: Path, region: str, day: dt.date) -> tuple[pl.DataFrame, list[str]]:
     """Parse and validate one landing file; returns (typed frame, ignored extra columns)."""
     if not path.is_file():
@@ -144,7 +133,7 @@ def read_raw_file(path: Path, region: str, day: dt.date) -> tuple[pl.DataFrame, 
     try:
         text = pl.read_csv(path, infer_schema=False)  # everything as text: we report bad cells by line
     except pl.exceptions.PolarsError as exc:  # ragged rows, bad quoting, not UTF-8
-        raise RawFileError(f"{path}: {_ragged_row(path, len(header)) or 'not a readable CSV'}: {exc}") from None
+        raise RawFileError(f"{path}: {undecodable_line(path) or ragged_row(path) or 'not a readable CSV'}: {exc}") from None
     missing = [c for c in COLUMNS if c not in text.columns]
     if missing:
         raise RawFileError(f"{path}: missing column(s) {missing}; expected the 20-column DWCP schema")

@@ -99,8 +99,9 @@ def _nothing_but_blanks_after(path: Path, offset: int) -> bool:
     return True
 
 
-def non_integer_stamp(path: Path, line: int, stamp: bytes | str) -> str:
-    return (f"{path}: line {line}: column 'timestamp': {excerpt(stamp)} is not integer nanoseconds "
+def non_integer_stamp(path: Path, line: int | None, stamp: bytes | str) -> str:
+    where = f"{path}: line {line}" if line else f"{path}"
+    return (f"{where}: column 'timestamp': {excerpt(stamp)} is not integer nanoseconds "
             "(scientific or decimal notation loses precision); write the stamps as integers")
 
 
@@ -116,7 +117,7 @@ def first_non_integer_stamp(conn: duckdb.DuckDBPyConnection, files: list[Path]) 
         for line_number, row in enumerate(csv.reader(handle), start=1):
             if line_number > 1 and row and row[0] == stamp:
                 return non_integer_stamp(path, line_number, stamp)
-    return non_integer_stamp(path, 0, stamp).replace(": line 0:", ":")
+    return non_integer_stamp(path, None, stamp)
 
 
 def rejected_lines(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:

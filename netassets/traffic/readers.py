@@ -411,11 +411,16 @@ class FlowFile:
             raise BadFlowError("empty_file", "blank file: no flows", self.path, 1)
         if state["buf"][pos : pos + 1] != "[":
             raise refuse("malformed", "a .json flow file must hold a JSON array of flow objects", pos)
-        pos = skip_space(pos + 1)
-        if state["buf"][pos : pos + 1] == "]":
-            after = skip_space(pos + 1)
+        def refuse_trailing(closing: int) -> None:
+            """Nothing but space may follow the array's ']': junk, or a second array appended,
+            whose flows would be lost unseen."""
+            after = skip_space(closing + 1)
             if after < len(state["buf"]):
                 raise refuse("malformed", "bytes after the closing ']' of the flows' array", after)
+
+        pos = skip_space(pos + 1)
+        if state["buf"][pos : pos + 1] == "]":
+            refuse_trailing(pos)
             return
         while True:
             if pos >= len(state["buf"]):
@@ -454,9 +459,7 @@ class FlowFile:
             pos = skip_space(end)
             separator = state["buf"][pos : pos + 1]
             if separator == "]":
-                after = skip_space(pos + 1)
-                if after < len(state["buf"]):  # a second array appended, junk: flows that would be lost unseen
-                    raise refuse("malformed", "bytes after the closing ']' of the flows' array", after)
+                refuse_trailing(pos)
                 return
             if separator == "":
                 raise BadFlowError("truncated_file", "the JSON array ends before its closing ']' "
